@@ -1,0 +1,162 @@
+//! The Strata catalog's API, shared by the catalog (server side) and the
+//! agents and compactor (client side).
+//!
+//! The wire API is the gRPC service in `proto/strata/catalog/v1/catalog.proto`.
+//! [`CatalogApi`] is the same API as a Rust trait with two implementations:
+//! [`GrpcCatalog`], a tonic client for a catalog in another process, and
+//! [`InProcess`], which calls a service object in this process (used by
+//! `strata dev`) through exactly the methods the gRPC server exposes, so both
+//! paths run the same code.
+//!
+//! Kafka-visible errors travel as Kafka error codes inside responses; a
+//! [`tonic::Status`] means the call itself failed (retry on `Unavailable`).
+
+pub mod proto {
+    //! Generated protobuf and gRPC types.
+    #![allow(missing_docs, unreachable_pub, clippy::allow_attributes)]
+    tonic::include_proto!("strata.catalog.v1");
+}
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use proto::catalog_client::CatalogClient;
+use proto::catalog_server::Catalog;
+use proto::*;
+use tonic::{Request, Status};
+
+/// A stream of commit events.
+pub type CommitStream = BoxStream<'static, Result<CommitEvent, Status>>;
+
+/// The catalog API as seen by agents and compactors.
+///
+/// Every method mirrors one RPC of the `Catalog` gRPC service; see the
+/// `.proto` file for the contract of each.
+#[async_trait::async_trait]
+pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
+    /// See `Catalog.CreateTopic`.
+    async fn create_topic(&self, r: CreateTopicRequest) -> Result<CreateTopicResponse, Status>;
+    /// See `Catalog.DeleteTopic`.
+    async fn delete_topic(&self, r: DeleteTopicRequest) -> Result<DeleteTopicResponse, Status>;
+    /// See `Catalog.CreatePartitions`.
+    async fn create_partitions(
+        &self,
+        r: CreatePartitionsRequest,
+    ) -> Result<CreatePartitionsResponse, Status>;
+    /// See `Catalog.ListTopics`.
+    async fn list_topics(&self, r: ListTopicsRequest) -> Result<ListTopicsResponse, Status>;
+    /// See `Catalog.AlterTopicConfigs`.
+    async fn alter_topic_configs(
+        &self,
+        r: AlterTopicConfigsRequest,
+    ) -> Result<AlterTopicConfigsResponse, Status>;
+    /// See `Catalog.CommitSegment`.
+    async fn commit_segment(
+        &self,
+        r: CommitSegmentRequest,
+    ) -> Result<CommitSegmentResponse, Status>;
+    /// See `Catalog.LookupChunks`.
+    async fn lookup_chunks(&self, r: LookupChunksRequest)
+    -> Result<LookupChunksResponse, Status>;
+    /// See `Catalog.GetPartitionOffsets`.
+    async fn get_partition_offsets(
+        &self,
+        r: GetPartitionOffsetsRequest,
+    ) -> Result<GetPartitionOffsetsResponse, Status>;
+    /// See `Catalog.FindChunkByTimestamp`.
+    async fn find_chunk_by_timestamp(
+        &self,
+        r: FindChunkByTimestampRequest,
+    ) -> Result<FindChunkByTimestampResponse, Status>;
+    /// See `Catalog.SubscribeCommits`.
+    async fn subscribe_commits(&self, r: SubscribeCommitsRequest) -> Result<CommitStream, Status>;
+    /// See `Catalog.InitProducerId`.
+    async fn init_producer_id(
+        &self,
+        r: InitProducerIdRequest,
+    ) -> Result<InitProducerIdResponse, Status>;
+    /// See `Catalog.DescribeProducers`.
+    async fn describe_producers(
+        &self,
+        r: DescribeProducersRequest,
+    ) -> Result<DescribeProducersResponse, Status>;
+}
+
+/// Calls a catalog service object in this process through the generated
+/// server trait, the same entry points the gRPC server uses.
+#[derive(Debug, Clone)]
+pub struct InProcess<S>(pub S);
+
+/// A catalog in another process, reached over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcCatalog {
+    client: CatalogClient<tonic::transport::Channel>,
+}
+
+impl GrpcCatalog {
+    /// Connects lazily to `endpoint` (e.g. `http://127.0.0.1:9093`): the
+    /// first call opens the connection, and a lost connection is reopened.
+    pub fn connect_lazy(endpoint: &str) -> Result<Self, tonic::transport::Error> {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            client: CatalogClient::new(channel)
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        })
+    }
+}
+
+/// Implements one unary method for both adapters.
+macro_rules! unary {
+    ($($method:ident($req:ty) -> $resp:ty;)*) => {
+        #[async_trait::async_trait]
+        impl<S: Catalog + std::fmt::Debug> CatalogApi for InProcess<S> {
+            $(
+                async fn $method(&self, r: $req) -> Result<$resp, Status> {
+                    Ok(Catalog::$method(&self.0, Request::new(r)).await?.into_inner())
+                }
+            )*
+            async fn subscribe_commits(
+                &self,
+                r: SubscribeCommitsRequest,
+            ) -> Result<CommitStream, Status> {
+                let stream = Catalog::subscribe_commits(&self.0, Request::new(r))
+                    .await?
+                    .into_inner();
+                Ok(stream.boxed())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl CatalogApi for GrpcCatalog {
+            $(
+                async fn $method(&self, r: $req) -> Result<$resp, Status> {
+                    Ok(self.client.clone().$method(r).await?.into_inner())
+                }
+            )*
+            async fn subscribe_commits(
+                &self,
+                r: SubscribeCommitsRequest,
+            ) -> Result<CommitStream, Status> {
+                let stream = self.client.clone().subscribe_commits(r).await?.into_inner();
+                Ok(stream.boxed())
+            }
+        }
+    };
+}
+
+unary! {
+    create_topic(CreateTopicRequest) -> CreateTopicResponse;
+    delete_topic(DeleteTopicRequest) -> DeleteTopicResponse;
+    create_partitions(CreatePartitionsRequest) -> CreatePartitionsResponse;
+    list_topics(ListTopicsRequest) -> ListTopicsResponse;
+    alter_topic_configs(AlterTopicConfigsRequest) -> AlterTopicConfigsResponse;
+    commit_segment(CommitSegmentRequest) -> CommitSegmentResponse;
+    lookup_chunks(LookupChunksRequest) -> LookupChunksResponse;
+    get_partition_offsets(GetPartitionOffsetsRequest) -> GetPartitionOffsetsResponse;
+    find_chunk_by_timestamp(FindChunkByTimestampRequest) -> FindChunkByTimestampResponse;
+    init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
+    describe_producers(DescribeProducersRequest) -> DescribeProducersResponse;
+}
