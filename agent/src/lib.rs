@@ -1,1 +1,35 @@
-//! placeholder
+//! The Strata agent: a stateless Kafka-protocol front end over object
+//! storage.
+//!
+//! An agent accepts Kafka requests on its listener, validates produced record
+//! batches, buffers the batches of every partition and writes them as ONE
+//! segment object per flush ([`strata_segment`]), then makes ONE catalog
+//! commit per flush that assigns offsets. Fetches map offsets to chunks
+//! through an in-memory tail of each partition's index (fed by the catalog's
+//! commit stream) and read byte ranges through a foyer block cache.
+//!
+//! ```no_run
+//! # async fn example(catalog: std::sync::Arc<dyn strata_catalog_api::CatalogApi>,
+//! #                  store: std::sync::Arc<dyn object_store::ObjectStore>) -> anyhow::Result<()> {
+//! use strata_agent::{Agent, AgentConfig};
+//! let config = AgentConfig::dev("127.0.0.1:9092".parse()?, None);
+//! let agent = Agent::start(config, catalog, store).await?;
+//! agent.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod api;
+pub mod cache;
+mod config;
+mod connection;
+mod error_code;
+mod index;
+mod reader;
+mod server;
+mod topics;
+mod writer;
+
+pub use config::AgentConfig;
+pub use server::Agent;

@@ -1,1 +1,54 @@
-//! placeholder
+//! The Strata catalog: topics and configs, the per-partition index of
+//! segment chunks, high watermarks, and producer ids and sequences.
+//!
+//! Agents write record batches to object storage and then *commit* each
+//! segment here; the catalog assigns every accepted batch its offsets in one
+//! atomic step (with Kafka's idempotent-producer checks in the same step),
+//! and pushes each commit to subscribed agents over the commit stream.
+//!
+//! - [`CatalogStore`] is the persistence trait, with [`SqliteStore`] (one
+//!   embedded SQLite file, group commit on a writer thread) as its first
+//!   implementation. Every store must pass [`conformance`].
+//! - [`CatalogService`] implements the gRPC service over any store:
+//!   validation, Kafka error codes, and the commit stream. Run it with
+//!   [`serve`], or call it in process through
+//!   [`strata_catalog_api::InProcess`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use strata_catalog::{CatalogService, ServiceOptions, SqliteOptions, serve};
+//! use strata_catalog_api::{CatalogApi, InProcess};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let service = CatalogService::open_sqlite(
+//!     "catalog.db",
+//!     SqliteOptions::default(),
+//!     ServiceOptions::default(),
+//! )
+//! .await?;
+//! // In process (`strata dev`):
+//! let catalog: &dyn CatalogApi = &InProcess(service.clone());
+//! // Or over gRPC:
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9093").await?;
+//! serve(listener, service, CancellationToken::new()).await?;
+//! # let _ = catalog;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod conformance;
+mod error;
+pub mod error_code;
+mod producer;
+mod service;
+mod store;
+
+pub use error::{Error, ErrorKind, Result};
+pub use service::{CatalogService, ServiceOptions, serve, validate_topic_name};
+pub use store::sqlite::{SqliteOptions, SqliteStore};
+pub use store::{
+    CatalogStore, ChunkLookup, Clock, CommitOutcome, ConfigChange, DeletedTopic, NewTopic,
+    PartitionOffsets, ProducerIdAndEpoch, SharedStore, SystemClock, TopicRef,
+};
+pub use strata_catalog_api::topic_config;

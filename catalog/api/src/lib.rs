@@ -17,6 +17,8 @@ pub mod proto {
     tonic::include_proto!("strata.catalog.v1");
 }
 
+pub mod topic_config;
+
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use proto::catalog_client::CatalogClient;

@@ -1,0 +1,121 @@
+//! Kafka APIs: one module per API, and the dispatch between them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
+use tracing::error;
+
+use crate::server::Shared;
+
+pub(crate) mod api_versions;
+mod configs;
+mod describe_cluster;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod producers;
+mod topics;
+
+/// A response being prepared: resolves to the framed bytes to send, or to
+/// nothing when the request gets no response (produce with acks=0).
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+/// The APIs and versions this agent implements, as advertised in
+/// ApiVersions. Every version listed here is handled.
+pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
+];
+
+/// Whether `version` of `key` is one this agent implements.
+pub(crate) fn is_supported(key: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|&(k, min, max)| k == key && (min..=max).contains(&version))
+}
+
+/// Starts a decoded request. Work that must happen in arrival order is done
+/// before this returns; the returned future finishes the rest.
+pub(crate) async fn start(shared: &Arc<Shared>, header: RequestHeader, request: RequestKind) -> Pending {
+    let version = header.request_api_version;
+    let correlation_id = header.correlation_id;
+    let api_key = match ApiKey::try_from(header.request_api_key) {
+        Ok(key) => key,
+        Err(()) => return Box::pin(async { None }),
+    };
+    let shared = shared.clone();
+    let response: Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>> = match request {
+        RequestKind::Produce(r) => produce::start(&shared, version, r).await,
+        RequestKind::Fetch(r) => Box::pin(async move { Some(fetch::handle(&shared, version, r).await.into()) }),
+        other => Box::pin(async move { handle_simple(&shared, version, other).await }),
+    };
+    Box::pin(async move {
+        let response = response.await?;
+        encode(api_key, version, correlation_id, &response)
+    })
+}
+
+async fn handle_simple(shared: &Arc<Shared>, version: i16, request: RequestKind) -> Option<ResponseKind> {
+    Some(match request {
+        RequestKind::ApiVersions(r) => api_versions::handle(version, r).into(),
+        RequestKind::Metadata(r) => metadata::handle(shared, version, r).await.into(),
+        RequestKind::ListOffsets(r) => list_offsets::handle(shared, version, r).await.into(),
+        RequestKind::CreateTopics(r) => topics::create(shared, version, r).await.into(),
+        RequestKind::DeleteTopics(r) => topics::delete(shared, version, r).await.into(),
+        RequestKind::CreatePartitions(r) => topics::create_partitions(shared, r).await.into(),
+        RequestKind::DescribeConfigs(r) => configs::describe(shared, version, r).await.into(),
+        RequestKind::AlterConfigs(r) => configs::alter(shared, r).await.into(),
+        RequestKind::IncrementalAlterConfigs(r) => configs::incremental_alter(shared, r).await.into(),
+        RequestKind::DescribeCluster(r) => describe_cluster::handle(shared, version, r).into(),
+        RequestKind::InitProducerId(r) => producers::init_producer_id(shared, r).await.into(),
+        RequestKind::DescribeProducers(r) => producers::describe(shared, r).await.into(),
+        // `is_supported` admitted only the APIs above.
+        _ => return None,
+    })
+}
+
+/// Encodes a response frame: size, header, body.
+pub(crate) fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // size, patched below
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let result = header
+        .encode(&mut buf, api_key.response_header_version(version))
+        .and_then(|()| response.encode(&mut buf, version));
+    if let Err(e) = result {
+        // A response we built but cannot encode is our bug; dropping the
+        // connection is the only honest answer.
+        error!(?api_key, version, error = %e, "cannot encode response");
+        return None;
+    }
+    let size = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&size.to_be_bytes());
+    Some(buf.freeze())
+}
+
+/// A topic name from the protocol as a `&str`.
+pub(crate) fn topic_str(name: &kafka_protocol::messages::TopicName) -> &str {
+    name.0.as_str()
+}
+
+/// Protocol string from a Rust string.
+pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}

@@ -1,0 +1,65 @@
+//! ApiVersions: the versions this agent implements.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
+
+use super::{Pending, SUPPORTED};
+use crate::error_code;
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+/// Answers a supported ApiVersions request.
+pub(crate) fn handle(_version: i16, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error_code::NONE)
+        .with_api_keys(api_keys())
+        .with_finalized_features_epoch(-1)
+}
+
+/// The answer to an ApiVersions request in a version this agent does not
+/// know: a v0 response with UNSUPPORTED_VERSION and the supported ranges.
+pub(crate) fn unsupported(correlation_id: i32) -> Pending {
+    let response = ApiVersionsResponse::default()
+        .with_error_code(error_code::UNSUPPORTED_VERSION)
+        .with_api_keys(api_keys());
+    let frame = super::encode(
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &ResponseKind::ApiVersions(response),
+    );
+    Box::pin(async move { frame })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_decodable_by_the_codec() {
+        // Goal: never advertise a version the codec cannot decode.
+        for &(key, min, max) in SUPPORTED {
+            let range = key.valid_versions();
+            assert!(min >= range.min && max <= range.max, "{key:?} {min}..={max} vs {range:?}");
+        }
+    }
+
+    #[test]
+    fn unsupported_answer_is_v0_with_error_35() {
+        let pending = unsupported(7);
+        let frame = futures::executor::block_on(pending).expect("frame");
+        // size(4) correlation(4) error_code(2)
+        assert_eq!(&frame[4..8], &7i32.to_be_bytes());
+        assert_eq!(&frame[8..10], &35i16.to_be_bytes());
+    }
+}

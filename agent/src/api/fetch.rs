@@ -1,0 +1,207 @@
+//! Fetch: read committed batches from the partition index and the block
+//! cache; long-poll at the end of the log until a commit arrives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tracing::{instrument, warn};
+use uuid::Uuid;
+
+use crate::error_code;
+use crate::reader;
+use crate::server::Shared;
+
+/// Chunks looked up per partition read; a read stops earlier once it has
+/// `partition_max_bytes`.
+const CHUNKS_PER_READ: usize = 32;
+
+/// The longest a fetch may wait, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+struct Target {
+    topic_index: usize,
+    topic_id: Option<Uuid>,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+}
+
+/// Answers a fetch, waiting up to `max_wait_ms` for `min_bytes`.
+#[instrument(level = "debug", skip_all)]
+pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: FetchRequest) -> FetchResponse {
+    let mut changes = shared.index.changes();
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = tokio::time::Instant::now() + wait;
+    let (targets, mut topics) = resolve(shared, version, &request).await;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    loop {
+        // Mark the commit counter seen before reading, so a commit that
+        // lands during the read wakes the wait below.
+        changes.borrow_and_update();
+        let (partitions, total, any_error) = read_all(shared, &targets, max_bytes).await;
+        let done = total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline;
+        if done {
+            for (target, data) in targets.iter().zip(partitions) {
+                topics[target.topic_index].partitions.push(data);
+            }
+            return FetchResponse::default().with_session_id(0).with_responses(topics);
+        }
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            // Deadline reached: one last read happens on the next pass.
+            continue;
+        }
+    }
+}
+
+/// The request's partitions and the empty topic entries of the response.
+async fn resolve(shared: &Arc<Shared>, version: i16, request: &FetchRequest) -> (Vec<Target>, Vec<FetchableTopicResponse>) {
+    let mut targets = Vec::new();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for (topic_index, topic) in request.topics.iter().enumerate() {
+        let info = if version >= 13 {
+            shared.topics.get_by_id(topic.topic_id).await
+        } else {
+            shared.topics.get(super::topic_str(&topic.topic)).await
+        };
+        let info = info.unwrap_or_else(|status| {
+            warn!(%status, "catalog unavailable while resolving a fetch topic");
+            None
+        });
+        for p in &topic.partitions {
+            let topic_id = info.as_ref().filter(|i| i.has_partition(p.partition)).map(|i| i.id);
+            targets.push(Target {
+                topic_index,
+                topic_id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+            });
+        }
+        let unknown_code = if version >= 13 && info.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+        // Remember the code for unknown topics in the topic entry's name slot
+        // order; partitions are filled in by `read_all`.
+        let _ = unknown_code;
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id),
+        );
+    }
+    (targets, topics)
+}
+
+/// Reads every target; returns their answers, the bytes read, and whether
+/// any partition answered an error.
+async fn read_all(shared: &Arc<Shared>, targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(targets.len());
+    for target in targets {
+        let budget = target.partition_max_bytes.min(max_bytes.saturating_sub(total));
+        let data = read_partition(shared, target, budget, total == 0).await;
+        total += data.records.as_ref().map_or(0, |r| r.len());
+        any_error |= data.error_code != error_code::NONE;
+        out.push(data);
+    }
+    (out, total, any_error)
+}
+
+fn empty(partition: i32, code: i16) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_error_code(code)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+        .with_aborted_transactions(Some(Vec::new()))
+        .with_records(Some(bytes::Bytes::new()))
+}
+
+/// Reads one partition from `fetch_offset` up to `budget` bytes; with
+/// `first`, at least one whole batch even when it is larger (KIP-74).
+async fn read_partition(shared: &Arc<Shared>, target: &Target, budget: usize, first: bool) -> PartitionData {
+    let Some(topic_id) = target.topic_id else {
+        return empty(target.partition, error_code::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let partition = target.partition as u32;
+    let mut offsets = match shared.index.offsets(topic_id, partition, false).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(code)) => return empty(target.partition, code),
+        Err(status) => {
+            warn!(%status, "catalog unavailable during fetch");
+            return empty(target.partition, error_code::NOT_LEADER_OR_FOLLOWER);
+        }
+    };
+    if target.fetch_offset > offsets.high_watermark {
+        // Another agent may have committed past what this agent has seen:
+        // ask the catalog before calling the offset out of range.
+        if let Ok(Ok(fresh)) = shared.index.offsets(topic_id, partition, true).await {
+            offsets = fresh;
+        }
+    }
+    let mut data = empty(target.partition, error_code::NONE)
+        .with_high_watermark(offsets.high_watermark)
+        .with_last_stable_offset(offsets.high_watermark)
+        .with_log_start_offset(offsets.log_start);
+    if target.fetch_offset < offsets.log_start || target.fetch_offset > offsets.high_watermark {
+        data.error_code = error_code::OFFSET_OUT_OF_RANGE;
+        return data;
+    }
+    if target.fetch_offset == offsets.high_watermark || budget == 0 && !first {
+        return data;
+    }
+    match read_records(shared, topic_id, partition, target.fetch_offset, budget, first).await {
+        Ok(records) => data.records = Some(records.freeze()),
+        Err(code) => data.error_code = code,
+    }
+    data
+}
+
+async fn read_records(
+    shared: &Arc<Shared>,
+    topic_id: Uuid,
+    partition: u32,
+    fetch_offset: i64,
+    budget: usize,
+    first: bool,
+) -> Result<BytesMut, i16> {
+    let chunks = match shared.index.chunks_from(topic_id, partition, fetch_offset, CHUNKS_PER_READ).await {
+        Ok(Ok(chunks)) => chunks,
+        Ok(Err(code)) => return Err(code),
+        Err(status) => {
+            warn!(%status, "catalog unavailable during fetch");
+            return Err(error_code::NOT_LEADER_OR_FOLLOWER);
+        }
+    };
+    let mut out = BytesMut::new();
+    for chunk in &chunks {
+        let bytes = reader::read_chunk(&shared.cache, chunk).await.map_err(|e| {
+            warn!(error = %e, object = %chunk.object_key, "cannot read chunk");
+            error_code::KAFKA_STORAGE_ERROR
+        })?;
+        let mut wanted = Vec::new();
+        for batch in reader::batches(chunk, &bytes) {
+            if batch.end_offset() <= fetch_offset {
+                continue;
+            }
+            let size = batch.range.len();
+            let must = first && out.is_empty() && wanted.is_empty();
+            let used = out.len() + wanted.iter().map(|b: &reader::BatchRef| b.range.len()).sum::<usize>();
+            if !must && used + size > budget {
+                reader::patched(&bytes, &wanted, &mut out);
+                return Ok(out);
+            }
+            wanted.push(batch);
+        }
+        reader::patched(&bytes, &wanted, &mut out);
+        if out.len() >= budget {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,113 @@
+//! Metadata: brokers and topics. In `strata dev` the agent is the only
+//! broker and leads every partition; any agent can serve any partition, so
+//! leadership only guides clients.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use tracing::warn;
+use uuid::Uuid;
+
+use super::{str_bytes, topics::create_topic};
+use crate::error_code;
+use crate::server::Shared;
+use crate::topics::TopicInfo;
+
+/// Answers Metadata, auto-creating requested topics when allowed.
+pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: MetadataRequest) -> MetadataResponse {
+    let config = &shared.config;
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(config.node_id))
+        .with_host(str_bytes(&config.advertise_host))
+        .with_port(i32::from(config.advertise_port));
+    // Before v4 a request could not opt out of auto-creation.
+    let auto_create = config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let topics = match request.topics {
+        None => all_topics(shared).await,
+        Some(requested) if requested.is_empty() && version == 0 => all_topics(shared).await,
+        Some(requested) => {
+            let mut out = Vec::with_capacity(requested.len());
+            for t in requested {
+                out.push(one_topic(shared, t.name, t.topic_id, auto_create).await);
+            }
+            out
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(str_bytes(&config.cluster_id)))
+        .with_controller_id(BrokerId(config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}
+
+async fn all_topics(shared: &Arc<Shared>) -> Vec<MetadataResponseTopic> {
+    match shared.topics.all().await {
+        Ok(topics) => topics.iter().map(|t| describe(shared, t)).collect(),
+        Err(status) => {
+            warn!(%status, "catalog unavailable during Metadata");
+            Vec::new()
+        }
+    }
+}
+
+async fn one_topic(shared: &Arc<Shared>, name: Option<TopicName>, id: Uuid, auto_create: bool) -> MetadataResponseTopic {
+    let found = match &name {
+        Some(name) => shared.topics.get(super::topic_str(name)).await,
+        None => shared.topics.get_by_id(id).await,
+    };
+    match found {
+        Ok(Some(topic)) => describe(shared, &topic),
+        Ok(None) => match name {
+            Some(name) if auto_create => auto_create_topic(shared, name).await,
+            Some(name) => error_topic(Some(name), id, error_code::UNKNOWN_TOPIC_OR_PARTITION),
+            None => error_topic(None, id, error_code::UNKNOWN_TOPIC_ID),
+        },
+        Err(status) => {
+            warn!(%status, "catalog unavailable during Metadata");
+            error_topic(name, id, error_code::LEADER_NOT_AVAILABLE)
+        }
+    }
+}
+
+async fn auto_create_topic(shared: &Arc<Shared>, name: TopicName) -> MetadataResponseTopic {
+    let partitions = shared.config.default_partitions as i32;
+    match create_topic(shared, super::topic_str(&name), partitions, Vec::new(), false).await {
+        Ok(_) | Err((error_code::TOPIC_ALREADY_EXISTS, _)) => match shared.topics.get(super::topic_str(&name)).await {
+            Ok(Some(topic)) => describe(shared, &topic),
+            _ => error_topic(Some(name), Uuid::nil(), error_code::LEADER_NOT_AVAILABLE),
+        },
+        Err((code, _)) => {
+            // Invalid names get INVALID_TOPIC_EXCEPTION, as Kafka answers.
+            error_topic(Some(name), Uuid::nil(), code)
+        }
+    }
+}
+
+fn error_topic(name: Option<TopicName>, id: Uuid, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name)
+        .with_topic_id(id)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+fn describe(shared: &Arc<Shared>, topic: &TopicInfo) -> MetadataResponseTopic {
+    let node = BrokerId(shared.config.node_id);
+    let partitions = (0..topic.partitions as i32)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_topic_id(topic.id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}

@@ -1,0 +1,192 @@
+//! Produce: validate batches, append them to the flush buffer, answer once
+//! the flush holding them is durable and committed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use strata_catalog_api::proto::BatchMeta;
+use strata_segment::{Limits, ValidatedBatch};
+use tokio::sync::oneshot;
+use tracing::{instrument, warn};
+
+use super::str_bytes;
+use crate::error_code;
+use crate::server::Shared;
+use crate::topics::TopicInfo;
+use crate::writer::{Append, AppendResult};
+
+type Response = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
+
+/// One partition of the request: answered now, or waiting on its flush.
+enum Outcome {
+    Done(AppendResult),
+    Waiting(oneshot::Receiver<AppendResult>),
+}
+
+struct PartitionSlot {
+    index: i32,
+    outcome: Outcome,
+    log_append_time: i64,
+}
+
+struct TopicSlot {
+    name: kafka_protocol::messages::TopicName,
+    topic_id: uuid::Uuid,
+    partitions: Vec<PartitionSlot>,
+}
+
+/// Validates and appends every partition's batches (in arrival order), then
+/// returns the future that answers the request.
+#[instrument(level = "debug", skip_all, fields(acks = request.acks))]
+pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRequest) -> Response {
+    let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64).min(shared.config.produce_timeout);
+    let mut slots = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let resolved = if version >= 13 {
+            shared.topics.get_by_id(topic.topic_id).await
+        } else {
+            shared.topics.get(super::topic_str(&topic.name)).await
+        };
+        let info = match resolved {
+            Ok(info) => info,
+            Err(status) => {
+                warn!(%status, "catalog unavailable while resolving a produce topic");
+                None
+            }
+        };
+        let missing = if version >= 13 { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let index = data.index;
+            let (outcome, log_append_time) = match &info {
+                None => (Outcome::Done(AppendResult::error_with(missing)), -1),
+                Some(info) if !acks_valid(acks) => {
+                    let _ = info;
+                    (Outcome::Done(AppendResult::error_with(error_code::INVALID_REQUIRED_ACKS)), -1)
+                }
+                Some(info) => append_partition(shared, info, data).await,
+            };
+            partitions.push(PartitionSlot { index, outcome, log_append_time });
+        }
+        slots.push(TopicSlot { name: topic.name, topic_id: topic.topic_id, partitions });
+    }
+    if acks == 0 {
+        // Kafka sends no response at all for acks=0.
+        return Box::pin(async { None });
+    }
+    Box::pin(async move { Some(ResponseKind::Produce(respond(slots, timeout).await)) })
+}
+
+fn acks_valid(acks: i16) -> bool {
+    matches!(acks, -1..=1)
+}
+
+/// Validates one partition's records and appends them.
+async fn append_partition(shared: &Arc<Shared>, info: &TopicInfo, data: PartitionProduceData) -> (Outcome, i64) {
+    if !info.has_partition(data.index) {
+        return (Outcome::Done(AppendResult::error_with(error_code::UNKNOWN_TOPIC_OR_PARTITION)), -1);
+    }
+    let Some(records) = data.records else {
+        return (Outcome::Done(AppendResult::error_with(error_code::INVALID_RECORD)), -1);
+    };
+    let limits = Limits { max_message_bytes: info.max_message_bytes(), allow_multiple_batches: true };
+    let batches = match strata_segment::split_and_validate(&records, &limits) {
+        Ok(batches) => batches,
+        Err(e) => return (Outcome::Done(AppendResult::error_with(e.kafka_error_code())), -1),
+    };
+    if batches.iter().any(|b| b.header().is_transactional()) {
+        // Transactions arrive with their own issue; until then a
+        // transactional batch has no coordinator that began its transaction.
+        return (Outcome::Done(AppendResult::error_with(error_code::INVALID_TXN_STATE)), -1);
+    }
+    let log_append_time = if info.log_append_time() { now_ms() } else { -1 };
+    let batches = batches
+        .into_iter()
+        .map(|b| stamp(b, log_append_time))
+        .collect();
+    let append = Append { topic_id: info.id, partition: data.index as u32, batches };
+    (Outcome::Waiting(shared.writer.append(append).await), log_append_time)
+}
+
+/// The batch bytes to store and their metadata for the catalog; under
+/// LogAppendTime the batch's timestamp type and max timestamp are set and
+/// its CRC recomputed (DESIGN.md, "Batch headers").
+fn stamp(batch: ValidatedBatch, log_append_time: i64) -> (Bytes, BatchMeta) {
+    let batch = if log_append_time >= 0 { batch.with_log_append_time(log_append_time) } else { batch };
+    let header = *batch.header();
+    let bytes = batch.into_bytes();
+    let meta = BatchMeta {
+        offset_count: header.offset_count() as u32,
+        producer_id: header.producer_id,
+        producer_epoch: i32::from(header.producer_epoch),
+        base_sequence: header.base_sequence,
+        max_timestamp: header.max_timestamp,
+        base_timestamp: header.base_timestamp,
+        transactional: header.is_transactional(),
+        control: header.is_control(),
+        length: bytes.len() as u32,
+    };
+    (bytes, meta)
+}
+
+async fn respond(slots: Vec<TopicSlot>, timeout: Duration) -> ProduceResponse {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut responses = Vec::with_capacity(slots.len());
+    for topic in slots {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for slot in topic.partitions {
+            let result = match slot.outcome {
+                Outcome::Done(result) => result,
+                Outcome::Waiting(rx) => match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => AppendResult::error_with(error_code::KAFKA_STORAGE_ERROR),
+                    Err(_) => AppendResult::error_with(error_code::REQUEST_TIMED_OUT),
+                },
+            };
+            let mut response = PartitionProduceResponse::default()
+                .with_index(slot.index)
+                .with_error_code(result.error_code)
+                .with_base_offset(result.base_offset)
+                .with_log_start_offset(result.log_start_offset)
+                .with_log_append_time_ms(if result.error_code == 0 { slot.log_append_time } else { -1 });
+            if result.error_code != 0 {
+                response.error_message = Some(str_bytes(error_message(result.error_code)));
+            }
+            partitions.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+fn error_message(code: i16) -> &'static str {
+    match code {
+        error_code::CORRUPT_MESSAGE => "record batch failed validation (CRC or size)",
+        error_code::MESSAGE_TOO_LARGE => "record batch larger than the topic's max.message.bytes",
+        error_code::INVALID_RECORD => "invalid record batch (Strata accepts magic v2 batches only)",
+        error_code::KAFKA_STORAGE_ERROR => "the segment could not be written to object storage; retry",
+        error_code::REQUEST_TIMED_OUT => "the write was not durable within the request timeout; retry",
+        error_code::INVALID_TXN_STATE => "transactions are not supported yet",
+        _ => "produce failed",
+    }
+}
+
+/// Wall-clock milliseconds since the epoch, for LogAppendTime.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,76 @@
+//! Agent settings: plain data, kept apart from the components (catalog
+//! client, object store) that are passed to [`crate::Agent::start`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The Kafka listener address.
+    pub listen: SocketAddr,
+    /// Host and port clients are told to connect to (Metadata).
+    pub advertise_host: String,
+    /// See [`AgentConfig::advertise_host`].
+    pub advertise_port: u16,
+    /// The broker id this agent reports in Metadata.
+    pub node_id: i32,
+    /// The id this agent commits under (fencing key in production mode).
+    pub agent_id: String,
+    /// The cluster id reported to clients.
+    pub cluster_id: String,
+    /// Flush the produce buffer once its oldest batch is this old.
+    pub flush_interval: Duration,
+    /// Flush the produce buffer once it holds this many bytes.
+    pub flush_bytes: usize,
+    /// Bytes buffered or in flight to the object store before produce
+    /// requests wait (back-pressure).
+    pub buffer_bytes_max: usize,
+    /// Flushes uploading at once (their commits stay in flush order).
+    pub uploads_in_flight_max: usize,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Kafka's `num.partitions`: partitions of an auto-created topic or of a
+    /// CreateTopics request with -1.
+    pub default_partitions: u32,
+    /// Kafka's `socket.request.max.bytes`: larger frames close the connection.
+    pub request_bytes_max: usize,
+    /// Prefix of every object key this agent writes.
+    pub object_prefix: String,
+    /// Block cache settings.
+    pub cache: crate::cache::CacheConfig,
+    /// How long a produce may wait for its flush to become durable before it
+    /// is answered with REQUEST_TIMED_OUT.
+    pub produce_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// Settings for `strata dev`: a local agent on `listen`, caching under
+    /// `data_dir`.
+    pub fn dev(listen: SocketAddr, data_dir: Option<PathBuf>) -> Self {
+        Self {
+            listen,
+            advertise_host: listen.ip().to_string(),
+            advertise_port: listen.port(),
+            node_id: 0,
+            agent_id: "dev-agent-0".to_string(),
+            cluster_id: "strata-dev".to_string(),
+            flush_interval: Duration::from_millis(5),
+            flush_bytes: 4 * 1024 * 1024,
+            buffer_bytes_max: 256 * 1024 * 1024,
+            uploads_in_flight_max: 4,
+            auto_create_topics: true,
+            default_partitions: 1,
+            request_bytes_max: 100 * 1024 * 1024,
+            object_prefix: String::new(),
+            cache: crate::cache::CacheConfig {
+                memory_bytes: 256 * 1024 * 1024,
+                disk_bytes: 1024 * 1024 * 1024,
+                disk_dir: data_dir.map(|d| d.join("cache")),
+                block_bytes: 1024 * 1024,
+            },
+            produce_timeout: Duration::from_secs(30),
+        }
+    }
+}

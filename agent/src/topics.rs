@@ -1,0 +1,141 @@
+//! The agent's view of topics: a cache over the catalog.
+//!
+//! Topics change rarely and every produce and fetch needs them, so the agent
+//! keeps them in memory and refreshes an entry from the catalog when it is
+//! missing or older than [`TOPIC_TTL`]. Changes made through this agent
+//! invalidate the entry at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use strata_catalog_api::CatalogApi;
+use strata_catalog_api::proto::{ListTopicsRequest, Topic};
+use tonic::Status;
+use uuid::Uuid;
+
+/// How long a cached topic is trusted before it is re-read.
+const TOPIC_TTL: Duration = Duration::from_secs(5);
+
+/// One topic as the data path needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicInfo {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) partitions: u32,
+    /// Configs set on the topic; absent keys take their defaults.
+    pub(crate) configs: HashMap<String, String>,
+}
+
+impl TopicInfo {
+    fn from_proto(topic: Topic) -> Option<Self> {
+        let id = Uuid::from_slice(&topic.topic_id).ok()?;
+        Some(Self {
+            id,
+            name: topic.name,
+            partitions: topic.partition_count,
+            configs: topic.configs.into_iter().map(|c| (c.name, c.value)).collect(),
+        })
+    }
+
+    /// The topic's `max.message.bytes`.
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.configs
+            .get("max.message.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_048_588)
+    }
+
+    /// Whether the topic's `message.timestamp.type` is LogAppendTime.
+    pub(crate) fn log_append_time(&self) -> bool {
+        self.configs
+            .get("message.timestamp.type")
+            .is_some_and(|v| v == "LogAppendTime")
+    }
+
+    /// Whether `partition` exists.
+    pub(crate) fn has_partition(&self, partition: i32) -> bool {
+        partition >= 0 && (partition as u32) < self.partitions
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    topic: Arc<TopicInfo>,
+    loaded: Instant,
+}
+
+/// A cache of topics by name and id.
+#[derive(Debug)]
+pub(crate) struct TopicCache {
+    catalog: Arc<dyn CatalogApi>,
+    by_name: RwLock<HashMap<String, Entry>>,
+}
+
+impl TopicCache {
+    pub(crate) fn new(catalog: Arc<dyn CatalogApi>) -> Self {
+        Self { catalog, by_name: RwLock::new(HashMap::new()) }
+    }
+
+    /// The topic called `name`, or `None` when it does not exist.
+    pub(crate) async fn get(&self, name: &str) -> Result<Option<Arc<TopicInfo>>, Status> {
+        if let Some(topic) = self.cached(|e| e.topic.name == name, Some(name)) {
+            return Ok(Some(topic));
+        }
+        let topics = self.load(vec![name.to_string()]).await?;
+        Ok(topics.into_iter().find(|t| t.name == name))
+    }
+
+    /// The topic with id `id`, or `None` when it does not exist.
+    pub(crate) async fn get_by_id(&self, id: Uuid) -> Result<Option<Arc<TopicInfo>>, Status> {
+        if let Some(topic) = self.cached(|e| e.topic.id == id, None) {
+            return Ok(Some(topic));
+        }
+        let topics = self.load(Vec::new()).await?;
+        Ok(topics.into_iter().find(|t| t.id == id))
+    }
+
+    /// Every topic, fresh from the catalog.
+    pub(crate) async fn all(&self) -> Result<Vec<Arc<TopicInfo>>, Status> {
+        self.load(Vec::new()).await
+    }
+
+    /// Forgets `name` so the next use re-reads it.
+    pub(crate) fn invalidate(&self, name: &str) {
+        self.by_name.write().expect("topic cache lock poisoned").remove(name);
+    }
+
+    fn cached(&self, matches: impl Fn(&Entry) -> bool, name: Option<&str>) -> Option<Arc<TopicInfo>> {
+        let map = self.by_name.read().expect("topic cache lock poisoned");
+        let entry = match name {
+            Some(name) => map.get(name),
+            None => map.values().find(|e| matches(e)),
+        }?;
+        (entry.loaded.elapsed() < TOPIC_TTL && matches(entry)).then(|| entry.topic.clone())
+    }
+
+    /// Loads `names` (all topics when empty) from the catalog into the cache.
+    async fn load(&self, names: Vec<String>) -> Result<Vec<Arc<TopicInfo>>, Status> {
+        let all = names.is_empty();
+        let response = self.catalog.list_topics(ListTopicsRequest { names: names.clone() }).await?;
+        let topics: Vec<Arc<TopicInfo>> = response
+            .topics
+            .into_iter()
+            .filter_map(TopicInfo::from_proto)
+            .map(Arc::new)
+            .collect();
+        let now = Instant::now();
+        let mut map = self.by_name.write().expect("topic cache lock poisoned");
+        if all {
+            map.clear();
+        } else {
+            for name in &names {
+                map.remove(name);
+            }
+        }
+        for topic in &topics {
+            map.insert(topic.name.clone(), Entry { topic: topic.clone(), loaded: now });
+        }
+        Ok(topics)
+    }
+}

@@ -1,0 +1,428 @@
+//! The segment writer: the produce buffer, flushes, uploads and commits.
+//!
+//! Produce requests append validated batches to one in-memory buffer shared
+//! by every partition. A flush takes the whole buffer when it holds
+//! `flush_bytes` or its oldest batch is `flush_interval` old, writes it as
+//! ONE segment object, then makes ONE catalog commit that assigns the
+//! offsets of every batch in it. Uploads of several flushes may overlap, but
+//! commits happen one at a time in flush order (DESIGN.md, "Commit order"):
+//! a failed flush fails every flush queued behind it, so an idempotent
+//! producer's sequences never leap a hole.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use strata_catalog_api::CatalogApi;
+use strata_catalog_api::proto::{BatchMeta, ChunkWrite, CommitSegmentRequest, CommitSegmentResponse};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::cache::BlockCache;
+use crate::config::AgentConfig;
+use crate::error_code;
+
+/// The outcome of one append, sent to the produce request that made it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppendResult {
+    pub(crate) error_code: i16,
+    /// Offset of the append's first batch.
+    pub(crate) base_offset: i64,
+    pub(crate) log_start_offset: i64,
+}
+
+impl AppendResult {
+    pub(crate) fn error_with(error_code: i16) -> Self {
+        Self { error_code, base_offset: -1, log_start_offset: -1 }
+    }
+}
+
+/// Batches of one partition from one produce request.
+#[derive(Debug)]
+pub(crate) struct Append {
+    pub(crate) topic_id: Uuid,
+    pub(crate) partition: u32,
+    pub(crate) batches: Vec<(Bytes, BatchMeta)>,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    first_batch: usize,
+    batch_count: usize,
+    tx: oneshot::Sender<AppendResult>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionBuffer {
+    batches: Vec<Bytes>,
+    metas: Vec<BatchMeta>,
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    partitions: HashMap<(Uuid, u32), PartitionBuffer>,
+    bytes: usize,
+    oldest: Option<Instant>,
+    permits: Vec<OwnedSemaphorePermit>,
+    closed: bool,
+}
+
+/// One flush: the buffer's content at the moment it was taken.
+#[derive(Debug)]
+struct Flush {
+    partitions: Vec<((Uuid, u32), PartitionBuffer)>,
+    /// Released when the flush is answered: back-pressure on appends.
+    _permits: Vec<OwnedSemaphorePermit>,
+}
+
+/// Handle to the writer's tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentWriter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    buffer: Mutex<Buffer>,
+    wake: Notify,
+    budget: Arc<Semaphore>,
+    flush_bytes: usize,
+    flush_interval: Duration,
+    drained: Notify,
+    done: Mutex<bool>,
+}
+
+/// Budget is counted in KiB so that a 256 MiB budget fits a semaphore.
+const PERMIT_BYTES: usize = 1024;
+
+impl SegmentWriter {
+    /// Starts the flush and commit tasks.
+    pub(crate) fn start(
+        config: &AgentConfig,
+        catalog: Arc<dyn CatalogApi>,
+        store: Arc<dyn ObjectStore>,
+        cache: BlockCache,
+        tasks: &mut JoinSet<()>,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            buffer: Mutex::new(Buffer::default()),
+            wake: Notify::new(),
+            budget: Arc::new(Semaphore::new(config.buffer_bytes_max.div_ceil(PERMIT_BYTES))),
+            flush_bytes: config.flush_bytes,
+            flush_interval: config.flush_interval,
+            drained: Notify::new(),
+            done: Mutex::new(false),
+        });
+        let (tx, rx) = mpsc::channel(config.uploads_in_flight_max.max(1));
+        let uploader = Uploader {
+            store,
+            cache,
+            prefix: config.object_prefix.clone(),
+        };
+        tasks.spawn(flush_loop(inner.clone(), uploader, tx));
+        let committer = Committer {
+            catalog,
+            agent_id: config.agent_id.clone(),
+            deadline: config.produce_timeout,
+        };
+        tasks.spawn(commit_loop(inner.clone(), committer, rx));
+        Self { inner }
+    }
+
+    /// Appends batches; the receiver gets the result once the flush holding
+    /// them is durable and committed (or failed). Waits while the buffer is
+    /// full.
+    pub(crate) async fn append(&self, append: Append) -> oneshot::Receiver<AppendResult> {
+        let (tx, rx) = oneshot::channel();
+        let bytes: usize = append.batches.iter().map(|(b, _)| b.len()).sum();
+        let permits = bytes.div_ceil(PERMIT_BYTES).max(1) as u32;
+        let permit = match self.inner.budget.clone().acquire_many_owned(permits).await {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _ = tx.send(AppendResult::error_with(error_code::KAFKA_STORAGE_ERROR));
+                return rx;
+            }
+        };
+        let wake = {
+            let mut buffer = self.inner.buffer.lock().expect("writer buffer lock poisoned");
+            if buffer.closed {
+                let _ = tx.send(AppendResult::error_with(error_code::NOT_LEADER_OR_FOLLOWER));
+                return rx;
+            }
+            let was_empty = buffer.oldest.is_none();
+            buffer.oldest.get_or_insert_with(Instant::now);
+            buffer.bytes += bytes;
+            buffer.permits.push(permit);
+            let partition = buffer.partitions.entry((append.topic_id, append.partition)).or_default();
+            partition.waiters.push(Waiter {
+                first_batch: partition.batches.len(),
+                batch_count: append.batches.len(),
+                tx,
+            });
+            for (bytes, meta) in append.batches {
+                partition.batches.push(bytes);
+                partition.metas.push(meta);
+            }
+            was_empty || buffer.bytes >= self.inner.flush_bytes
+        };
+        if wake {
+            self.inner.wake.notify_one();
+        }
+        rx
+    }
+
+    /// Flushes what is buffered, waits until every flush is committed, and
+    /// refuses appends from then on.
+    pub(crate) async fn close(&self) {
+        self.inner.buffer.lock().expect("writer buffer lock poisoned").closed = true;
+        self.inner.wake.notify_one();
+        loop {
+            let drained = self.inner.drained.notified();
+            if *self.inner.done.lock().expect("writer done lock poisoned") {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+impl Inner {
+    /// Takes the buffer if a flush is due; otherwise says how long to wait.
+    fn take_if_due(&self) -> Result<Option<Flush>, Option<Duration>> {
+        let mut buffer = self.buffer.lock().expect("writer buffer lock poisoned");
+        let Some(oldest) = buffer.oldest else {
+            return if buffer.closed { Ok(None) } else { Err(None) };
+        };
+        let age = oldest.elapsed();
+        if buffer.bytes < self.flush_bytes && age < self.flush_interval && !buffer.closed {
+            return Err(Some(self.flush_interval - age));
+        }
+        let taken = std::mem::take(&mut *buffer);
+        buffer.closed = taken.closed;
+        let mut partitions: Vec<_> = taken.partitions.into_iter().collect();
+        // A stable order makes segments easy to inspect; not needed for correctness.
+        partitions.sort_by_key(|(key, _)| *key);
+        Ok(Some(Flush { partitions, _permits: taken.permits }))
+    }
+}
+
+async fn flush_loop(inner: Arc<Inner>, uploader: Uploader, tx: mpsc::Sender<(Flush, UploadTask)>) {
+    let uploader = Arc::new(uploader);
+    loop {
+        match inner.take_if_due() {
+            Ok(Some(flush)) => {
+                let segment = uploader.build(&flush);
+                let up = uploader.clone();
+                let task = tokio::spawn(async move { up.upload(segment).await });
+                if tx.send((flush, task)).await.is_err() {
+                    return;
+                }
+            }
+            // Closed and empty: the commit loop ends when `tx` drops.
+            Ok(None) => return,
+            Err(wait) => {
+                let notified = inner.wake.notified();
+                match wait {
+                    Some(wait) => {
+                        let _ = tokio::time::timeout(wait, notified).await;
+                    }
+                    None => notified.await,
+                }
+            }
+        }
+    }
+}
+
+/// A segment ready to upload.
+#[derive(Debug)]
+struct Segment {
+    id: ulid::Ulid,
+    key: Path,
+    bytes: Bytes,
+    /// Position of each partition's first batch, in flush order.
+    positions: Vec<u64>,
+}
+
+type UploadTask = tokio::task::JoinHandle<Result<Segment, object_store::Error>>;
+
+#[derive(Debug)]
+struct Uploader {
+    store: Arc<dyn ObjectStore>,
+    cache: BlockCache,
+    prefix: String,
+}
+
+impl Uploader {
+    fn build(&self, flush: &Flush) -> Segment {
+        let id = ulid::Ulid::new();
+        let mut builder = strata_segment::SegmentBuilder::new();
+        for ((topic_id, partition), buffer) in &flush.partitions {
+            // Batches were validated on the way in; a failure here is a bug.
+            builder
+                .push_chunk(*topic_id.as_bytes(), *partition, &buffer.batches)
+                .expect("validated batches always fit a segment");
+        }
+        let (bytes, entries) = builder.finish();
+        let by_partition: HashMap<([u8; 16], u32), u64> =
+            entries.iter().map(|e| ((e.topic_id, e.partition), e.position)).collect();
+        let positions = flush
+            .partitions
+            .iter()
+            .map(|((topic_id, partition), _)| by_partition[&(*topic_id.as_bytes(), *partition)])
+            .collect();
+        Segment { id, key: segment_key(&self.prefix, id), bytes, positions }
+    }
+
+    async fn upload(&self, segment: Segment) -> Result<Segment, object_store::Error> {
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let payload = PutPayload::from_bytes(segment.bytes.clone());
+        self.store.put_opts(&segment.key, payload, options).await?;
+        // Write-through: the tail of every partition is read from here.
+        self.cache.insert_object(&segment.key, &segment.bytes);
+        Ok(segment)
+    }
+}
+
+/// `<prefix>/segments/<2 hex chars>/<ulid>.seg`; the hash spreads keys over
+/// S3 prefixes.
+fn segment_key(prefix: &str, id: ulid::Ulid) -> Path {
+    let hash = crc32c::crc32c(id.to_string().as_bytes()) & 0xff;
+    let prefix = prefix.trim_matches('/');
+    let key = if prefix.is_empty() {
+        format!("segments/{hash:02x}/{id}.seg")
+    } else {
+        format!("{prefix}/segments/{hash:02x}/{id}.seg")
+    };
+    Path::from(key)
+}
+
+#[derive(Debug)]
+struct Committer {
+    catalog: Arc<dyn CatalogApi>,
+    agent_id: String,
+    deadline: Duration,
+}
+
+async fn commit_loop(inner: Arc<Inner>, committer: Committer, mut rx: mpsc::Receiver<(Flush, UploadTask)>) {
+    while let Some((flush, task)) = rx.recv().await {
+        let code = match task.await {
+            Ok(Ok(segment)) => match committer.commit(&flush, &segment).await {
+                Ok(response) => {
+                    answer(flush, &response);
+                    continue;
+                }
+                Err(status) => {
+                    error!(%status, segment = %segment.id, "catalog commit failed; failing its produce requests");
+                    error_code::REQUEST_TIMED_OUT
+                }
+            },
+            Ok(Err(e)) => {
+                error!(error = %e, "segment upload failed; failing its produce requests");
+                error_code::KAFKA_STORAGE_ERROR
+            }
+            Err(e) => {
+                error!(error = %e, "segment upload task failed");
+                error_code::KAFKA_STORAGE_ERROR
+            }
+        };
+        answer_all(flush, code);
+        // Flushes queued behind a failed one may hold later batches of the
+        // same producers: committing them would leap a hole in sequences or
+        // reorder a partition. Fail them too; their objects become orphans
+        // for the garbage collector.
+        while let Ok((queued, _task)) = rx.try_recv() {
+            answer_all(queued, code);
+        }
+    }
+    *inner.done.lock().expect("writer done lock poisoned") = true;
+    inner.drained.notify_waiters();
+    info!("segment writer drained");
+}
+
+impl Committer {
+    /// Commits a segment, retrying transport failures until the produce
+    /// deadline. Retries are safe: the segment id makes the commit
+    /// idempotent.
+    async fn commit(&self, flush: &Flush, segment: &Segment) -> Result<CommitSegmentResponse, tonic::Status> {
+        let request = CommitSegmentRequest {
+            segment_id: segment.id.to_string(),
+            object_key: segment.key.to_string(),
+            object_size: segment.bytes.len() as u64,
+            agent_id: self.agent_id.clone(),
+            agent_epoch: 0,
+            chunks: flush
+                .partitions
+                .iter()
+                .zip(&segment.positions)
+                .map(|(((topic_id, partition), buffer), position)| ChunkWrite {
+                    topic_id: topic_id.as_bytes().to_vec(),
+                    partition: *partition,
+                    position: *position,
+                    batches: buffer.metas.clone(),
+                })
+                .collect(),
+        };
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.catalog.commit_segment(request.clone()).await {
+                Ok(response) => {
+                    debug!(segment = %segment.id, elapsed_us = started.elapsed().as_micros() as u64, "committed");
+                    return Ok(response);
+                }
+                Err(status) if is_retryable(&status) && started.elapsed() + backoff < self.deadline => {
+                    warn!(%status, "catalog commit failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+}
+
+fn is_retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted | tonic::Code::Aborted
+    )
+}
+
+fn answer_all(flush: Flush, code: i16) {
+    for (_, buffer) in flush.partitions {
+        for waiter in buffer.waiters {
+            let _ = waiter.tx.send(AppendResult::error_with(code));
+        }
+    }
+}
+
+fn answer(flush: Flush, response: &CommitSegmentResponse) {
+    for ((_, buffer), chunk) in flush.partitions.into_iter().zip(&response.chunks) {
+        for waiter in buffer.waiters {
+            let results = chunk.batches.get(waiter.first_batch..waiter.first_batch + waiter.batch_count);
+            let result = match results {
+                Some(results) if !results.is_empty() => summarize(results, chunk.log_start_offset),
+                _ => AppendResult::error_with(error_code::UNKNOWN_SERVER_ERROR),
+            };
+            let _ = waiter.tx.send(result);
+        }
+    }
+}
+
+/// One produce partition's answer from its batches' results. A duplicate
+/// is a success carrying the original offset, as Kafka answers it.
+fn summarize(results: &[strata_catalog_api::proto::BatchResult], log_start_offset: i64) -> AppendResult {
+    let failed = results
+        .iter()
+        .find(|r| r.error_code != 0 && r.error_code != i32::from(error_code::DUPLICATE_SEQUENCE_NUMBER));
+    match failed {
+        Some(r) => AppendResult::error_with(r.error_code as i16),
+        None => AppendResult { error_code: error_code::NONE, base_offset: results[0].base_offset, log_start_offset },
+    }
+}

@@ -1,0 +1,208 @@
+//! The catalog's error type.
+
+use std::sync::Arc;
+
+use tonic::Status;
+
+use crate::error_code;
+
+/// A catalog result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a caller should do about an [`Error`]: the coarse, stable tier of
+/// the catalog's errors (messages are not API; kinds are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Try again later: the store is busy, restarting or shutting down.
+    Retryable,
+    /// The caller has been fenced by a newer producer or agent.
+    Fenced,
+    /// The request is invalid or refers to something that does not exist;
+    /// retrying the same request gives the same answer.
+    Invalid,
+    /// Persisted data is inconsistent or unreadable.
+    Data,
+    /// A bug or an unexpected failure of the store.
+    Internal,
+}
+
+/// Everything that can go wrong in the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A topic with this name already exists.
+    #[error("topic {name:?} already exists")]
+    TopicAlreadyExists {
+        /// The topic name.
+        name: String,
+    },
+    /// No topic has this name.
+    #[error("unknown topic {name:?}")]
+    UnknownTopic {
+        /// The topic name.
+        name: String,
+    },
+    /// No topic has this id.
+    #[error("unknown topic id {topic_id}")]
+    UnknownTopicId {
+        /// The topic id.
+        topic_id: uuid::Uuid,
+    },
+    /// The topic exists but the partition does not.
+    #[error("unknown partition {partition} of topic {topic_id}")]
+    UnknownPartition {
+        /// The topic id.
+        topic_id: uuid::Uuid,
+        /// The partition.
+        partition: u32,
+    },
+    /// A topic name breaks Kafka's naming rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A partition count is not allowed (zero, or not an increase).
+    #[error("invalid partition count {requested} (current {current})")]
+    InvalidPartitions {
+        /// The topic's current count (0 for a new topic).
+        current: u32,
+        /// The requested count.
+        requested: u32,
+    },
+    /// A topic config is unknown or has an invalid value.
+    #[error("invalid config {name:?}: {reason}")]
+    InvalidConfig {
+        /// The config name.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The producer epoch is older than the current one (KIP-360 bump
+    /// with a stale epoch).
+    #[error("producer {producer_id} epoch {epoch} is not the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The producer id.
+        producer_id: i64,
+        /// The epoch the caller sent.
+        epoch: i32,
+        /// The catalog's current epoch.
+        current: i32,
+    },
+    /// A transactional producer has been replaced by a newer instance.
+    #[error("producer {producer_id} epoch {epoch} is fenced for transactional id {transactional_id:?}")]
+    ProducerFenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer id the caller sent.
+        producer_id: i64,
+        /// The epoch the caller sent.
+        epoch: i32,
+    },
+    /// The request is malformed: a bug in the caller.
+    #[error("invalid argument {field}: {reason}")]
+    InvalidArgument {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database file was written by a newer Strata.
+    #[error("catalog schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew {
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A persisted value could not be decoded.
+    #[error("corrupt catalog data: {what}")]
+    Corrupt {
+        /// What was being decoded.
+        what: String,
+    },
+    /// The SQLite store failed. Shared because one failed group commit
+    /// fails every command in it.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] Arc<rusqlite::Error>),
+    /// The store's writer has stopped (shutdown or a crash of its thread).
+    #[error("the catalog store is closed")]
+    Closed,
+    /// A blocking task failed to run to completion.
+    #[error("a catalog task was cancelled or panicked: {0}")]
+    Task(String),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(Arc::new(error))
+    }
+}
+
+impl Error {
+    /// The coarse kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::TopicAlreadyExists { .. }
+            | Self::UnknownTopic { .. }
+            | Self::UnknownTopicId { .. }
+            | Self::UnknownPartition { .. }
+            | Self::InvalidTopicName { .. }
+            | Self::InvalidPartitions { .. }
+            | Self::InvalidConfig { .. }
+            | Self::InvalidArgument { .. } => ErrorKind::Invalid,
+            Self::InvalidProducerEpoch { .. } | Self::ProducerFenced { .. } => ErrorKind::Fenced,
+            Self::Sqlite(e) if is_busy(e) => ErrorKind::Retryable,
+            Self::Closed => ErrorKind::Retryable,
+            Self::SchemaTooNew { .. } | Self::Corrupt { .. } => ErrorKind::Data,
+            Self::Sqlite(_) | Self::Task(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether the same call may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Retryable
+    }
+
+    /// The Kafka error code a client should see for this error, when it is
+    /// a Kafka-visible condition rather than a failure of the catalog.
+    pub fn kafka_error_code(&self) -> Option<i16> {
+        Some(match self {
+            Self::TopicAlreadyExists { .. } => error_code::TOPIC_ALREADY_EXISTS,
+            Self::UnknownTopic { .. } | Self::UnknownPartition { .. } => {
+                error_code::UNKNOWN_TOPIC_OR_PARTITION
+            }
+            Self::UnknownTopicId { .. } => error_code::UNKNOWN_TOPIC_ID,
+            Self::InvalidTopicName { .. } => error_code::INVALID_TOPIC_EXCEPTION,
+            Self::InvalidPartitions { .. } => error_code::INVALID_PARTITIONS,
+            Self::InvalidConfig { .. } => error_code::INVALID_CONFIG,
+            Self::InvalidProducerEpoch { .. } => error_code::INVALID_PRODUCER_EPOCH,
+            Self::ProducerFenced { .. } => error_code::PRODUCER_FENCED,
+            _ => return None,
+        })
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+impl From<Error> for Status {
+    /// Maps an error that is not a Kafka error code to a gRPC status, as the
+    /// `.proto` prescribes: UNAVAILABLE = retry, INVALID_ARGUMENT = caller
+    /// bug, FAILED_PRECONDITION = fenced.
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error.kind() {
+            ErrorKind::Retryable => Status::unavailable(message),
+            ErrorKind::Invalid => Status::invalid_argument(message),
+            ErrorKind::Fenced => Status::failed_precondition(message),
+            ErrorKind::Data => Status::data_loss(message),
+            ErrorKind::Internal => Status::internal(message),
+        }
+    }
+}

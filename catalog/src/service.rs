@@ -1,0 +1,612 @@
+//! [`CatalogService`]: the gRPC `Catalog` service over any [`CatalogStore`].
+//!
+//! The service validates requests (Kafka's rules for names, partition
+//! counts and configs), turns the store's domain errors into Kafka error
+//! codes inside responses, and runs the commit stream. Store failures
+//! become gRPC statuses (UNAVAILABLE = retry).
+
+mod commit_stream;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use strata_catalog_api::CommitStream;
+use strata_catalog_api::proto::catalog_server::{Catalog, CatalogServer};
+use strata_catalog_api::proto::*;
+use strata_catalog_api::topic_config;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use self::commit_stream::CommitStreamHub;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::{CatalogStore, ConfigChange, NewTopic, TopicRef};
+use crate::{Error, Result, error_code};
+
+/// The longest topic name Kafka allows.
+const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// A sanity bound on partitions per topic, so one request cannot stall the
+/// writer creating billions of rows.
+const PARTITIONS_MAX: u32 = 100_000;
+/// Kafka's default `transaction.max.timeout.ms`.
+const TRANSACTION_TIMEOUT_MAX_MS: i32 = 900_000;
+/// Chunks returned by LookupChunks when the request asks for 0.
+const LOOKUP_CHUNKS_DEFAULT: u32 = 1_000;
+/// The largest gRPC message, matching `GrpcCatalog`.
+const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Settings of a [`CatalogService`].
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Recent commit events kept for subscribers catching up.
+    pub commit_stream_buffer: usize,
+    /// Events a live subscriber may fall behind before it is cut off
+    /// (DATA_LOSS) and must resync.
+    pub subscriber_queue: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            commit_stream_buffer: 16_384,
+            subscriber_queue: 4_096,
+        }
+    }
+}
+
+/// The catalog's gRPC service. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct CatalogService {
+    store: Arc<dyn CatalogStore>,
+    hub: Arc<CommitStreamHub>,
+}
+
+impl CatalogService {
+    /// A service over `store`; the commit stream continues after the
+    /// store's last sequence.
+    pub async fn new(store: Arc<dyn CatalogStore>, options: ServiceOptions) -> Result<Self> {
+        let last_sequence = store.last_commit_sequence().await?;
+        let hub = CommitStreamHub::new(
+            last_sequence,
+            options.commit_stream_buffer,
+            options.subscriber_queue,
+        );
+        Ok(Self {
+            store,
+            hub: Arc::new(hub),
+        })
+    }
+
+    /// Opens a [`SqliteStore`] at `path` and serves it.
+    pub async fn open_sqlite(
+        path: impl AsRef<Path>,
+        sqlite: SqliteOptions,
+        options: ServiceOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(path, sqlite))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        Self::new(Arc::new(store), options).await
+    }
+
+    /// The store behind this service.
+    pub fn store(&self) -> &Arc<dyn CatalogStore> {
+        &self.store
+    }
+
+    /// The tonic server for this service, with message limits matching
+    /// `GrpcCatalog`.
+    pub fn into_server(self) -> CatalogServer<Self> {
+        CatalogServer::new(self)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX)
+    }
+}
+
+/// Runs the catalog's gRPC server on `listener` until `shutdown` fires,
+/// then finishes the requests in flight.
+#[tracing::instrument(level = "info", skip_all, fields(address = ?listener.local_addr().ok()))]
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: CatalogService,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let incoming = TcpListenerStream::new(listener).map(|connection| {
+        connection.inspect(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        })
+    });
+    tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::Task(format!("catalog gRPC server: {e}")))
+}
+
+/// Checks a topic name against Kafka's rules: 1 to 249 characters of
+/// `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "the name is empty"
+    } else if name == "." || name == ".." {
+        "the name cannot be '.' or '..'"
+    } else if name.len() > TOPIC_NAME_LENGTH_MAX {
+        "the name is longer than 249 characters"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        "the name may contain only ASCII alphanumerics, '.', '_' and '-'"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidTopicName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+/// Splits a store result into a value, a Kafka error (code and message) for
+/// the response, or a gRPC status for failures that are not Kafka errors.
+fn kafka<T>(result: Result<T>) -> Result<Result<T, (i32, String)>, Status> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(error) => match error.kafka_error_code() {
+            Some(code) => Ok(Err((i32::from(code), error.to_string()))),
+            None => Err(error.into()),
+        },
+    }
+}
+
+fn validate_configs(entries: &[TopicConfigEntry]) -> Result<BTreeMap<String, String>> {
+    let mut configs = BTreeMap::new();
+    for entry in entries {
+        topic_config::validate(&entry.name, &entry.value).map_err(|reason| {
+            Error::InvalidConfig {
+                name: entry.name.clone(),
+                reason,
+            }
+        })?;
+        if configs.insert(entry.name.clone(), entry.value.clone()).is_some() {
+            return Err(Error::InvalidConfig {
+                name: entry.name.clone(),
+                reason: "set more than once".to_string(),
+            });
+        }
+    }
+    Ok(configs)
+}
+
+fn validate_partition_count(current: u32, requested: u32) -> Result<()> {
+    if requested == 0 || requested <= current || requested > PARTITIONS_MAX {
+        return Err(Error::InvalidPartitions { current, requested });
+    }
+    Ok(())
+}
+
+/// A topic id from the wire; `None` when it is not 16 bytes.
+fn topic_id(bytes: &[u8]) -> Option<Uuid> {
+    Uuid::from_slice(bytes).ok()
+}
+
+impl CatalogService {
+    async fn topic_exists(&self, name: &str) -> Result<Option<Topic>> {
+        let mut topics = self.store.list_topics(&[name.to_string()]).await?;
+        Ok(topics.pop())
+    }
+
+    async fn create_topic_checked(&self, request: CreateTopicRequest) -> Result<Topic> {
+        validate_topic_name(&request.name)?;
+        validate_partition_count(0, request.partition_count)?;
+        let configs = validate_configs(&request.configs)?;
+        let topic = NewTopic {
+            topic_id: Uuid::new_v4(),
+            name: request.name,
+            partition_count: request.partition_count,
+            configs,
+        };
+        if !request.validate_only {
+            return self.store.create_topic(topic).await;
+        }
+        if self.topic_exists(&topic.name).await?.is_some() {
+            return Err(Error::TopicAlreadyExists { name: topic.name });
+        }
+        Ok(Topic {
+            topic_id: Vec::new(),
+            name: topic.name,
+            partition_count: topic.partition_count,
+            configs: request.configs,
+            created_ms: 0,
+        })
+    }
+
+    async fn create_partitions_checked(&self, request: CreatePartitionsRequest) -> Result<()> {
+        let current = self
+            .topic_exists(&request.name)
+            .await?
+            .ok_or_else(|| Error::UnknownTopic {
+                name: request.name.clone(),
+            })?;
+        validate_partition_count(current.partition_count, request.new_partition_count)?;
+        if !request.validate_only {
+            self.store
+                .create_partitions(&request.name, request.new_partition_count)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn alter_configs_checked(&self, request: AlterTopicConfigsRequest) -> Result<()> {
+        let set = validate_configs(&request.set)?;
+        if let Some(name) = request.delete.iter().find(|n| topic_config::find(n).is_none()) {
+            return Err(Error::InvalidConfig {
+                name: name.clone(),
+                reason: "unknown topic config".to_string(),
+            });
+        }
+        if request.validate_only {
+            self.topic_exists(&request.name)
+                .await?
+                .ok_or_else(|| Error::UnknownTopic {
+                    name: request.name.clone(),
+                })?;
+            return Ok(());
+        }
+        let change = ConfigChange {
+            set,
+            delete: request.delete,
+            replace_all: request.replace_all,
+        };
+        self.store.alter_topic_configs(&request.name, change).await?;
+        Ok(())
+    }
+
+    /// Runs a store write that yields a commit event in its own task, so
+    /// the event is published even if the caller goes away mid-call (a
+    /// missing event would stall the stream until the gap is declared).
+    async fn write_and_publish<T: Send + 'static>(
+        &self,
+        write: impl Future<Output = Result<(T, Option<CommitEvent>)>> + Send + 'static,
+    ) -> Result<T> {
+        let hub = Arc::clone(&self.hub);
+        tokio::spawn(async move {
+            let (value, event) = write.await?;
+            if let Some(event) = event {
+                hub.publish(event);
+            }
+            Ok(value)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    fn check_commit(request: &CommitSegmentRequest) -> Result<()> {
+        if request.segment_id.is_empty() {
+            return Err(Error::InvalidArgument {
+                field: "segment_id",
+                reason: "empty".to_string(),
+            });
+        }
+        let empty_batch = request
+            .chunks
+            .iter()
+            .flat_map(|chunk| &chunk.batches)
+            .any(|batch| batch.offset_count == 0);
+        if empty_batch {
+            return Err(Error::InvalidArgument {
+                field: "offset_count",
+                reason: "a batch spans at least one offset".to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_init_producer(request: &InitProducerIdRequest) -> Option<i16> {
+        let fresh = request.producer_id == -1 && request.producer_epoch == -1;
+        let existing = request.producer_id >= 0
+            && (0..=i32::from(i16::MAX)).contains(&request.producer_epoch);
+        if !fresh && !existing {
+            return Some(error_code::INVALID_REQUEST);
+        }
+        let timeout = request.transaction_timeout_ms;
+        if !request.transactional_id.is_empty() && !(1..=TRANSACTION_TIMEOUT_MAX_MS).contains(&timeout)
+        {
+            return Some(error_code::INVALID_TRANSACTION_TIMEOUT);
+        }
+        None
+    }
+}
+
+#[tonic::async_trait]
+impl Catalog for CatalogService {
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %request.get_ref().name))]
+    async fn create_topic(
+        &self,
+        request: Request<CreateTopicRequest>,
+    ) -> Result<Response<CreateTopicResponse>, Status> {
+        let response = match kafka(self.create_topic_checked(request.into_inner()).await)? {
+            Ok(topic) => CreateTopicResponse {
+                topic: Some(topic),
+                ..Default::default()
+            },
+            Err((error_code, error_message)) => CreateTopicResponse {
+                error_code,
+                error_message,
+                topic: None,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %request.get_ref().name))]
+    async fn delete_topic(
+        &self,
+        request: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let request = request.into_inner();
+        let topic = if request.topic_id.is_empty() {
+            TopicRef::Name(request.name)
+        } else {
+            match topic_id(&request.topic_id) {
+                Some(id) => TopicRef::Id(id),
+                None => {
+                    return Ok(Response::new(DeleteTopicResponse {
+                        error_code: i32::from(error_code::UNKNOWN_TOPIC_ID),
+                        ..Default::default()
+                    }));
+                }
+            }
+        };
+        let store = Arc::clone(&self.store);
+        let deleted = self
+            .write_and_publish(async move {
+                let deleted = store.delete_topic(topic).await?;
+                Ok((deleted.topic, Some(deleted.event)))
+            })
+            .await;
+        let response = match kafka(deleted)? {
+            Ok(topic) => DeleteTopicResponse {
+                error_code: 0,
+                topic_id: topic.topic_id,
+                name: topic.name,
+            },
+            Err((error_code, _)) => DeleteTopicResponse {
+                error_code,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %request.get_ref().name))]
+    async fn create_partitions(
+        &self,
+        request: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
+        let result = kafka(self.create_partitions_checked(request.into_inner()).await)?;
+        let (error_code, error_message) = result.err().unwrap_or_default();
+        Ok(Response::new(CreatePartitionsResponse {
+            error_code,
+            error_message,
+        }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn list_topics(
+        &self,
+        request: Request<ListTopicsRequest>,
+    ) -> Result<Response<ListTopicsResponse>, Status> {
+        let topics = self.store.list_topics(&request.into_inner().names).await?;
+        Ok(Response::new(ListTopicsResponse { topics }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %request.get_ref().name))]
+    async fn alter_topic_configs(
+        &self,
+        request: Request<AlterTopicConfigsRequest>,
+    ) -> Result<Response<AlterTopicConfigsResponse>, Status> {
+        let result = kafka(self.alter_configs_checked(request.into_inner()).await)?;
+        let (error_code, error_message) = result.err().unwrap_or_default();
+        Ok(Response::new(AlterTopicConfigsResponse {
+            error_code,
+            error_message,
+        }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.get_ref().segment_id))]
+    async fn commit_segment(
+        &self,
+        request: Request<CommitSegmentRequest>,
+    ) -> Result<Response<CommitSegmentResponse>, Status> {
+        let request = request.into_inner();
+        Self::check_commit(&request)?;
+        let store = Arc::clone(&self.store);
+        let response = self
+            .write_and_publish(async move {
+                let outcome = store.commit_segment(request).await?;
+                Ok((outcome.response, outcome.event))
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition, offset = request.get_ref().offset))]
+    async fn lookup_chunks(
+        &self,
+        request: Request<LookupChunksRequest>,
+    ) -> Result<Response<LookupChunksResponse>, Status> {
+        let request = request.into_inner();
+        let max_chunks = match request.max_chunks {
+            0 => LOOKUP_CHUNKS_DEFAULT,
+            n => n,
+        };
+        let result = match topic_id(&request.topic_id) {
+            Some(id) => {
+                self.store
+                    .lookup_chunks(id, request.partition, request.offset, max_chunks)
+                    .await
+            }
+            None => Err(unknown_partition(&request.topic_id, request.partition)),
+        };
+        let response = match kafka(result)? {
+            Ok(lookup) => LookupChunksResponse {
+                error_code: 0,
+                chunks: lookup.chunks,
+                log_start_offset: lookup.log_start_offset,
+                high_watermark: lookup.high_watermark,
+            },
+            Err((error_code, _)) => LookupChunksResponse {
+                error_code,
+                chunks: Vec::new(),
+                log_start_offset: -1,
+                high_watermark: -1,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition))]
+    async fn get_partition_offsets(
+        &self,
+        request: Request<GetPartitionOffsetsRequest>,
+    ) -> Result<Response<GetPartitionOffsetsResponse>, Status> {
+        let request = request.into_inner();
+        let result = match topic_id(&request.topic_id) {
+            Some(id) => self.store.partition_offsets(id, request.partition).await,
+            None => Err(unknown_partition(&request.topic_id, request.partition)),
+        };
+        let response = match kafka(result)? {
+            Ok(offsets) => GetPartitionOffsetsResponse {
+                error_code: 0,
+                log_start_offset: offsets.log_start_offset,
+                high_watermark: offsets.high_watermark,
+                max_timestamp: offsets.max_timestamp,
+                max_timestamp_chunk: offsets.max_timestamp_chunk,
+            },
+            Err((error_code, _)) => GetPartitionOffsetsResponse {
+                error_code,
+                log_start_offset: -1,
+                high_watermark: -1,
+                max_timestamp: -1,
+                max_timestamp_chunk: None,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition, timestamp = request.get_ref().timestamp))]
+    async fn find_chunk_by_timestamp(
+        &self,
+        request: Request<FindChunkByTimestampRequest>,
+    ) -> Result<Response<FindChunkByTimestampResponse>, Status> {
+        let request = request.into_inner();
+        let result = match topic_id(&request.topic_id) {
+            Some(id) => {
+                self.store
+                    .find_chunk_by_timestamp(id, request.partition, request.timestamp)
+                    .await
+            }
+            None => Err(unknown_partition(&request.topic_id, request.partition)),
+        };
+        let response = match kafka(result)? {
+            Ok(chunk) => FindChunkByTimestampResponse {
+                error_code: 0,
+                chunk,
+            },
+            Err((error_code, _)) => FindChunkByTimestampResponse {
+                error_code,
+                chunk: None,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    type SubscribeCommitsStream = CommitStream;
+
+    #[tracing::instrument(level = "debug", skip_all, fields(after_sequence = request.get_ref().after_sequence))]
+    async fn subscribe_commits(
+        &self,
+        request: Request<SubscribeCommitsRequest>,
+    ) -> Result<Response<Self::SubscribeCommitsStream>, Status> {
+        let stream = self.hub.subscribe(request.into_inner().after_sequence)?;
+        Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.get_ref().producer_id))]
+    async fn init_producer_id(
+        &self,
+        request: Request<InitProducerIdRequest>,
+    ) -> Result<Response<InitProducerIdResponse>, Status> {
+        let request = request.into_inner();
+        let failed = |error_code: i16| InitProducerIdResponse {
+            error_code: i32::from(error_code),
+            producer_id: -1,
+            producer_epoch: -1,
+        };
+        if let Some(code) = Self::check_init_producer(&request) {
+            return Ok(Response::new(failed(code)));
+        }
+        let response = match kafka(self.store.init_producer_id(request).await)? {
+            Ok(granted) => InitProducerIdResponse {
+                error_code: 0,
+                producer_id: granted.producer_id,
+                producer_epoch: granted.producer_epoch,
+            },
+            Err((error_code, _)) => InitProducerIdResponse {
+                error_code,
+                ..failed(0)
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition))]
+    async fn describe_producers(
+        &self,
+        request: Request<DescribeProducersRequest>,
+    ) -> Result<Response<DescribeProducersResponse>, Status> {
+        let request = request.into_inner();
+        let result = match topic_id(&request.topic_id) {
+            Some(id) => self.describe_partition_producers(id, request.partition).await,
+            None => Err(unknown_partition(&request.topic_id, request.partition)),
+        };
+        let response = match kafka(result)? {
+            Ok(producers) => DescribeProducersResponse {
+                error_code: 0,
+                producers,
+            },
+            Err((error_code, _)) => DescribeProducersResponse {
+                error_code,
+                producers: Vec::new(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+}
+
+impl CatalogService {
+    async fn describe_partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+    ) -> Result<Vec<ProducerState>> {
+        // Unknown partitions answer UNKNOWN_TOPIC_OR_PARTITION, not an
+        // empty list.
+        self.store.partition_offsets(topic_id, partition).await?;
+        self.store.describe_producers(topic_id, partition).await
+    }
+}
+
+fn unknown_partition(topic_id: &[u8], partition: u32) -> Error {
+    tracing::debug!(topic_id_bytes = topic_id.len(), "topic id is not 16 bytes");
+    Error::UnknownPartition {
+        topic_id: Uuid::nil(),
+        partition,
+    }
+}

@@ -1,0 +1,221 @@
+//! The [`CatalogStore`] trait: the catalog's persistence, one method per
+//! domain operation, and the small domain types it speaks.
+//!
+//! Requests and results reuse the protobuf types where they fit (a
+//! [`CommitSegmentRequest`] is stored as the agent sent it); the service in
+//! front of a store validates inputs and turns [`Error`](crate::Error)s into
+//! Kafka error codes.
+
+pub(crate) mod sqlite;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use strata_catalog_api::proto::{
+    Chunk, CommitEvent, CommitSegmentRequest, CommitSegmentResponse, InitProducerIdRequest,
+    ProducerState, Topic,
+};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// The source of wall-clock time for catalog decisions (topic creation
+/// times, producer-state expiry). Injected so tests control time.
+pub trait Clock: Debug + Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The new topic's id, chosen by the caller (a random UUID).
+    pub topic_id: Uuid,
+    /// The topic name, already validated.
+    pub name: String,
+    /// At least 1.
+    pub partition_count: u32,
+    /// The explicitly set configs, already validated.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Names a topic by name or by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicRef {
+    /// By name.
+    Name(String),
+    /// By id.
+    Id(Uuid),
+}
+
+/// A change to a topic's explicit configs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// Keys to set (replacing any current value).
+    pub set: BTreeMap<String, String>,
+    /// Keys to remove (back to the default).
+    pub delete: Vec<String>,
+    /// Drop every current key first, so the configs become exactly `set`.
+    pub replace_all: bool,
+}
+
+/// The result of deleting a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedTopic {
+    /// The topic as it was.
+    pub topic: Topic,
+    /// The commit-stream event that invalidates its partitions.
+    pub event: CommitEvent,
+}
+
+/// The result of a [`CatalogStore::commit_segment`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitOutcome {
+    /// The answer for the agent.
+    pub response: CommitSegmentResponse,
+    /// The event to publish on the commit stream; `None` when the commit
+    /// was a retry of a segment already committed (its event was published
+    /// the first time).
+    pub event: Option<CommitEvent>,
+}
+
+/// A partition's offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionOffsets {
+    /// The first offset still readable.
+    pub log_start_offset: i64,
+    /// The next offset to be assigned.
+    pub high_watermark: i64,
+    /// The greatest max timestamp of any chunk, -1 when empty.
+    pub max_timestamp: i64,
+    /// The first chunk holding `max_timestamp`.
+    pub max_timestamp_chunk: Option<Chunk>,
+}
+
+/// The chunks of a partition from some offset on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkLookup {
+    /// In offset order, starting with the chunk that holds the requested
+    /// offset (or the first after it).
+    pub chunks: Vec<Chunk>,
+    /// The partition's log start offset.
+    pub log_start_offset: i64,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+}
+
+/// A producer id and epoch handed out by [`CatalogStore::init_producer_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdAndEpoch {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The epoch.
+    pub producer_epoch: i32,
+}
+
+/// The catalog's persistence.
+///
+/// Every mutation is atomic (all of it happens or none of it), and either
+/// idempotent or fenced, so a retried or zombie call cannot corrupt the
+/// catalog. Reads observe every mutation that returned before they started.
+/// Domain failures (unknown topic, fenced producer) are `Err`s with a
+/// [`kafka_error_code`](crate::Error::kafka_error_code); per-batch outcomes
+/// of a commit are data in its response.
+#[async_trait::async_trait]
+pub trait CatalogStore: Debug + Send + Sync + 'static {
+    /// Creates a topic with empty partitions `0..partition_count`.
+    ///
+    /// Atomic. Fails with `TopicAlreadyExists` if a live topic has the name
+    /// (so a retry after success fails too: check with `list_topics`).
+    async fn create_topic(&self, topic: NewTopic) -> Result<Topic>;
+
+    /// Deletes a topic and its partitions, chunks and producer state.
+    ///
+    /// Atomic; takes the next commit-stream sequence for the returned
+    /// event. Fails with `UnknownTopic`/`UnknownTopicId` if it does not
+    /// exist (so a retry after success fails that way).
+    async fn delete_topic(&self, topic: TopicRef) -> Result<DeletedTopic>;
+
+    /// Raises a topic's partition count, adding empty partitions.
+    ///
+    /// Atomic. Fails with `InvalidPartitions` unless `new_count` is greater
+    /// than the current count (so a retry after success fails that way).
+    async fn create_partitions(&self, name: &str, new_count: u32) -> Result<Topic>;
+
+    /// The live topics named in `names` (all when empty), sorted by name;
+    /// unknown names are left out.
+    async fn list_topics(&self, names: &[String]) -> Result<Vec<Topic>>;
+
+    /// Applies `change` to a topic's explicit configs. Atomic and
+    /// idempotent (applying it twice gives the same configs).
+    async fn alter_topic_configs(&self, name: &str, change: ConfigChange) -> Result<Topic>;
+
+    /// Commits a segment: assigns offsets to its accepted batches and
+    /// records the chunks, producer states and partition offsets.
+    ///
+    /// One atomic step for the whole segment, with every producer check in
+    /// it. Idempotent by `segment_id`: a retry returns the response stored
+    /// the first time (same offsets, same sequence) and appends nothing.
+    /// Batches are checked in request order; rejected batches get a Kafka
+    /// error code in the response and take no offsets. A commit that gets a
+    /// response (retries excepted) takes the next commit-stream sequence.
+    async fn commit_segment(&self, request: CommitSegmentRequest) -> Result<CommitOutcome>;
+
+    /// Up to `max_chunks` chunks of a partition holding offsets >= `offset`,
+    /// in offset order. Fails with `UnknownPartition` if it does not exist.
+    async fn lookup_chunks(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        offset: i64,
+        max_chunks: u32,
+    ) -> Result<ChunkLookup>;
+
+    /// A partition's offsets. Fails with `UnknownPartition` if it does not
+    /// exist.
+    async fn partition_offsets(&self, topic_id: Uuid, partition: u32) -> Result<PartitionOffsets>;
+
+    /// The first chunk (by offset) whose max timestamp is >= `timestamp`.
+    async fn find_chunk_by_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<Option<Chunk>>;
+
+    /// Hands out a producer id and epoch (Kafka's InitProducerId).
+    ///
+    /// Atomic. `producer_id == -1`: a new id (unique across restarts) with
+    /// epoch 0, or for a transactional id its current id with the epoch
+    /// bumped. An existing id with its current epoch: the epoch bumped
+    /// (KIP-360), or a new id when the epoch is exhausted. A stale epoch
+    /// fails with `InvalidProducerEpoch`, or `ProducerFenced` for a
+    /// transactional id.
+    async fn init_producer_id(&self, request: InitProducerIdRequest)
+    -> Result<ProducerIdAndEpoch>;
+
+    /// The live (unexpired) producer states of a partition, by producer id.
+    async fn describe_producers(&self, topic_id: Uuid, partition: u32)
+    -> Result<Vec<ProducerState>>;
+
+    /// The sequence of the last commit-stream event (0 when none), for a
+    /// service starting its stream.
+    async fn last_commit_sequence(&self) -> Result<u64>;
+}
+
+/// A shared store.
+pub type SharedStore = Arc<dyn CatalogStore>;

@@ -1,0 +1,282 @@
+//! [`SqliteStore`]: the catalog in one embedded SQLite file (WAL mode).
+//!
+//! Writes go to one dedicated writer thread over a bounded channel; the
+//! thread applies every queued command (up to a bound) in ONE transaction
+//! (group commit), each command in its own savepoint so one failure does
+//! not fail its neighbours, and answers each over a oneshot after the
+//! commit. Reads use a small pool of read-only connections on tokio's
+//! blocking pool; WAL lets them run beside the writer.
+
+mod commit;
+mod producers;
+mod reads;
+mod schema;
+mod topics;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags};
+use strata_catalog_api::proto::{
+    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, Topic,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use self::writer::Command;
+use crate::store::{
+    CatalogStore, ChunkLookup, Clock, CommitOutcome, ConfigChange, DeletedTopic, NewTopic,
+    PartitionOffsets, ProducerIdAndEpoch, SystemClock, TopicRef,
+};
+use crate::{Error, Result};
+
+/// Settings of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL` (survives power loss) instead of `NORMAL`
+    /// (survives a process crash).
+    pub fsync: bool,
+    /// Producer state untouched for this long is forgotten (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// The most commands applied in one transaction.
+    pub group_commit_max: usize,
+    /// Capacity of the writer's command queue.
+    pub queue_capacity: usize,
+    /// Read connections kept open.
+    pub read_connections: usize,
+    /// The clock for creation times and expiry.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            fsync: false,
+            producer_id_expiration_ms: 86_400_000,
+            group_commit_max: 256,
+            queue_capacity: 4096,
+            read_connections: 2,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The catalog store on an embedded SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<ReaderPool>,
+}
+
+/// Read-only connections, reused across calls.
+#[derive(Debug)]
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    idle_max: usize,
+    options: SqliteOptions,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the catalog at `path`, applies schema
+    /// migrations and starts the writer thread.
+    #[tracing::instrument(level = "info", skip(options), fields(path = %path.as_ref().display()))]
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut connection = Connection::open(&path)?;
+        schema::configure(&connection, options.fsync)?;
+        schema::migrate(&mut connection)?;
+        let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
+        let writer_options = options.clone();
+        let writer = std::thread::Builder::new()
+            .name("catalog-sqlite-writer".to_string())
+            .spawn(move || writer::run(connection, receiver, writer_options))
+            .map_err(|e| Error::Task(format!("spawning the writer thread: {e}")))?;
+        let readers = Arc::new(ReaderPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+            idle_max: options.read_connections.max(1),
+            options,
+        });
+        Ok(Self {
+            commands: Some(sender),
+            writer: Some(writer),
+            readers,
+        })
+    }
+
+    /// Sends a command to the writer and waits for its answer.
+    async fn write<T>(&self, command: impl FnOnce(writer::Reply<T>) -> Command) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let commands = self.commands.as_ref().ok_or(Error::Closed)?;
+        commands
+            .send(command(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Runs `read` on a pooled read connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection, &SqliteOptions) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let connection = readers.take()?;
+            let result = read(&connection, &readers.options);
+            readers.give_back(connection);
+            result
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(connection) => Ok(connection),
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let connection = Connection::open_with_flags(&self.path, flags)?;
+                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                connection.set_prepared_statement_cache_capacity(64);
+                Ok(connection)
+            }
+        }
+    }
+
+    fn give_back(&self, connection: Connection) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.idle_max {
+            idle.push(connection);
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Closes the queue and waits for the writer to finish the commands
+    /// already queued, so a reopened store sees all of them.
+    fn drop(&mut self) {
+        drop(self.commands.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the catalog writer thread panicked");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %topic.name))]
+    async fn create_topic(&self, topic: NewTopic) -> Result<Topic> {
+        self.write(|reply| Command::CreateTopic(topic, reply)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn delete_topic(&self, topic: TopicRef) -> Result<DeletedTopic> {
+        self.write(|reply| Command::DeleteTopic(topic, reply)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn create_partitions(&self, name: &str, new_count: u32) -> Result<Topic> {
+        let name = name.to_string();
+        self.write(|reply| Command::CreatePartitions(name, new_count, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn list_topics(&self, names: &[String]) -> Result<Vec<Topic>> {
+        let names = names.to_vec();
+        self.read(move |connection, _| topics::list(connection, &names))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, change))]
+    async fn alter_topic_configs(&self, name: &str, change: ConfigChange) -> Result<Topic> {
+        let name = name.to_string();
+        self.write(|reply| Command::AlterConfigs(name, change, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.segment_id))]
+    async fn commit_segment(&self, request: CommitSegmentRequest) -> Result<CommitOutcome> {
+        self.write(|reply| Command::CommitSegment(request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn lookup_chunks(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        offset: i64,
+        max_chunks: u32,
+    ) -> Result<ChunkLookup> {
+        self.read(move |connection, _| {
+            reads::lookup_chunks(connection, topic_id, partition, offset, max_chunks)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn partition_offsets(&self, topic_id: Uuid, partition: u32) -> Result<PartitionOffsets> {
+        self.read(move |connection, _| reads::partition_offsets(connection, topic_id, partition))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn find_chunk_by_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<Option<Chunk>> {
+        self.read(move |connection, _| {
+            reads::find_chunk_by_timestamp(connection, topic_id, partition, timestamp)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
+    async fn init_producer_id(
+        &self,
+        request: InitProducerIdRequest,
+    ) -> Result<ProducerIdAndEpoch> {
+        self.write(|reply| Command::InitProducerId(request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn describe_producers(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+    ) -> Result<Vec<ProducerState>> {
+        self.read(move |connection, options| {
+            let live_since_ms = options.clock.now_ms() - options.producer_id_expiration_ms;
+            producers::describe(connection, topic_id, partition, live_since_ms)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn last_commit_sequence(&self) -> Result<u64> {
+        self.read(|connection, _| reads::last_commit_sequence(connection))
+            .await
+    }
+}

@@ -1,0 +1,169 @@
+//! Reads of the chunk index and partition offsets.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use strata_catalog_api::proto::Chunk;
+use uuid::Uuid;
+
+use crate::store::{ChunkLookup, PartitionOffsets};
+use crate::{Error, Result};
+
+/// The most chunks one lookup returns.
+const LOOKUP_CHUNKS_MAX: u32 = 10_000;
+
+const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, object_key, object_size,
+    position, length, batch_count, max_timestamp";
+
+/// A partition's row.
+#[derive(Debug, Clone, Copy)]
+struct PartitionRow {
+    log_start_offset: i64,
+    next_offset: i64,
+    max_timestamp: i64,
+    max_timestamp_offset: i64,
+}
+
+fn partition(connection: &Connection, topic_id: Uuid, partition: u32) -> Result<PartitionRow> {
+    connection
+        .prepare_cached(
+            "SELECT log_start_offset, next_offset, max_timestamp, max_timestamp_offset
+             FROM partitions WHERE topic_id = ?1 AND partition = ?2",
+        )?
+        .query_row(params![topic_id.as_bytes(), partition], |row| {
+            Ok(PartitionRow {
+                log_start_offset: row.get(0)?,
+                next_offset: row.get(1)?,
+                max_timestamp: row.get(2)?,
+                max_timestamp_offset: row.get(3)?,
+            })
+        })
+        .optional()?
+        .ok_or(Error::UnknownPartition {
+            topic_id,
+            partition,
+        })
+}
+
+/// Chunks holding offsets >= `offset`, starting with the one containing it.
+pub(super) fn lookup_chunks(
+    connection: &Connection,
+    topic_id: Uuid,
+    partition_index: u32,
+    offset: i64,
+    max_chunks: u32,
+) -> Result<ChunkLookup> {
+    // One read transaction, so the chunks and the offsets agree.
+    let transaction = connection.unchecked_transaction()?;
+    let row = partition(&transaction, topic_id, partition_index)?;
+    let offset = offset.max(row.log_start_offset);
+    // The chunk containing `offset` is the last one starting at or before
+    // it; both bounds use the primary key.
+    let mut statement = transaction.prepare_cached(&format!(
+        "SELECT {CHUNK_COLUMNS} FROM chunks
+         WHERE topic_id = ?1 AND partition = ?2
+           AND base_offset >= COALESCE(
+               (SELECT MAX(base_offset) FROM chunks
+                WHERE topic_id = ?1 AND partition = ?2 AND base_offset <= ?3), ?3)
+           AND end_offset > ?3
+         ORDER BY base_offset LIMIT ?4"
+    ))?;
+    let limit = max_chunks.clamp(1, LOOKUP_CHUNKS_MAX);
+    let chunks = statement
+        .query_map(
+            params![topic_id.as_bytes(), partition_index, offset, limit],
+            chunk_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    drop(statement);
+    transaction.finish()?;
+    Ok(ChunkLookup {
+        chunks,
+        log_start_offset: row.log_start_offset,
+        high_watermark: row.next_offset,
+    })
+}
+
+/// A partition's offsets and the chunk holding its greatest timestamp.
+pub(super) fn partition_offsets(
+    connection: &Connection,
+    topic_id: Uuid,
+    partition_index: u32,
+) -> Result<PartitionOffsets> {
+    let transaction = connection.unchecked_transaction()?;
+    let row = partition(&transaction, topic_id, partition_index)?;
+    let max_timestamp_chunk = if row.max_timestamp_offset >= 0 {
+        transaction
+            .prepare_cached(&format!(
+                "SELECT {CHUNK_COLUMNS} FROM chunks
+                 WHERE topic_id = ?1 AND partition = ?2 AND base_offset = ?3"
+            ))?
+            .query_row(
+                params![topic_id.as_bytes(), partition_index, row.max_timestamp_offset],
+                chunk_from_row,
+            )
+            .optional()?
+    } else {
+        None
+    };
+    transaction.finish()?;
+    Ok(PartitionOffsets {
+        log_start_offset: row.log_start_offset,
+        high_watermark: row.next_offset,
+        max_timestamp: row.max_timestamp,
+        max_timestamp_chunk,
+    })
+}
+
+/// The first chunk by offset whose max timestamp is >= `timestamp`.
+///
+/// `running_max_timestamp` (the greatest timestamp up to and including a
+/// chunk) never decreases with the offset, and the first chunk where it
+/// reaches `timestamp` is the first chunk whose own max does, so an index
+/// range scan finds it.
+pub(super) fn find_chunk_by_timestamp(
+    connection: &Connection,
+    topic_id: Uuid,
+    partition_index: u32,
+    timestamp: i64,
+) -> Result<Option<Chunk>> {
+    let transaction = connection.unchecked_transaction()?;
+    let row = partition(&transaction, topic_id, partition_index)?;
+    let chunk = transaction
+        .prepare_cached(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks
+             WHERE topic_id = ?1 AND partition = ?2 AND running_max_timestamp >= ?3
+               AND end_offset > ?4
+             ORDER BY running_max_timestamp, base_offset LIMIT 1"
+        ))?
+        .query_row(
+            params![topic_id.as_bytes(), partition_index, timestamp, row.log_start_offset],
+            chunk_from_row,
+        )
+        .optional()?;
+    transaction.finish()?;
+    Ok(chunk)
+}
+
+/// The last commit-stream sequence handed out.
+pub(super) fn last_commit_sequence(connection: &Connection) -> Result<u64> {
+    let sequence: i64 = connection
+        .prepare_cached("SELECT value FROM meta WHERE key = 'commit_sequence'")?
+        .query_row([], |row| row.get(0))?;
+    u64::try_from(sequence).map_err(|_| Error::Corrupt {
+        what: format!("commit sequence {sequence}"),
+    })
+}
+
+fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
+    Ok(Chunk {
+        topic_id: row.get(0)?,
+        partition: row.get(1)?,
+        base_offset: row.get(2)?,
+        end_offset: row.get(3)?,
+        object_key: row.get(4)?,
+        object_size: row.get(5)?,
+        position: row.get(6)?,
+        length: row.get(7)?,
+        batch_count: row.get(8)?,
+        max_timestamp: row.get(9)?,
+    })
+}

@@ -1,0 +1,165 @@
+//! The SQLite schema, its versioned migrations, and connection settings.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::{Error, Result};
+
+/// Migrations in order; migration `i` brings the schema to version `i + 1`.
+/// Never edit a released migration: append a new one.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Version 1: topics, partitions, the chunk index, segments, producers.
+///
+/// Room for transactions is already here, so they need no migration of the
+/// hot tables: `partitions.last_stable_offset`, the transaction columns of
+/// `producer_partitions`, and the `transactional_ids` table (its `state`
+/// column will hold the transaction state machine).
+const V1: &str = "
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('commit_sequence', 0), ('next_producer_id', 0);
+
+CREATE TABLE topics (
+    topic_id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    partition_count INTEGER NOT NULL,
+    configs TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    deleted_ms INTEGER
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX topics_live_name ON topics (name) WHERE deleted = 0;
+
+CREATE TABLE partitions (
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    log_start_offset INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    last_stable_offset INTEGER NOT NULL,
+    max_timestamp INTEGER NOT NULL,
+    max_timestamp_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+) WITHOUT ROWID;
+
+CREATE TABLE chunks (
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    base_offset INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL,
+    object_key TEXT NOT NULL,
+    object_size INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    batch_count INTEGER NOT NULL,
+    max_timestamp INTEGER NOT NULL,
+    running_max_timestamp INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition, base_offset)
+) WITHOUT ROWID;
+CREATE INDEX chunks_by_time ON chunks (topic_id, partition, running_max_timestamp);
+
+CREATE TABLE segments (
+    segment_id TEXT PRIMARY KEY,
+    object_key TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    committed_ms INTEGER NOT NULL,
+    response BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE producers (
+    producer_id INTEGER PRIMARY KEY,
+    producer_epoch INTEGER NOT NULL,
+    transactional_id TEXT,
+    last_update_ms INTEGER NOT NULL
+);
+
+CREATE TABLE transactional_ids (
+    transactional_id TEXT PRIMARY KEY,
+    producer_id INTEGER NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    last_producer_id INTEGER NOT NULL,
+    last_producer_epoch INTEGER NOT NULL,
+    transaction_timeout_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    last_update_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE producer_partitions (
+    producer_id INTEGER NOT NULL,
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    last_timestamp INTEGER NOT NULL,
+    last_update_ms INTEGER NOT NULL,
+    coordinator_epoch INTEGER NOT NULL,
+    current_txn_start_offset INTEGER NOT NULL,
+    recent_batches BLOB NOT NULL,
+    PRIMARY KEY (producer_id, topic_id, partition)
+) WITHOUT ROWID;
+CREATE INDEX producer_partitions_by_partition ON producer_partitions (topic_id, partition);
+";
+
+/// Applies the connection settings every connection needs.
+pub(super) fn configure(connection: &Connection, fsync: bool) -> Result<()> {
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    // 64 MiB of page cache (negative = KiB).
+    connection.pragma_update(None, "cache_size", -65536)?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Brings the database to the newest schema version, one transaction per
+/// migration. Fails if the file is newer than this build.
+pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
+    connection.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: i64 = connection
+        .query_row("SELECT MAX(version) FROM schema_version", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })
+        .optional()?
+        .flatten()
+        .unwrap_or(0);
+    let supported = i64::try_from(MIGRATIONS.len()).expect("few migrations");
+    if current > supported {
+        return Err(Error::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        let version = i64::try_from(index).expect("few migrations") + 1;
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+        transaction.commit()?;
+        tracing::info!(version, "applied catalog schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schemas() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        migrate(&mut connection).unwrap();
+        // Idempotent: a second open applies nothing.
+        migrate(&mut connection).unwrap();
+        let versions: i64 = connection
+            .query_row("SELECT COUNT(*) FROM schema_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(versions, 1);
+        connection
+            .execute("INSERT INTO schema_version (version) VALUES (99)", [])
+            .unwrap();
+        assert!(matches!(migrate(&mut connection), Err(Error::SchemaTooNew { found: 99, .. })));
+    }
+}

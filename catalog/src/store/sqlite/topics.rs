@@ -1,0 +1,227 @@
+//! Topic rows: create, delete, grow, configure, list.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use strata_catalog_api::proto::{CommitEvent, PartitionRef, Topic, TopicConfigEntry};
+use uuid::Uuid;
+
+use super::writer::WriteContext;
+use crate::store::{ConfigChange, DeletedTopic, NewTopic, TopicRef};
+use crate::{Error, Result};
+
+const TOPIC_COLUMNS: &str = "topic_id, name, partition_count, configs, created_ms";
+
+/// Creates a topic and its empty partitions.
+pub(super) fn create(context: &mut WriteContext<'_>, topic: NewTopic) -> Result<Topic> {
+    let connection = context.connection;
+    if by_name(connection, &topic.name)?.is_some() {
+        return Err(Error::TopicAlreadyExists { name: topic.name });
+    }
+    let configs = encode_configs(&topic.configs)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO topics (topic_id, name, partition_count, configs, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            topic.topic_id.as_bytes(),
+            topic.name,
+            topic.partition_count,
+            configs,
+            context.now_ms
+        ])?;
+    insert_partitions(connection, topic.topic_id, 0, topic.partition_count)?;
+    Ok(Topic {
+        topic_id: topic.topic_id.as_bytes().to_vec(),
+        name: topic.name,
+        partition_count: topic.partition_count,
+        configs: config_entries(topic.configs),
+        created_ms: context.now_ms,
+    })
+}
+
+fn insert_partitions(connection: &Connection, topic_id: Uuid, from: u32, to: u32) -> Result<()> {
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO partitions (topic_id, partition, log_start_offset, next_offset,
+             last_stable_offset, max_timestamp, max_timestamp_offset)
+         VALUES (?1, ?2, 0, 0, 0, -1, -1)",
+    )?;
+    for partition in from..to {
+        insert.execute(params![topic_id.as_bytes(), partition])?;
+    }
+    Ok(())
+}
+
+/// Deletes a topic with its partitions, chunks and producer state, and
+/// takes a commit-stream sequence for the event invalidating its partitions.
+pub(super) fn delete(context: &mut WriteContext<'_>, topic: &TopicRef) -> Result<DeletedTopic> {
+    let connection = context.connection;
+    let found = match topic {
+        TopicRef::Name(name) => by_name(connection, name)?
+            .ok_or_else(|| Error::UnknownTopic { name: name.clone() })?,
+        TopicRef::Id(topic_id) => by_id(connection, *topic_id)?.ok_or(Error::UnknownTopicId {
+            topic_id: *topic_id,
+        })?,
+    };
+    let id = found.topic_id.as_slice();
+    connection
+        .prepare_cached("UPDATE topics SET deleted = 1, deleted_ms = ?2 WHERE topic_id = ?1")?
+        .execute(params![id, context.now_ms])?;
+    for table in ["partitions", "chunks", "producer_partitions"] {
+        connection
+            .prepare_cached(&format!("DELETE FROM {table} WHERE topic_id = ?1"))?
+            .execute([id])?;
+    }
+    let event = CommitEvent {
+        sequence: context.counters.next_sequence(),
+        chunks: Vec::new(),
+        offsets: Vec::new(),
+        invalidated: (0..found.partition_count)
+            .map(|partition| PartitionRef {
+                topic_id: found.topic_id.clone(),
+                partition,
+            })
+            .collect(),
+    };
+    Ok(DeletedTopic {
+        topic: found,
+        event,
+    })
+}
+
+/// Raises a topic's partition count.
+pub(super) fn create_partitions(
+    context: &mut WriteContext<'_>,
+    name: &str,
+    new_count: u32,
+) -> Result<Topic> {
+    let connection = context.connection;
+    let mut topic = by_name(connection, name)?.ok_or_else(|| Error::UnknownTopic {
+        name: name.to_string(),
+    })?;
+    if new_count <= topic.partition_count {
+        return Err(Error::InvalidPartitions {
+            current: topic.partition_count,
+            requested: new_count,
+        });
+    }
+    let topic_id = parse_topic_id(&topic.topic_id)?;
+    insert_partitions(connection, topic_id, topic.partition_count, new_count)?;
+    connection
+        .prepare_cached("UPDATE topics SET partition_count = ?2 WHERE topic_id = ?1")?
+        .execute(params![topic.topic_id, new_count])?;
+    topic.partition_count = new_count;
+    Ok(topic)
+}
+
+/// Applies a config change to a topic.
+pub(super) fn alter_configs(
+    context: &mut WriteContext<'_>,
+    name: &str,
+    change: ConfigChange,
+) -> Result<Topic> {
+    let connection = context.connection;
+    let mut topic = by_name(connection, name)?.ok_or_else(|| Error::UnknownTopic {
+        name: name.to_string(),
+    })?;
+    let mut configs: BTreeMap<String, String> = if change.replace_all {
+        BTreeMap::new()
+    } else {
+        topic
+            .configs
+            .drain(..)
+            .map(|entry| (entry.name, entry.value))
+            .collect()
+    };
+    for key in &change.delete {
+        configs.remove(key);
+    }
+    configs.extend(change.set);
+    connection
+        .prepare_cached("UPDATE topics SET configs = ?2 WHERE topic_id = ?1")?
+        .execute(params![topic.topic_id, encode_configs(&configs)?])?;
+    topic.configs = config_entries(configs);
+    Ok(topic)
+}
+
+/// The live topics named in `names` (all when empty), sorted by name.
+pub(super) fn list(connection: &Connection, names: &[String]) -> Result<Vec<Topic>> {
+    if names.is_empty() {
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {TOPIC_COLUMNS} FROM topics WHERE deleted = 0 ORDER BY name"
+        ))?;
+        let rows = statement.query_map([], topic_from_row)?;
+        return rows.map(|row| row?).collect();
+    }
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(topic) = by_name(connection, name)? {
+            topics.push(topic);
+        }
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    topics.dedup_by(|a, b| a.name == b.name);
+    Ok(topics)
+}
+
+/// The live topic named `name`.
+pub(super) fn by_name(connection: &Connection, name: &str) -> Result<Option<Topic>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {TOPIC_COLUMNS} FROM topics WHERE name = ?1 AND deleted = 0"
+    ))?;
+    statement.query_row([name], topic_from_row).optional()?.transpose()
+}
+
+/// The live topic with id `topic_id`.
+fn by_id(connection: &Connection, topic_id: Uuid) -> Result<Option<Topic>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {TOPIC_COLUMNS} FROM topics WHERE topic_id = ?1 AND deleted = 0"
+    ))?;
+    statement
+        .query_row([topic_id.as_bytes()], topic_from_row)
+        .optional()?
+        .transpose()
+}
+
+/// Decodes a topic row; the outer result is SQLite's, the inner one ours.
+fn topic_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Topic>> {
+    let configs: String = row.get(3)?;
+    let topic = Topic {
+        topic_id: row.get(0)?,
+        name: row.get(1)?,
+        partition_count: row.get(2)?,
+        configs: Vec::new(),
+        created_ms: row.get(4)?,
+    };
+    Ok(decode_configs(&configs).map(|configs| Topic {
+        configs: config_entries(configs),
+        ..topic
+    }))
+}
+
+fn encode_configs(configs: &BTreeMap<String, String>) -> Result<String> {
+    serde_json::to_string(configs).map_err(|e| Error::Corrupt {
+        what: format!("encoding topic configs: {e}"),
+    })
+}
+
+fn decode_configs(json: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(json).map_err(|e| Error::Corrupt {
+        what: format!("topic configs {json:?}: {e}"),
+    })
+}
+
+fn config_entries(configs: BTreeMap<String, String>) -> Vec<TopicConfigEntry> {
+    configs
+        .into_iter()
+        .map(|(name, value)| TopicConfigEntry { name, value })
+        .collect()
+}
+
+/// Parses a stored 16-byte topic id.
+pub(super) fn parse_topic_id(bytes: &[u8]) -> Result<Uuid> {
+    Uuid::from_slice(bytes).map_err(|_| Error::Corrupt {
+        what: format!("topic id of {} bytes", bytes.len()),
+    })
+}

@@ -1,0 +1,278 @@
+//! The writer thread: group commit of queued commands.
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use strata_catalog_api::proto::{CommitSegmentRequest, InitProducerIdRequest, Topic};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{SqliteOptions, commit, producers, topics};
+use crate::store::{
+    CommitOutcome, ConfigChange, DeletedTopic, NewTopic, ProducerIdAndEpoch, TopicRef,
+};
+use crate::{Error, Result};
+
+/// How often expired producer state is deleted (lookups ignore expired
+/// state anyway; the sweep only reclaims space).
+const SWEEP_INTERVAL_MS: i64 = 60_000;
+
+/// Where a command's answer goes.
+pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// One write operation and its reply channel.
+#[derive(Debug)]
+pub(super) enum Command {
+    CreateTopic(NewTopic, Reply<Topic>),
+    DeleteTopic(TopicRef, Reply<DeletedTopic>),
+    CreatePartitions(String, u32, Reply<Topic>),
+    AlterConfigs(String, ConfigChange, Reply<Topic>),
+    CommitSegment(CommitSegmentRequest, Reply<CommitOutcome>),
+    InitProducerId(InitProducerIdRequest, Reply<ProducerIdAndEpoch>),
+}
+
+/// Counters the writer keeps in memory and persists in `meta` with each
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counters {
+    /// The last commit-stream sequence handed out.
+    pub(super) commit_sequence: u64,
+    /// The next producer id to hand out.
+    pub(super) next_producer_id: i64,
+}
+
+impl Counters {
+    /// Takes the next commit-stream sequence.
+    pub(super) fn next_sequence(&mut self) -> u64 {
+        self.commit_sequence += 1;
+        self.commit_sequence
+    }
+
+    /// Takes a new producer id.
+    pub(super) fn allocate_producer_id(&mut self) -> i64 {
+        let id = self.next_producer_id;
+        self.next_producer_id += 1;
+        id
+    }
+}
+
+/// What a command needs to run inside the open transaction.
+#[derive(Debug)]
+pub(super) struct WriteContext<'a> {
+    pub(super) connection: &'a Connection,
+    pub(super) counters: &'a mut Counters,
+    pub(super) now_ms: i64,
+    pub(super) options: &'a SqliteOptions,
+}
+
+/// A command's result, waiting for the transaction to commit.
+trait Answer: Send {
+    fn failed(&self) -> bool;
+    /// Sends the result, or `commit_error` if the transaction failed.
+    fn send(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>);
+}
+
+struct Answered<T> {
+    reply: Reply<T>,
+    result: Result<T>,
+}
+
+impl<T: Send> Answer for Answered<T> {
+    fn failed(&self) -> bool {
+        self.result.is_err()
+    }
+
+    fn send(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>) {
+        let result = match commit_error {
+            Some(error) if self.result.is_ok() => Err(Error::Sqlite(Arc::clone(error))),
+            _ => self.result,
+        };
+        // The caller may have gone away; the write stands regardless.
+        let _ = self.reply.send(result);
+    }
+}
+
+fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Box<dyn Answer> {
+    Box::new(Answered { reply, result })
+}
+
+impl Command {
+    fn apply(self, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
+        match self {
+            Self::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic)),
+            Self::DeleteTopic(topic, reply) => answered(reply, topics::delete(context, &topic)),
+            Self::CreatePartitions(name, count, reply) => {
+                answered(reply, topics::create_partitions(context, &name, count))
+            }
+            Self::AlterConfigs(name, change, reply) => {
+                answered(reply, topics::alter_configs(context, &name, change))
+            }
+            Self::CommitSegment(request, reply) => {
+                answered(reply, commit::commit_segment(context, &request))
+            }
+            Self::InitProducerId(request, reply) => {
+                answered(reply, producers::init_producer_id(context, &request))
+            }
+        }
+    }
+
+    fn fail(self, error: &Arc<rusqlite::Error>) {
+        let error = || Error::Sqlite(Arc::clone(error));
+        // Callers that went away need no answer.
+        match self {
+            Self::CreateTopic(_, reply)
+            | Self::CreatePartitions(_, _, reply)
+            | Self::AlterConfigs(_, _, reply) => drop(reply.send(Err(error()))),
+            Self::DeleteTopic(_, reply) => drop(reply.send(Err(error()))),
+            Self::CommitSegment(_, reply) => drop(reply.send(Err(error()))),
+            Self::InitProducerId(_, reply) => drop(reply.send(Err(error()))),
+        }
+    }
+}
+
+/// The writer thread's loop: runs until every sender is dropped.
+pub(super) fn run(
+    connection: Connection,
+    mut receiver: mpsc::Receiver<Command>,
+    options: SqliteOptions,
+) {
+    let mut counters = match load_counters(&connection) {
+        Ok(counters) => counters,
+        Err(error) => {
+            tracing::error!(%error, "catalog writer cannot read its counters; stopping");
+            return;
+        }
+    };
+    let mut batch = Vec::with_capacity(options.group_commit_max);
+    let mut last_sweep_ms = i64::MIN / 2;
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < options.group_commit_max.max(1) {
+            match receiver.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        apply_batch(&connection, &mut counters, &options, &mut batch, &mut last_sweep_ms);
+    }
+    tracing::debug!("catalog writer stopped");
+}
+
+/// Applies `batch` in one transaction and answers every command.
+fn apply_batch(
+    connection: &Connection,
+    counters: &mut Counters,
+    options: &SqliteOptions,
+    batch: &mut Vec<Command>,
+    last_sweep_ms: &mut i64,
+) {
+    let persisted = *counters;
+    if let Err(error) = execute(connection, "BEGIN IMMEDIATE") {
+        let error = Arc::new(error);
+        batch.drain(..).for_each(|command| command.fail(&error));
+        return;
+    }
+    let mut context = WriteContext {
+        connection,
+        counters,
+        now_ms: options.clock.now_ms(),
+        options,
+    };
+    let answers: Vec<Box<dyn Answer>> = batch
+        .drain(..)
+        .map(|command| apply_in_savepoint(&mut context, command))
+        .collect();
+    if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
+        *last_sweep_ms = context.now_ms;
+        let live_since_ms = context.now_ms - options.producer_id_expiration_ms;
+        match producers::sweep_expired(connection, live_since_ms) {
+            Ok(removed) => tracing::debug!(removed, "swept expired producer state"),
+            Err(error) => tracing::warn!(%error, "sweeping expired producer state failed"),
+        }
+    }
+    let committed = save_counters(connection, &persisted, counters)
+        .and_then(|()| execute(connection, "COMMIT"));
+    match committed {
+        Ok(()) => answers.into_iter().for_each(|answer| answer.send(None)),
+        Err(error) => {
+            tracing::error!(%error, commands = answers.len(), "catalog group commit failed");
+            if let Err(rollback) = execute(connection, "ROLLBACK") {
+                tracing::warn!(%rollback, "rollback after a failed commit failed");
+            }
+            *counters = persisted;
+            let error = Arc::new(error);
+            answers
+                .into_iter()
+                .for_each(|answer| answer.send(Some(&error)));
+        }
+    }
+}
+
+/// Runs one command in a savepoint, rolled back if the command fails, so a
+/// failed command leaves no trace and does not fail the others.
+fn apply_in_savepoint(context: &mut WriteContext<'_>, command: Command) -> Box<dyn Answer> {
+    if let Err(error) = execute(context.connection, "SAVEPOINT command") {
+        let error = Arc::new(error);
+        command.fail(&error);
+        return Box::new(Failed);
+    }
+    let before = *context.counters;
+    let answer = command.apply(context);
+    if answer.failed() {
+        *context.counters = before;
+        if let Err(error) = execute(context.connection, "ROLLBACK TO command") {
+            tracing::error!(%error, "rolling back a failed catalog command failed");
+        }
+    }
+    if let Err(error) = execute(context.connection, "RELEASE command") {
+        tracing::error!(%error, "releasing a catalog savepoint failed");
+    }
+    answer
+}
+
+/// The answer of a command that was already answered with an error.
+struct Failed;
+
+impl Answer for Failed {
+    fn failed(&self) -> bool {
+        true
+    }
+
+    fn send(self: Box<Self>, _: Option<&Arc<rusqlite::Error>>) {}
+}
+
+fn execute(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+fn load_counters(connection: &Connection) -> Result<Counters> {
+    let get = |key: &str| -> Result<i64> {
+        Ok(connection.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })?)
+    };
+    let sequence = get("commit_sequence")?;
+    Ok(Counters {
+        commit_sequence: u64::try_from(sequence).map_err(|_| Error::Corrupt {
+            what: format!("commit sequence {sequence}"),
+        })?,
+        next_producer_id: get("next_producer_id")?,
+    })
+}
+
+fn save_counters(
+    connection: &Connection,
+    persisted: &Counters,
+    counters: &Counters,
+) -> rusqlite::Result<()> {
+    let mut update = connection.prepare_cached("UPDATE meta SET value = ?2 WHERE key = ?1")?;
+    if counters.commit_sequence != persisted.commit_sequence {
+        let sequence = i64::try_from(counters.commit_sequence)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        update.execute(rusqlite::params!["commit_sequence", sequence])?;
+    }
+    if counters.next_producer_id != persisted.next_producer_id {
+        update.execute(rusqlite::params!["next_producer_id", counters.next_producer_id])?;
+    }
+    Ok(())
+}
