@@ -91,7 +91,9 @@ pub enum Error {
         current: i32,
     },
     /// A transactional producer has been replaced by a newer instance.
-    #[error("producer {producer_id} epoch {epoch} is fenced for transactional id {transactional_id:?}")]
+    #[error(
+        "producer {producer_id} epoch {epoch} is fenced for transactional id {transactional_id:?}"
+    )]
     ProducerFenced {
         /// The transactional id.
         transactional_id: String,
@@ -129,6 +131,9 @@ pub enum Error {
     /// The store's writer has stopped (shutdown or a crash of its thread).
     #[error("the catalog store is closed")]
     Closed,
+    /// The gRPC server failed.
+    #[error("catalog gRPC server: {0}")]
+    Transport(#[source] tonic::transport::Error),
     /// A blocking task failed to run to completion.
     #[error("a catalog task was cancelled or panicked: {0}")]
     Task(String),
@@ -156,7 +161,7 @@ impl Error {
             Self::Sqlite(e) if is_busy(e) => ErrorKind::Retryable,
             Self::Closed => ErrorKind::Retryable,
             Self::SchemaTooNew { .. } | Self::Corrupt { .. } => ErrorKind::Data,
-            Self::Sqlite(_) | Self::Task(_) => ErrorKind::Internal,
+            Self::Sqlite(_) | Self::Task(_) | Self::Transport(_) => ErrorKind::Internal,
         }
     }
 

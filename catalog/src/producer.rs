@@ -191,7 +191,8 @@ pub(crate) fn encode_recent(recent: &VecDeque<RecentBatch>) -> Vec<u8> {
 
 /// Decodes what [`encode_recent`] wrote.
 pub(crate) fn decode_recent(bytes: &[u8]) -> Result<VecDeque<RecentBatch>> {
-    if bytes.len() % RECENT_BATCH_BYTES != 0 || bytes.len() > RECENT_BATCH_BYTES * RECENT_BATCHES_MAX
+    if !bytes.len().is_multiple_of(RECENT_BATCH_BYTES)
+        || bytes.len() > RECENT_BATCH_BYTES * RECENT_BATCHES_MAX
     {
         return Err(Error::Corrupt {
             what: format!("recent producer batches of {} bytes", bytes.len()),
@@ -214,8 +215,15 @@ pub(crate) fn decode_recent(bytes: &[u8]) -> Result<VecDeque<RecentBatch>> {
 mod tests {
     use super::*;
 
-    fn accept(state: Option<PartitionProducer>, batch: BatchIdentity, offset: i64) -> PartitionProducer {
-        assert_eq!(check(Some(batch.epoch), state.as_ref(), &batch), Verdict::Accept);
+    fn accept(
+        state: Option<PartitionProducer>,
+        batch: BatchIdentity,
+        offset: i64,
+    ) -> PartitionProducer {
+        assert_eq!(
+            check(Some(batch.epoch), state.as_ref(), &batch),
+            Verdict::Accept
+        );
         PartitionProducer::record(state, &batch, offset, 0, 0)
     }
 
@@ -274,7 +282,11 @@ mod tests {
     fn window_holds_five_batches() {
         let mut state = None;
         for i in 0..7 {
-            state = Some(accept(state, BatchIdentity::new(0, i, 1), i64::from(i) * 10));
+            state = Some(accept(
+                state,
+                BatchIdentity::new(0, i, 1),
+                i64::from(i) * 10,
+            ));
         }
         let state = state.expect("recorded");
         assert_eq!(state.recent.len(), RECENT_BATCHES_MAX);

@@ -126,7 +126,7 @@ pub async fn serve(
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
-        .map_err(|e| Error::Task(format!("catalog gRPC server: {e}")))
+        .map_err(Error::Transport)
 }
 
 /// Checks a topic name against Kafka's rules: 1 to 249 characters of
@@ -173,7 +173,10 @@ fn validate_configs(entries: &[TopicConfigEntry]) -> Result<BTreeMap<String, Str
                 reason,
             }
         })?;
-        if configs.insert(entry.name.clone(), entry.value.clone()).is_some() {
+        if configs
+            .insert(entry.name.clone(), entry.value.clone())
+            .is_some()
+        {
             return Err(Error::InvalidConfig {
                 name: entry.name.clone(),
                 reason: "set more than once".to_string(),
@@ -227,12 +230,12 @@ impl CatalogService {
     }
 
     async fn create_partitions_checked(&self, request: CreatePartitionsRequest) -> Result<()> {
-        let current = self
-            .topic_exists(&request.name)
-            .await?
-            .ok_or_else(|| Error::UnknownTopic {
-                name: request.name.clone(),
-            })?;
+        let current =
+            self.topic_exists(&request.name)
+                .await?
+                .ok_or_else(|| Error::UnknownTopic {
+                    name: request.name.clone(),
+                })?;
         validate_partition_count(current.partition_count, request.new_partition_count)?;
         if !request.validate_only {
             self.store
@@ -244,7 +247,11 @@ impl CatalogService {
 
     async fn alter_configs_checked(&self, request: AlterTopicConfigsRequest) -> Result<()> {
         let set = validate_configs(&request.set)?;
-        if let Some(name) = request.delete.iter().find(|n| topic_config::find(n).is_none()) {
+        if let Some(name) = request
+            .delete
+            .iter()
+            .find(|n| topic_config::find(n).is_none())
+        {
             return Err(Error::InvalidConfig {
                 name: name.clone(),
                 reason: "unknown topic config".to_string(),
@@ -263,7 +270,9 @@ impl CatalogService {
             delete: request.delete,
             replace_all: request.replace_all,
         };
-        self.store.alter_topic_configs(&request.name, change).await?;
+        self.store
+            .alter_topic_configs(&request.name, change)
+            .await?;
         Ok(())
     }
 
@@ -309,13 +318,14 @@ impl CatalogService {
 
     fn check_init_producer(request: &InitProducerIdRequest) -> Option<i16> {
         let fresh = request.producer_id == -1 && request.producer_epoch == -1;
-        let existing = request.producer_id >= 0
-            && (0..=i32::from(i16::MAX)).contains(&request.producer_epoch);
+        let existing =
+            request.producer_id >= 0 && (0..=i32::from(i16::MAX)).contains(&request.producer_epoch);
         if !fresh && !existing {
             return Some(error_code::INVALID_REQUEST);
         }
         let timeout = request.transaction_timeout_ms;
-        if !request.transactional_id.is_empty() && !(1..=TRANSACTION_TIMEOUT_MAX_MS).contains(&timeout)
+        if !request.transactional_id.is_empty()
+            && !(1..=TRANSACTION_TIMEOUT_MAX_MS).contains(&timeout)
         {
             return Some(error_code::INVALID_TRANSACTION_TIMEOUT);
         }
@@ -573,7 +583,10 @@ impl Catalog for CatalogService {
     ) -> Result<Response<DescribeProducersResponse>, Status> {
         let request = request.into_inner();
         let result = match topic_id(&request.topic_id) {
-            Some(id) => self.describe_partition_producers(id, request.partition).await,
+            Some(id) => {
+                self.describe_partition_producers(id, request.partition)
+                    .await
+            }
             None => Err(unknown_partition(&request.topic_id, request.partition)),
         };
         let response = match kafka(result)? {

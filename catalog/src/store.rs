@@ -205,12 +205,14 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// (KIP-360), or a new id when the epoch is exhausted. A stale epoch
     /// fails with `InvalidProducerEpoch`, or `ProducerFenced` for a
     /// transactional id.
-    async fn init_producer_id(&self, request: InitProducerIdRequest)
-    -> Result<ProducerIdAndEpoch>;
+    async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch>;
 
     /// The live (unexpired) producer states of a partition, by producer id.
-    async fn describe_producers(&self, topic_id: Uuid, partition: u32)
-    -> Result<Vec<ProducerState>>;
+    async fn describe_producers(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+    ) -> Result<Vec<ProducerState>>;
 
     /// The sequence of the last commit-stream event (0 when none), for a
     /// service starting its stream.

@@ -1,1 +1,32 @@
-fn main() {}
+//! `strata`: every Strata role and command in one binary.
+
+use clap::Parser;
+
+mod cli;
+mod dev;
+mod telemetry;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let _guard = telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("strata: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            cli::Command::Dev(args) => dev::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("strata: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
     let footer = Footer::parse(&object).expect("freshly built segment");
     assert_eq!(footer.entries(), entries);
     for entry in footer.entries() {
-        let mut chunk = entry.extract(&object).expect("freshly built chunk").to_vec();
+        let mut chunk = entry
+            .extract(&object)
+            .expect("freshly built chunk")
+            .to_vec();
         patch_batches(&mut chunk, i64::from(u32::MAX)).expect("validated batches");
         for span in iter_batches(&chunk) {
             let span = span.expect("validated framing");

@@ -262,7 +262,7 @@ impl Iterator for BatchIter<'_> {
 }
 
 /// Parses the header at the start of `rest` and checks the batch fits.
-fn frame(rest: &[u8]) -> Result<(BatchHeader, usize), BatchError> {
+pub(crate) fn frame(rest: &[u8]) -> Result<(BatchHeader, usize), BatchError> {
     let header = BatchHeader::parse(rest)?;
     if header.batch_length < MIN_BATCH_LENGTH {
         return Err(BatchError::BatchLengthTooSmall {
@@ -279,6 +279,23 @@ fn frame(rest: &[u8]) -> Result<(BatchHeader, usize), BatchError> {
         });
     }
     Ok((header, len))
+}
+
+/// Checks a stored (already accepted) batch before its offsets are used:
+/// magic 2 and a non-negative `last_offset_delta`.
+pub(crate) fn check_stored(header: &BatchHeader) -> Result<(), BatchError> {
+    if header.magic != MAGIC_V2 {
+        return Err(BatchError::UnsupportedMagic {
+            magic: header.magic,
+        });
+    }
+    if header.last_offset_delta < 0 {
+        return Err(BatchError::OffsetCountMismatch {
+            last_offset_delta: header.last_offset_delta,
+            records_count: header.records_count,
+        });
+    }
+    Ok(())
 }
 
 struct FieldReader<'a> {

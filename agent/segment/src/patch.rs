@@ -6,8 +6,8 @@
 //! (one pass over the batch, still far cheaper than re-encoding).
 
 use crate::batch::{
-    ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BATCH_HEADER_LEN, BatchHeader, CRC_OFFSET, MAGIC_V2,
-    MAX_TIMESTAMP_OFFSET, PARTITION_LEADER_EPOCH_OFFSET, batch_crc, iter_batches,
+    ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BATCH_HEADER_LEN, BatchHeader, CRC_OFFSET,
+    MAX_TIMESTAMP_OFFSET, PARTITION_LEADER_EPOCH_OFFSET, batch_crc, check_stored, iter_batches,
 };
 use crate::error::BatchError;
 
@@ -62,17 +62,7 @@ pub fn patch_batches(buf: &mut [u8], first_offset: i64) -> Result<i64, BatchErro
     let mut next = first_offset;
     for span in iter_batches(buf) {
         let span = span?;
-        if span.header.magic != MAGIC_V2 {
-            return Err(BatchError::UnsupportedMagic {
-                magic: span.header.magic,
-            });
-        }
-        if span.header.last_offset_delta < 0 {
-            return Err(BatchError::OffsetCountMismatch {
-                last_offset_delta: span.header.last_offset_delta,
-                records_count: span.header.records_count,
-            });
-        }
+        check_stored(&span.header)?;
         plan.push((span.range.start, next));
         next = next
             .checked_add(span.header.offset_count())

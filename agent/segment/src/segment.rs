@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::batch::{BatchHeader, MAGIC_V2};
+use crate::batch::{BatchHeader, check_stored, frame};
 use crate::error::{BatchError, SegmentError};
 use crate::footer::{ChunkIndexEntry, ENTRY_LEN, MAX_ENTRIES, TRAILER_LEN, encode_footer};
 
@@ -51,7 +51,8 @@ impl SegmentBuilder {
     /// Adds one whole v2 batch for `(topic_id, partition)`.
     ///
     /// Fails, leaving the builder unchanged, if `batch` is not exactly one
-    /// framed magic-2 batch or the segment would outgrow the format.
+    /// framed magic-2 batch (`Truncated`, `MultipleBatches`, …) or the
+    /// segment would outgrow the format (`Overflow`).
     pub fn push_batch(
         &mut self,
         topic_id: [u8; 16],
@@ -187,30 +188,13 @@ fn offset_count(header: &BatchHeader) -> u64 {
     u64::try_from(header.offset_count()).unwrap_or(0)
 }
 
-/// Parses `batch` as exactly one whole magic-2 batch.
+/// Parses `batch` as exactly one whole, stored-valid batch.
 fn frame_one(batch: &[u8]) -> Result<BatchHeader, BatchError> {
-    let header = BatchHeader::parse(batch)?;
-    match header.total_len() {
-        Some(len)
-            if len == batch.len() && header.batch_length >= crate::batch::MIN_BATCH_LENGTH => {}
-        _ => {
-            return Err(BatchError::Truncated {
-                needed: header.total_len().unwrap_or(0),
-                available: batch.len(),
-            });
-        }
+    let (header, len) = frame(batch)?;
+    if len != batch.len() {
+        return Err(BatchError::MultipleBatches);
     }
-    if header.magic != MAGIC_V2 {
-        return Err(BatchError::UnsupportedMagic {
-            magic: header.magic,
-        });
-    }
-    if header.last_offset_delta < 0 {
-        return Err(BatchError::OffsetCountMismatch {
-            last_offset_delta: header.last_offset_delta,
-            records_count: header.records_count,
-        });
-    }
+    check_stored(&header)?;
     Ok(header)
 }
 

@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::batch::{BatchHeader, Compression, MAGIC_V2, batch_crc, iter_batches};
+use crate::batch::{BATCH_HEADER_LEN, BatchHeader, Compression, MAGIC_V2, batch_crc, iter_batches};
 use crate::error::BatchError;
 use crate::patch::set_log_append_time;
 use crate::records::check_records;
@@ -144,9 +144,7 @@ fn validate_batch(header: &BatchHeader, bytes: &[u8], limits: &Limits) -> Result
     check_counts(header)?;
     check_producer(header)?;
     if compression == Compression::None {
-        let body = bytes
-            .get(crate::batch::BATCH_HEADER_LEN..)
-            .unwrap_or_default();
+        let body = bytes.get(BATCH_HEADER_LEN..).unwrap_or_default();
         check_records(body, header.records_count).map_err(|(record_index, reason)| {
             BatchError::MalformedRecord {
                 record_index,
@@ -248,7 +246,7 @@ mod tests {
         let batch = build_batch(&RECORDS[..body_records as usize], 1_000, None);
         let mut header = BatchHeader::parse(&batch).unwrap();
         change(&mut header);
-        build_raw_batch(&header, &batch[crate::batch::BATCH_HEADER_LEN..])
+        build_raw_batch(&header, &batch[BATCH_HEADER_LEN..])
     }
 
     #[test]

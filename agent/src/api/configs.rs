@@ -76,8 +76,10 @@ fn to_result(c: Described, version: i16, synonyms: bool) -> DescribeConfigsResou
         .with_name(str_bytes(&c.name))
         .with_value(Some(str_bytes(&c.value)))
         .with_read_only(c.read_only)
-        .with_config_source(c.source)
-        .with_config_type(c.config_type);
+        .with_config_source(c.source);
+    if version >= 3 {
+        result.config_type = c.config_type;
+    }
     if version >= 1 && synonyms {
         result.synonyms = vec![
             DescribeConfigsSynonym::default()

@@ -45,7 +45,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: FetchReq
         let (partitions, total, any_error) = read_all(shared, &targets, max_bytes).await;
         let done = total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline;
         if done {
-            for (target, data) in targets.iter().zip(partitions) {
+            for (target, mut data) in targets.iter().zip(partitions) {
+                if version < 5 {
+                    data.log_start_offset = -1;
+                }
                 topics[target.topic_index].partitions.push(data);
             }
             return FetchResponse::default().with_session_id(0).with_responses(topics);

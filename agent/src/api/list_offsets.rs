@@ -21,7 +21,7 @@ const EARLIEST_LOCAL: i64 = -4;
 const EARLIEST_PENDING_UPLOAD: i64 = -5;
 
 /// Answers ListOffsets.
-pub(crate) async fn handle(shared: &Arc<Shared>, _version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let info = shared.topics.get(super::topic_str(&topic.name)).await.unwrap_or_else(|status| {
@@ -44,7 +44,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, _version: i16, request: ListOff
                     .with_error_code(code)
                     .with_offset(offset)
                     .with_timestamp(timestamp)
-                    .with_leader_epoch(if code == 0 { 0 } else { -1 }),
+                    .with_leader_epoch(if code == 0 && version >= 4 { 0 } else { -1 }),
             );
         }
         topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));

@@ -34,12 +34,25 @@ pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: Metadata
             out
         }
     };
-    MetadataResponse::default()
-        .with_brokers(vec![broker])
-        .with_cluster_id(Some(str_bytes(&config.cluster_id)))
-        .with_controller_id(BrokerId(config.node_id))
-        .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
+    let mut response = MetadataResponse::default().with_brokers(vec![broker]).with_topics(topics);
+    // Fields a version lacks must keep their defaults or encoding fails.
+    if version >= 1 {
+        response.controller_id = BrokerId(config.node_id);
+    }
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes(&config.cluster_id));
+    }
+    if version < 10 {
+        for topic in &mut response.topics {
+            topic.topic_id = Uuid::nil();
+        }
+    }
+    if version < 7 {
+        for partition in response.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            partition.leader_epoch = -1;
+        }
+    }
+    response
 }
 
 async fn all_topics(shared: &Arc<Shared>) -> Vec<MetadataResponseTopic> {

@@ -81,7 +81,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRe
         // Kafka sends no response at all for acks=0.
         return Box::pin(async { None });
     }
-    Box::pin(async move { Some(ResponseKind::Produce(respond(slots, timeout).await)) })
+    Box::pin(async move { Some(ResponseKind::Produce(respond(slots, timeout, version).await)) })
 }
 
 fn acks_valid(acks: i16) -> bool {
@@ -96,7 +96,7 @@ async fn append_partition(shared: &Arc<Shared>, info: &TopicInfo, data: Partitio
     let Some(records) = data.records else {
         return (Outcome::Done(AppendResult::error_with(error_code::INVALID_RECORD)), -1);
     };
-    let limits = Limits { max_message_bytes: info.max_message_bytes(), allow_multiple_batches: true };
+    let limits = Limits { max_message_bytes: info.max_message_bytes(), ..Limits::default() };
     let batches = match strata_segment::split_and_validate(&records, &limits) {
         Ok(batches) => batches,
         Err(e) => return (Outcome::Done(AppendResult::error_with(e.kafka_error_code())), -1),
@@ -136,7 +136,7 @@ fn stamp(batch: ValidatedBatch, log_append_time: i64) -> (Bytes, BatchMeta) {
     (bytes, meta)
 }
 
-async fn respond(slots: Vec<TopicSlot>, timeout: Duration) -> ProduceResponse {
+async fn respond(slots: Vec<TopicSlot>, timeout: Duration, version: i16) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut responses = Vec::with_capacity(slots.len());
     for topic in slots {
@@ -154,9 +154,9 @@ async fn respond(slots: Vec<TopicSlot>, timeout: Duration) -> ProduceResponse {
                 .with_index(slot.index)
                 .with_error_code(result.error_code)
                 .with_base_offset(result.base_offset)
-                .with_log_start_offset(result.log_start_offset)
+                .with_log_start_offset(if version >= 5 { result.log_start_offset } else { -1 })
                 .with_log_append_time_ms(if result.error_code == 0 { slot.log_append_time } else { -1 });
-            if result.error_code != 0 {
+            if result.error_code != 0 && version >= 8 {
                 response.error_message = Some(str_bytes(error_message(result.error_code)));
             }
             partitions.push(response);

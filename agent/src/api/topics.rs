@@ -57,7 +57,7 @@ pub(crate) async fn create_topic(
 }
 
 /// Answers CreateTopics.
-pub(crate) async fn create(shared: &Arc<Shared>, _version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub(crate) async fn create(shared: &Arc<Shared>, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = super::topic_str(&topic.name).to_string();
@@ -75,17 +75,19 @@ pub(crate) async fn create(shared: &Arc<Shared>, _version: i16, request: CreateT
         };
         match outcome {
             Ok(created) => {
-                result.topic_id = Uuid::from_slice(&created.topic_id).unwrap_or_default();
-                result.num_partitions = created.partition_count as i32;
-                // Durability comes from object storage, not replicas: report
-                // what the client asked for, or 1.
-                result.replication_factor = topic.replication_factor.max(1);
+                if version >= 7 {
+                    result.topic_id = Uuid::from_slice(&created.topic_id).unwrap_or_default();
+                }
+                if version >= 5 {
+                    result.num_partitions = created.partition_count as i32;
+                    // Durability comes from object storage, not replicas:
+                    // report what the client asked for, or 1.
+                    result.replication_factor = topic.replication_factor.max(1);
+                }
             }
             Err((code, message)) => {
                 result.error_code = code;
                 result.error_message = Some(str_bytes(&message));
-                result.num_partitions = -1;
-                result.replication_factor = -1;
             }
         }
         results.push(result);
@@ -94,7 +96,7 @@ pub(crate) async fn create(shared: &Arc<Shared>, _version: i16, request: CreateT
 }
 
 /// Answers DeleteTopics (by name before v6, by name or id from v6).
-pub(crate) async fn delete(shared: &Arc<Shared>, _version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub(crate) async fn delete(shared: &Arc<Shared>, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<TopicName>, Uuid)> = request.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect();
     targets.extend(request.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let mut results = Vec::with_capacity(targets.len());
@@ -118,6 +120,12 @@ pub(crate) async fn delete(shared: &Arc<Shared>, _version: i16, request: DeleteT
                 result.error_code = code;
                 result.error_message = Some(str_bytes(&message));
             }
+        }
+        if version < 6 {
+            result.topic_id = Uuid::nil();
+        }
+        if version < 5 {
+            result.error_message = None;
         }
         results.push(result);
     }

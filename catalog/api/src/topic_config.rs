@@ -82,7 +82,12 @@ pub struct TopicConfigDef {
 const LONG_MAX: &str = "9223372036854775807";
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
-const fn def(name: &'static str, default: &'static str, config_type: ConfigType, rule: Rule) -> TopicConfigDef {
+const fn def(
+    name: &'static str,
+    default: &'static str,
+    config_type: ConfigType,
+    rule: Rule,
+) -> TopicConfigDef {
     TopicConfigDef {
         name,
         default,
@@ -92,11 +97,24 @@ const fn def(name: &'static str, default: &'static str, config_type: ConfigType,
 }
 
 const fn long(name: &'static str, default: &'static str, min: i64) -> TopicConfigDef {
-    def(name, default, ConfigType::Long, Rule::Range { min, max: i64::MAX })
+    def(
+        name,
+        default,
+        ConfigType::Long,
+        Rule::Range { min, max: i64::MAX },
+    )
 }
 
 const fn int(name: &'static str, default: &'static str, min: i64) -> TopicConfigDef {
-    def(name, default, ConfigType::Int, Rule::Range { min, max: i32::MAX as i64 })
+    def(
+        name,
+        default,
+        ConfigType::Int,
+        Rule::Range {
+            min,
+            max: i32::MAX as i64,
+        },
+    )
 }
 
 const fn boolean(name: &'static str, default: &'static str) -> TopicConfigDef {
@@ -105,18 +123,38 @@ const fn boolean(name: &'static str, default: &'static str) -> TopicConfigDef {
 
 /// Every topic config Strata accepts, sorted by name.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def("cleanup.policy", "delete", ConfigType::List, Rule::ListOf(&["delete", "compact"])),
+    def(
+        "cleanup.policy",
+        "delete",
+        ConfigType::List,
+        Rule::ListOf(&["delete", "compact"]),
+    ),
     int("compression.gzip.level", "-1", -1),
     int("compression.lz4.level", "9", 1),
-    def("compression.type", "producer", ConfigType::String, Rule::OneOf(COMPRESSION_TYPES)),
+    def(
+        "compression.type",
+        "producer",
+        ConfigType::String,
+        Rule::OneOf(COMPRESSION_TYPES),
+    ),
     int("compression.zstd.level", "3", -131072),
     long("delete.retention.ms", "86400000", 0),
     long("file.delete.delay.ms", "60000", 0),
     long("flush.messages", LONG_MAX, 1),
     long("flush.ms", LONG_MAX, 0),
-    def("follower.replication.throttled.replicas", "", ConfigType::List, Rule::Any),
+    def(
+        "follower.replication.throttled.replicas",
+        "",
+        ConfigType::List,
+        Rule::Any,
+    ),
     int("index.interval.bytes", "4096", 0),
-    def("leader.replication.throttled.replicas", "", ConfigType::List, Rule::Any),
+    def(
+        "leader.replication.throttled.replicas",
+        "",
+        ConfigType::List,
+        Rule::Any,
+    ),
     long("local.retention.bytes", "-2", -2),
     long("local.retention.ms", "-2", -2),
     long("max.compaction.lag.ms", LONG_MAX, 1),
@@ -125,8 +163,18 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     long("message.timestamp.after.max.ms", LONG_MAX, 0),
     long("message.timestamp.before.max.ms", LONG_MAX, 0),
     long("message.timestamp.difference.max.ms", LONG_MAX, 0),
-    def("message.timestamp.type", "CreateTime", ConfigType::String, Rule::OneOf(&["CreateTime", "LogAppendTime"])),
-    def("min.cleanable.dirty.ratio", "0.5", ConfigType::Double, Rule::DoubleRange { min: 0.0, max: 1.0 }),
+    def(
+        "message.timestamp.type",
+        "CreateTime",
+        ConfigType::String,
+        Rule::OneOf(&["CreateTime", "LogAppendTime"]),
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        ConfigType::Double,
+        Rule::DoubleRange { min: 0.0, max: 1.0 },
+    ),
     long("min.compaction.lag.ms", "0", 0),
     int("min.insync.replicas", "1", 1),
     boolean("preallocate", "false"),
@@ -240,7 +288,12 @@ mod tests {
     fn registry_is_sorted_and_unique() {
         // `find` binary-searches, so the table must be strictly sorted.
         for pair in TOPIC_CONFIGS.windows(2) {
-            assert!(pair[0].name < pair[1].name, "{} before {}", pair[0].name, pair[1].name);
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} before {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
     }
 
@@ -264,7 +317,10 @@ mod tests {
         assert_eq!(default_value("message.timestamp.type"), Some("CreateTime"));
         assert_eq!(default_value("min.insync.replicas"), Some("1"));
         assert_eq!(default_value("compression.type"), Some("producer"));
-        assert_eq!(default_value("unclean.leader.election.enable"), Some("false"));
+        assert_eq!(
+            default_value("unclean.leader.election.enable"),
+            Some("false")
+        );
         assert_eq!(default_value("strata.compaction.age.ms"), Some("3600000"));
         assert_eq!(default_value("nope"), None);
     }
@@ -303,7 +359,10 @@ mod tests {
 
     #[test]
     fn describe_configs_codes() {
-        assert_eq!(find("retention.ms").map(|d| d.config_type.describe_configs_code()), Some(5));
+        assert_eq!(
+            find("retention.ms").map(|d| d.config_type.describe_configs_code()),
+            Some(5)
+        );
         assert_eq!(ConfigType::List.describe_configs_code(), 7);
         assert_eq!(ConfigType::Boolean.describe_configs_code(), 1);
     }

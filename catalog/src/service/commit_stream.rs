@@ -114,7 +114,10 @@ impl CommitStreamHub {
         }
         let mut backlog = VecDeque::new();
         if start < last_published {
-            let oldest = state.recent.front().map_or(u64::MAX, |event| event.sequence);
+            let oldest = state
+                .recent
+                .front()
+                .map_or(u64::MAX, |event| event.sequence);
             if oldest > start + 1 {
                 return Err(Status::out_of_range(format!(
                     "commits after {start} are no longer buffered (oldest {oldest}): resync"
@@ -216,9 +219,15 @@ mod tests {
         for sequence in 1..=5 {
             hub.publish(event(sequence));
         }
-        assert_eq!(hub.subscribe(1).err().unwrap().code(), tonic::Code::OutOfRange);
+        assert_eq!(
+            hub.subscribe(1).err().unwrap().code(),
+            tonic::Code::OutOfRange
+        );
         assert!(hub.subscribe(3).is_ok());
-        assert_eq!(hub.subscribe(9).err().unwrap().code(), tonic::Code::OutOfRange);
+        assert_eq!(
+            hub.subscribe(9).err().unwrap().code(),
+            tonic::Code::OutOfRange
+        );
     }
 
     #[tokio::test]

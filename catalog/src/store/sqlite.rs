@@ -253,10 +253,7 @@ impl CatalogStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
-    async fn init_producer_id(
-        &self,
-        request: InitProducerIdRequest,
-    ) -> Result<ProducerIdAndEpoch> {
+    async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch> {
         self.write(|reply| Command::InitProducerId(request, reply))
             .await
     }

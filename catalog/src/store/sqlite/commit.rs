@@ -180,7 +180,10 @@ impl CommitWork<'_> {
         let mut position = write.position;
         for batch in &write.batches {
             let outcome = match self.check(&key, batch)? {
-                Verdict::Accept => (error_code::NONE, self.append(&key, batch, &mut run, position)?),
+                Verdict::Accept => (
+                    error_code::NONE,
+                    self.append(&key, batch, &mut run, position)?,
+                ),
                 Verdict::Duplicate { base_offset } => {
                     self.close_run(&key, run.take())?;
                     (error_code::DUPLICATE_SEQUENCE_NUMBER, base_offset)
@@ -194,7 +197,9 @@ impl CommitWork<'_> {
                 error_code: i32::from(outcome.0),
                 base_offset: outcome.1,
             });
-            position += u64::from(batch.length);
+            position = position
+                .checked_add(u64::from(batch.length))
+                .ok_or_else(|| overflow("position"))?;
         }
         self.close_run(&key, run.take())?;
         Ok(result)
@@ -242,7 +247,11 @@ impl CommitWork<'_> {
         let producer_epoch = self.producer(batch.producer_id)?.map(|row| row.epoch);
         let identity = identity(batch);
         let slot = self.state(batch.producer_id, key)?;
-        Ok(producer::check(producer_epoch, slot.state.as_ref(), &identity))
+        Ok(producer::check(
+            producer_epoch,
+            slot.state.as_ref(),
+            &identity,
+        ))
     }
 
     /// The producer's row, loaded on first use; `None` if unknown or expired.
@@ -251,8 +260,9 @@ impl CommitWork<'_> {
             return Ok(row.map(|(row, _)| row));
         }
         let row = producers::load(self.connection, producer_id)?
-            .filter(|row| row.last_update_ms >= self.live_since_ms);
-        self.producers.insert(producer_id, row.map(|row| (row, false)));
+            .filter(|row| row.is_live(self.live_since_ms));
+        self.producers
+            .insert(producer_id, row.map(|row| (row, false)));
         Ok(row)
     }
 
@@ -262,8 +272,13 @@ impl CommitWork<'_> {
         if !self.states.contains_key(&slot_key) {
             let state = producers::load_partition_state(self.connection, producer_id, key)?
                 .filter(|state| state.last_update_ms >= self.live_since_ms);
-            self.states
-                .insert(slot_key.clone(), StateSlot { state, dirty: false });
+            self.states.insert(
+                slot_key.clone(),
+                StateSlot {
+                    state,
+                    dirty: false,
+                },
+            );
         }
         Ok(self
             .states
@@ -282,12 +297,14 @@ impl CommitWork<'_> {
     ) -> Result<i64> {
         let partition = self.partition_mut(key);
         let base_offset = partition.next_offset;
-        partition.next_offset += i64::from(batch.offset_count);
-        let end_offset = partition.next_offset;
+        let end_offset = base_offset
+            .checked_add(i64::from(batch.offset_count))
+            .ok_or_else(|| overflow("offset"))?;
+        partition.next_offset = end_offset;
         match run {
             Some(run) => {
                 run.end_offset = end_offset;
-                run.length += u64::from(batch.length);
+                run.length = run.length.saturating_add(u64::from(batch.length));
                 run.batch_count += 1;
                 run.max_timestamp = run.max_timestamp.max(batch.max_timestamp);
             }
@@ -309,7 +326,12 @@ impl CommitWork<'_> {
     }
 
     /// Updates the producer's state after one of its batches was appended.
-    fn record_producer(&mut self, key: &PartitionKey, batch: &BatchMeta, base_offset: i64) -> Result<()> {
+    fn record_producer(
+        &mut self,
+        key: &PartitionKey,
+        batch: &BatchMeta,
+        base_offset: i64,
+    ) -> Result<()> {
         let now_ms = self.now_ms;
         let idempotent = is_idempotent(batch);
         let slot = self.state(batch.producer_id, key)?;
@@ -412,12 +434,23 @@ impl CommitWork<'_> {
     }
 }
 
+fn overflow(field: &'static str) -> Error {
+    Error::InvalidArgument {
+        field,
+        reason: "overflows a 64-bit integer".to_string(),
+    }
+}
+
 fn is_idempotent(batch: &BatchMeta) -> bool {
     batch.producer_id >= 0 && batch.base_sequence >= 0
 }
 
 fn identity(batch: &BatchMeta) -> BatchIdentity {
-    BatchIdentity::new(batch.producer_epoch, batch.base_sequence, batch.offset_count)
+    BatchIdentity::new(
+        batch.producer_epoch,
+        batch.base_sequence,
+        batch.offset_count,
+    )
 }
 
 fn insert_chunk(connection: &Connection, chunk: &Chunk, running_max_timestamp: i64) -> Result<()> {

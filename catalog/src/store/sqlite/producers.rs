@@ -14,16 +14,31 @@ use crate::{Error, Result};
 pub(super) struct ProducerRow {
     pub(super) epoch: i32,
     pub(super) last_update_ms: i64,
+    /// Transactional producers live as long as their transactional id, so
+    /// they do not expire with `producer.id.expiration.ms`.
+    pub(super) transactional: bool,
+}
+
+impl ProducerRow {
+    /// Whether the producer id is still known, given that state last
+    /// updated before `live_since_ms` has expired.
+    pub(super) fn is_live(&self, live_since_ms: i64) -> bool {
+        self.transactional || self.last_update_ms >= live_since_ms
+    }
 }
 
 /// The producer row of `producer_id`, expired or not.
 pub(super) fn load(connection: &Connection, producer_id: i64) -> Result<Option<ProducerRow>> {
     Ok(connection
-        .prepare_cached("SELECT producer_epoch, last_update_ms FROM producers WHERE producer_id = ?1")?
+        .prepare_cached(
+            "SELECT producer_epoch, last_update_ms, transactional_id IS NOT NULL
+             FROM producers WHERE producer_id = ?1",
+        )?
         .query_row([producer_id], |row| {
             Ok(ProducerRow {
                 epoch: row.get(0)?,
                 last_update_ms: row.get(1)?,
+                transactional: row.get(2)?,
             })
         })
         .optional()?)
@@ -43,7 +58,12 @@ fn store(
              ON CONFLICT (producer_id) DO UPDATE SET producer_epoch = ?2,
                  transactional_id = ?3, last_update_ms = ?4",
         )?
-        .execute(params![producer_id, row.epoch, transactional_id, row.last_update_ms])?;
+        .execute(params![
+            producer_id,
+            row.epoch,
+            transactional_id,
+            row.last_update_ms
+        ])?;
     Ok(())
 }
 
@@ -162,11 +182,15 @@ pub(super) fn init_producer_id(
     }
 }
 
-fn new_producer(context: &mut WriteContext<'_>, transactional_id: Option<&str>) -> Result<ProducerIdAndEpoch> {
+fn new_producer(
+    context: &mut WriteContext<'_>,
+    transactional_id: Option<&str>,
+) -> Result<ProducerIdAndEpoch> {
     let producer_id = context.counters.allocate_producer_id();
     let row = ProducerRow {
         epoch: 0,
         last_update_ms: context.now_ms,
+        transactional: transactional_id.is_some(),
     };
     store(context.connection, producer_id, &row, transactional_id)?;
     Ok(ProducerIdAndEpoch {
@@ -184,7 +208,7 @@ fn init_idempotent(
     }
     let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
     let current = load(context.connection, request.producer_id)?
-        .filter(|row| row.last_update_ms >= live_since_ms);
+        .filter(|row| !row.transactional && row.is_live(live_since_ms));
     match current {
         // Unknown or expired: a producer recovering from UNKNOWN_PRODUCER_ID
         // gets a fresh id, as Kafka does.
@@ -196,6 +220,7 @@ fn init_idempotent(
             let bumped = ProducerRow {
                 epoch: row.epoch + 1,
                 last_update_ms: context.now_ms,
+                transactional: false,
             };
             // Sequences restart at 0 with the new epoch: the commit checks
             // enforce that, so the per-partition states stay as they are.
@@ -235,7 +260,12 @@ fn init_transactional(
             last_producer_id: -1,
             last_producer_epoch: -1,
         };
-        store_transactional(context, transactional_id, &row, request.transaction_timeout_ms)?;
+        store_transactional(
+            context,
+            transactional_id,
+            &row,
+            request.transaction_timeout_ms,
+        )?;
         return Ok(fresh);
     };
     let next = next_transactional(context, request, &current)?;
@@ -243,10 +273,21 @@ fn init_transactional(
         let producer = ProducerRow {
             epoch: next.producer_epoch,
             last_update_ms: context.now_ms,
+            transactional: true,
         };
-        store(context.connection, next.producer_id, &producer, Some(transactional_id))?;
+        store(
+            context.connection,
+            next.producer_id,
+            &producer,
+            Some(transactional_id),
+        )?;
     }
-    store_transactional(context, transactional_id, &next, request.transaction_timeout_ms)?;
+    store_transactional(
+        context,
+        transactional_id,
+        &next,
+        request.transaction_timeout_ms,
+    )?;
     Ok(ProducerIdAndEpoch {
         producer_id: next.producer_id,
         producer_epoch: next.producer_epoch,
@@ -261,7 +302,8 @@ fn next_transactional(
     request: &InitProducerIdRequest,
     current: &TransactionalRow,
 ) -> Result<TransactionalRow> {
-    let expected = (request.producer_id >= 0).then_some((request.producer_id, request.producer_epoch));
+    let expected =
+        (request.producer_id >= 0).then_some((request.producer_id, request.producer_epoch));
     let fenced = || Error::ProducerFenced {
         transactional_id: request.transactional_id.clone(),
         producer_id: request.producer_id,
@@ -300,7 +342,10 @@ fn next_transactional(
     })
 }
 
-fn load_transactional(connection: &Connection, transactional_id: &str) -> Result<Option<TransactionalRow>> {
+fn load_transactional(
+    connection: &Connection,
+    transactional_id: &str,
+) -> Result<Option<TransactionalRow>> {
     Ok(connection
         .prepare_cached(
             "SELECT producer_id, producer_epoch, last_producer_id, last_producer_epoch

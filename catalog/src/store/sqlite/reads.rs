@@ -97,7 +97,11 @@ pub(super) fn partition_offsets(
                  WHERE topic_id = ?1 AND partition = ?2 AND base_offset = ?3"
             ))?
             .query_row(
-                params![topic_id.as_bytes(), partition_index, row.max_timestamp_offset],
+                params![
+                    topic_id.as_bytes(),
+                    partition_index,
+                    row.max_timestamp_offset
+                ],
                 chunk_from_row,
             )
             .optional()?
@@ -135,7 +139,12 @@ pub(super) fn find_chunk_by_timestamp(
              ORDER BY running_max_timestamp, base_offset LIMIT 1"
         ))?
         .query_row(
-            params![topic_id.as_bytes(), partition_index, timestamp, row.log_start_offset],
+            params![
+                topic_id.as_bytes(),
+                partition_index,
+                timestamp,
+                row.log_start_offset
+            ],
             chunk_from_row,
         )
         .optional()?;

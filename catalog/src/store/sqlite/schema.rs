@@ -108,6 +108,7 @@ pub(super) fn configure(connection: &Connection, fsync: bool) -> Result<()> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
     connection.pragma_update(None, "temp_store", "MEMORY")?;
+    connection.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     // 64 MiB of page cache (negative = KiB).
     connection.pragma_update(None, "cache_size", -65536)?;
     connection.set_prepared_statement_cache_capacity(64);
@@ -117,7 +118,8 @@ pub(super) fn configure(connection: &Connection, fsync: bool) -> Result<()> {
 /// Brings the database to the newest schema version, one transaction per
 /// migration. Fails if the file is newer than this build.
 pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
-    connection.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
     let current: i64 = connection
         .query_row("SELECT MAX(version) FROM schema_version", [], |row| {
             row.get::<_, Option<i64>>(0)
@@ -132,11 +134,18 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
             supported,
         });
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+    for (index, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
         let version = i64::try_from(index).expect("few migrations") + 1;
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
-        transaction.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+        transaction.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )?;
         transaction.commit()?;
         tracing::info!(version, "applied catalog schema migration");
     }
@@ -160,6 +169,9 @@ mod tests {
         connection
             .execute("INSERT INTO schema_version (version) VALUES (99)", [])
             .unwrap();
-        assert!(matches!(migrate(&mut connection), Err(Error::SchemaTooNew { found: 99, .. })));
+        assert!(matches!(
+            migrate(&mut connection),
+            Err(Error::SchemaTooNew { found: 99, .. })
+        ));
     }
 }

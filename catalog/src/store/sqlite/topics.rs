@@ -58,8 +58,9 @@ fn insert_partitions(connection: &Connection, topic_id: Uuid, from: u32, to: u32
 pub(super) fn delete(context: &mut WriteContext<'_>, topic: &TopicRef) -> Result<DeletedTopic> {
     let connection = context.connection;
     let found = match topic {
-        TopicRef::Name(name) => by_name(connection, name)?
-            .ok_or_else(|| Error::UnknownTopic { name: name.clone() })?,
+        TopicRef::Name(name) => {
+            by_name(connection, name)?.ok_or_else(|| Error::UnknownTopic { name: name.clone() })?
+        }
         TopicRef::Id(topic_id) => by_id(connection, *topic_id)?.ok_or(Error::UnknownTopicId {
             topic_id: *topic_id,
         })?,
@@ -170,7 +171,10 @@ pub(super) fn by_name(connection: &Connection, name: &str) -> Result<Option<Topi
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {TOPIC_COLUMNS} FROM topics WHERE name = ?1 AND deleted = 0"
     ))?;
-    statement.query_row([name], topic_from_row).optional()?.transpose()
+    statement
+        .query_row([name], topic_from_row)
+        .optional()?
+        .transpose()
 }
 
 /// The live topic with id `topic_id`.

@@ -152,9 +152,46 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        apply_batch(&connection, &mut counters, &options, &mut batch, &mut last_sweep_ms);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            apply_batch(
+                &connection,
+                &mut counters,
+                &options,
+                &mut batch,
+                &mut last_sweep_ms,
+            );
+        }));
+        if applied.is_err() && !recover_from_panic(&connection, &mut counters, &mut batch) {
+            return;
+        }
     }
     tracing::debug!("catalog writer stopped");
+}
+
+/// Undoes the transaction a panic left open, so the writer keeps serving.
+/// The batch's callers see their reply channels closed (`Error::Closed`,
+/// retryable) and nothing of the batch was written. Returns false if the
+/// writer cannot go on.
+fn recover_from_panic(
+    connection: &Connection,
+    counters: &mut Counters,
+    batch: &mut Vec<Command>,
+) -> bool {
+    tracing::error!("catalog writer panicked; the batch was rolled back");
+    batch.clear();
+    if let Err(error) = execute(connection, "ROLLBACK") {
+        tracing::warn!(%error, "rollback after a panic failed");
+    }
+    match load_counters(connection) {
+        Ok(reloaded) => {
+            *counters = reloaded;
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, "catalog writer cannot reload its counters; stopping");
+            false
+        }
+    }
 }
 
 /// Applies `batch` in one transaction and answers every command.
@@ -247,9 +284,11 @@ fn execute(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn load_counters(connection: &Connection) -> Result<Counters> {
     let get = |key: &str| -> Result<i64> {
-        Ok(connection.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })?)
+        Ok(
+            connection.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })?,
+        )
     };
     let sequence = get("commit_sequence")?;
     Ok(Counters {
@@ -272,7 +311,10 @@ fn save_counters(
         update.execute(rusqlite::params!["commit_sequence", sequence])?;
     }
     if counters.next_producer_id != persisted.next_producer_id {
-        update.execute(rusqlite::params!["next_producer_id", counters.next_producer_id])?;
+        update.execute(rusqlite::params![
+            "next_producer_id",
+            counters.next_producer_id
+        ])?;
     }
     Ok(())
 }

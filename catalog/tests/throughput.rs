@@ -1,0 +1,79 @@
+//! Group-commit throughput of SqliteStore. Ignored by default (it measures,
+//! it does not check behaviour); run with
+//! `cargo test -p strata-catalog --release --test throughput -- --ignored --nocapture`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_catalog::conformance::{
+    chunk_write, commit_request, create_topic, plain_batch, producer_batch,
+};
+use strata_catalog::{CatalogStore, ProducerIdAndEpoch, SqliteOptions, SqliteStore};
+use strata_catalog_api::proto::InitProducerIdRequest;
+
+/// Goal: measure commits per second with many agents committing at once.
+/// Method: 64 tasks, each an "agent" with its own idempotent producer,
+/// commit segments of 8 partitions x 1 batch; report commits/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn group_commit_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CatalogStore> = Arc::new(
+        SqliteStore::open(dir.path().join("catalog.db"), SqliteOptions::default()).unwrap(),
+    );
+    let topic = create_topic(store.as_ref(), "throughput", 64).await;
+    let (tasks, commits_per_task) = (64_u32, 400_u32);
+    let chunks_per_commit: u32 = std::env::var("CHUNKS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(8);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let store = Arc::clone(&store);
+        let topic = topic.clone();
+        handles.push(tokio::spawn(async move {
+            let granted = store
+                .init_producer_id(InitProducerIdRequest {
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let producer = ProducerIdAndEpoch {
+                producer_epoch: 0,
+                ..granted
+            };
+            for index in 0..commits_per_task {
+                let writes = (0..chunks_per_commit)
+                    .map(|p| {
+                        let partition = (task + p * 8) % 64;
+                        let batches = if p == 0 {
+                            vec![producer_batch(
+                                producer,
+                                i32::try_from(index).unwrap() * 10,
+                                10,
+                            )]
+                        } else {
+                            vec![plain_batch(10, 1)]
+                        };
+                        chunk_write(&topic, partition, u64::from(p) * 4096, batches)
+                    })
+                    .collect();
+                let request = commit_request(&format!("t{task}-{index}"), writes);
+                let response = store.commit_segment(request).await.unwrap().response;
+                assert_eq!(response.chunks[0].batches[0].error_code, 0);
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let commits = f64::from(tasks * commits_per_task);
+    eprintln!(
+        "{commits} commits ({chunks_per_commit} chunks each) in {elapsed:?}: {:.0} commits/s",
+        commits / elapsed.as_secs_f64()
+    );
+}
