@@ -53,7 +53,11 @@ pub(crate) fn is_supported(key: ApiKey, version: i16) -> bool {
 
 /// Starts a decoded request. Work that must happen in arrival order is done
 /// before this returns; the returned future finishes the rest.
-pub(crate) async fn start(shared: &Arc<Shared>, header: RequestHeader, request: RequestKind) -> Pending {
+pub(crate) async fn start(
+    shared: &Arc<Shared>,
+    header: RequestHeader,
+    request: RequestKind,
+) -> Pending {
     let version = header.request_api_version;
     let correlation_id = header.correlation_id;
     let api_key = match ApiKey::try_from(header.request_api_key) {
@@ -63,7 +67,9 @@ pub(crate) async fn start(shared: &Arc<Shared>, header: RequestHeader, request: 
     let shared = shared.clone();
     let response: Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>> = match request {
         RequestKind::Produce(r) => produce::start(&shared, version, r).await,
-        RequestKind::Fetch(r) => Box::pin(async move { Some(fetch::handle(&shared, version, r).await.into()) }),
+        RequestKind::Fetch(r) => {
+            Box::pin(async move { Some(fetch::handle(&shared, version, r).await.into()) })
+        }
         other => Box::pin(async move { handle_simple(&shared, version, other).await }),
     };
     Box::pin(async move {
@@ -72,7 +78,11 @@ pub(crate) async fn start(shared: &Arc<Shared>, header: RequestHeader, request: 
     })
 }
 
-async fn handle_simple(shared: &Arc<Shared>, version: i16, request: RequestKind) -> Option<ResponseKind> {
+async fn handle_simple(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: RequestKind,
+) -> Option<ResponseKind> {
     Some(match request {
         RequestKind::ApiVersions(r) => api_versions::handle(version, r).into(),
         RequestKind::Metadata(r) => metadata::handle(shared, version, r).await.into(),
@@ -82,7 +92,9 @@ async fn handle_simple(shared: &Arc<Shared>, version: i16, request: RequestKind)
         RequestKind::CreatePartitions(r) => topics::create_partitions(shared, r).await.into(),
         RequestKind::DescribeConfigs(r) => configs::describe(shared, version, r).await.into(),
         RequestKind::AlterConfigs(r) => configs::alter(shared, r).await.into(),
-        RequestKind::IncrementalAlterConfigs(r) => configs::incremental_alter(shared, r).await.into(),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            configs::incremental_alter(shared, r).await.into()
+        }
         RequestKind::DescribeCluster(r) => describe_cluster::handle(shared, version, r).into(),
         RequestKind::InitProducerId(r) => producers::init_producer_id(shared, r).await.into(),
         RequestKind::DescribeProducers(r) => producers::describe(shared, r).await.into(),
@@ -92,7 +104,12 @@ async fn handle_simple(shared: &Arc<Shared>, version: i16, request: RequestKind)
 }
 
 /// Encodes a response frame: size, header, body.
-pub(crate) fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Bytes> {
+pub(crate) fn encode(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Option<Bytes> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // size, patched below
     let header = ResponseHeader::default().with_correlation_id(correlation_id);

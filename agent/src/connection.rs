@@ -83,7 +83,10 @@ async fn read_frame(
         return Err(format!("frame size {size} outside 8..={limit}"));
     }
     let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
+    reader
+        .read_exact(&mut frame)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Some(frame.freeze()))
 }
 
@@ -92,7 +95,8 @@ async fn start_request(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Pending
     let api_key_raw = (&frame[0..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
     let correlation_id = (&frame[4..8]).get_i32();
-    let api_key = ApiKey::try_from(api_key_raw).map_err(|()| format!("unknown API key {api_key_raw}"))?;
+    let api_key =
+        ApiKey::try_from(api_key_raw).map_err(|()| format!("unknown API key {api_key_raw}"))?;
     if api_key == ApiKey::ApiVersions && !api::is_supported(api_key, version) {
         // Kafka answers an ApiVersions it cannot parse with a v0 response
         // carrying UNSUPPORTED_VERSION and its ranges, so the client can
@@ -125,10 +129,7 @@ fn decode(
     .map_err(|_| format!("undecodable {api_key:?} v{version} request"))?
 }
 
-async fn write_responses(
-    mut rx: mpsc::Receiver<Pending>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-) {
+async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tcp::OwnedWriteHalf) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(pending) = rx.recv().await {
         let Some(frame) = pending.await else { continue };
@@ -142,4 +143,3 @@ async fn write_responses(
     }
     let _ = writer.flush().await;
 }
-

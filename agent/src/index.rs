@@ -58,7 +58,11 @@ pub(crate) struct PartitionIndex {
 
 impl PartitionIndex {
     pub(crate) fn new(catalog: Arc<dyn CatalogApi>) -> Self {
-        Self { catalog, tails: RwLock::new(HashMap::new()), commits: watch::channel(0).0 }
+        Self {
+            catalog,
+            tails: RwLock::new(HashMap::new()),
+            commits: watch::channel(0).0,
+        }
     }
 
     /// A receiver that changes whenever a commit is applied.
@@ -90,7 +94,11 @@ impl PartitionIndex {
                         match event {
                             Some(Ok(event)) => {
                                 if let Some(last) = last.filter(|l| event.sequence != l + 1) {
-                                    warn!(last, next = event.sequence, "gap in the commit stream; resyncing");
+                                    warn!(
+                                        last,
+                                        next = event.sequence,
+                                        "gap in the commit stream; resyncing"
+                                    );
                                     self.clear();
                                 }
                                 last = Some(event.sequence);
@@ -130,9 +138,14 @@ impl PartitionIndex {
                 }
             }
             for chunk in event.chunks {
-                let Ok(id) = Uuid::from_slice(&chunk.topic_id) else { continue };
+                let Ok(id) = Uuid::from_slice(&chunk.topic_id) else {
+                    continue;
+                };
                 let tail = tails.entry((id, chunk.partition)).or_insert_with(|| Tail {
-                    offsets: Offsets { log_start: 0, high_watermark: chunk.base_offset },
+                    offsets: Offsets {
+                        log_start: 0,
+                        high_watermark: chunk.base_offset,
+                    },
                     complete_from: chunk.base_offset,
                     chunks: BTreeMap::new(),
                 });
@@ -145,7 +158,9 @@ impl PartitionIndex {
                 }
             }
             for o in event.offsets {
-                let Ok(id) = Uuid::from_slice(&o.topic_id) else { continue };
+                let Ok(id) = Uuid::from_slice(&o.topic_id) else {
+                    continue;
+                };
                 if let Some(tail) = tails.get_mut(&(id, o.partition)) {
                     tail.offsets.log_start = o.log_start_offset;
                     tail.offsets.high_watermark = tail.offsets.high_watermark.max(o.high_watermark);
@@ -157,20 +172,35 @@ impl PartitionIndex {
 
     /// The partition's offsets: from the tail when known, else (or with
     /// `fresh`) from the catalog.
-    pub(crate) async fn offsets(&self, topic: Uuid, partition: u32, fresh: bool) -> Result<Result<Offsets, i16>, Status> {
-        if !fresh {
-            if let Some(tail) = self.tails.read().expect("index lock poisoned").get(&(topic, partition)) {
-                return Ok(Ok(tail.offsets));
-            }
+    pub(crate) async fn offsets(
+        &self,
+        topic: Uuid,
+        partition: u32,
+        fresh: bool,
+    ) -> Result<Result<Offsets, i16>, Status> {
+        let cached = self
+            .tails
+            .read()
+            .expect("index lock poisoned")
+            .get(&(topic, partition))
+            .map(|t| t.offsets);
+        if let Some(offsets) = cached.filter(|_| !fresh) {
+            return Ok(Ok(offsets));
         }
         let r = self
             .catalog
-            .get_partition_offsets(GetPartitionOffsetsRequest { topic_id: topic.as_bytes().to_vec(), partition })
+            .get_partition_offsets(GetPartitionOffsetsRequest {
+                topic_id: topic.as_bytes().to_vec(),
+                partition,
+            })
             .await?;
         if r.error_code != 0 {
             return Ok(Err(r.error_code as i16));
         }
-        let offsets = Offsets { log_start: r.log_start_offset, high_watermark: r.high_watermark };
+        let offsets = Offsets {
+            log_start: r.log_start_offset,
+            high_watermark: r.high_watermark,
+        };
         let mut tails = self.tails.write().expect("index lock poisoned");
         let tail = tails.entry((topic, partition)).or_insert_with(|| Tail {
             offsets,
@@ -208,14 +238,28 @@ impl PartitionIndex {
         Ok(Ok(r.chunks))
     }
 
-    fn tail_chunks(&self, topic: Uuid, partition: u32, offset: i64, max_chunks: usize) -> Option<Vec<Chunk>> {
+    fn tail_chunks(
+        &self,
+        topic: Uuid,
+        partition: u32,
+        offset: i64,
+        max_chunks: usize,
+    ) -> Option<Vec<Chunk>> {
         let tails = self.tails.read().expect("index lock poisoned");
         let tail = tails.get(&(topic, partition))?;
         if offset < tail.complete_from || offset >= tail.offsets.high_watermark {
             return None;
         }
         let start = tail.chunks.range(..=offset).next_back().map(|(b, _)| *b)?;
-        let chunks: Vec<Chunk> = tail.chunks.range(start..).take(max_chunks).map(|(_, c)| c.clone()).collect();
-        chunks.first().is_some_and(|c| c.end_offset > offset).then_some(chunks)
+        let chunks: Vec<Chunk> = tail
+            .chunks
+            .range(start..)
+            .take(max_chunks)
+            .map(|(_, c)| c.clone())
+            .collect();
+        chunks
+            .first()
+            .is_some_and(|c| c.end_offset > offset)
+            .then_some(chunks)
     }
 }

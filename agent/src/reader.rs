@@ -29,7 +29,11 @@ impl BatchRef {
 pub(crate) async fn read_chunk(cache: &BlockCache, chunk: &Chunk) -> Result<Bytes, CacheError> {
     let key = Path::from(chunk.object_key.as_str());
     cache
-        .read(&key, chunk.object_size, chunk.position..chunk.position + chunk.length)
+        .read(
+            &key,
+            chunk.object_size,
+            chunk.position..chunk.position + chunk.length,
+        )
         .await
 }
 
@@ -41,12 +45,20 @@ pub(crate) fn batches(chunk: &Chunk, bytes: &[u8]) -> Vec<BatchRef> {
     let mut position = 0usize;
     let mut offset = chunk.base_offset;
     while position < bytes.len() {
-        let Ok(header) = BatchHeader::parse(&bytes[position..]) else { break };
-        let Some(length) = header.total_len() else { break };
+        let Ok(header) = BatchHeader::parse(&bytes[position..]) else {
+            break;
+        };
+        let Some(length) = header.total_len() else {
+            break;
+        };
         if length == 0 || position + length > bytes.len() {
             break;
         }
-        let batch = BatchRef { base_offset: offset, range: position..position + length, header };
+        let batch = BatchRef {
+            base_offset: offset,
+            range: position..position + length,
+            header,
+        };
         offset = batch.end_offset();
         position += length;
         out.push(batch);

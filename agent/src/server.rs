@@ -59,7 +59,8 @@ impl Agent {
 
         let index = Arc::new(PartitionIndex::new(catalog.clone()));
         tasks.spawn(index.clone().run_subscriber(stop_background.clone()));
-        let writer = SegmentWriter::start(&config, catalog.clone(), store, cache.clone(), &mut tasks);
+        let writer =
+            SegmentWriter::start(&config, catalog.clone(), store, cache.clone(), &mut tasks);
         let shared = Arc::new(Shared {
             topics: TopicCache::new(catalog.clone()),
             config,
@@ -68,9 +69,19 @@ impl Agent {
             index,
             writer,
         });
-        tasks.spawn(accept_loop(shared.clone(), listener, stop_accepting.clone()));
+        tasks.spawn(accept_loop(
+            shared.clone(),
+            listener,
+            stop_accepting.clone(),
+        ));
         info!(%local_addr, "agent listening for Kafka clients");
-        Ok(Self { shared, local_addr, stop_accepting, stop_background, tasks })
+        Ok(Self {
+            shared,
+            local_addr,
+            stop_accepting,
+            stop_background,
+            tasks,
+        })
     }
 
     /// The address the Kafka listener is bound to.

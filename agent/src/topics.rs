@@ -34,7 +34,11 @@ impl TopicInfo {
             id,
             name: topic.name,
             partitions: topic.partition_count,
-            configs: topic.configs.into_iter().map(|c| (c.name, c.value)).collect(),
+            configs: topic
+                .configs
+                .into_iter()
+                .map(|c| (c.name, c.value))
+                .collect(),
         })
     }
 
@@ -74,7 +78,10 @@ pub(crate) struct TopicCache {
 
 impl TopicCache {
     pub(crate) fn new(catalog: Arc<dyn CatalogApi>) -> Self {
-        Self { catalog, by_name: RwLock::new(HashMap::new()) }
+        Self {
+            catalog,
+            by_name: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The topic called `name`, or `None` when it does not exist.
@@ -102,10 +109,17 @@ impl TopicCache {
 
     /// Forgets `name` so the next use re-reads it.
     pub(crate) fn invalidate(&self, name: &str) {
-        self.by_name.write().expect("topic cache lock poisoned").remove(name);
+        self.by_name
+            .write()
+            .expect("topic cache lock poisoned")
+            .remove(name);
     }
 
-    fn cached(&self, matches: impl Fn(&Entry) -> bool, name: Option<&str>) -> Option<Arc<TopicInfo>> {
+    fn cached(
+        &self,
+        matches: impl Fn(&Entry) -> bool,
+        name: Option<&str>,
+    ) -> Option<Arc<TopicInfo>> {
         let map = self.by_name.read().expect("topic cache lock poisoned");
         let entry = match name {
             Some(name) => map.get(name),
@@ -117,7 +131,12 @@ impl TopicCache {
     /// Loads `names` (all topics when empty) from the catalog into the cache.
     async fn load(&self, names: Vec<String>) -> Result<Vec<Arc<TopicInfo>>, Status> {
         let all = names.is_empty();
-        let response = self.catalog.list_topics(ListTopicsRequest { names: names.clone() }).await?;
+        let response = self
+            .catalog
+            .list_topics(ListTopicsRequest {
+                names: names.clone(),
+            })
+            .await?;
         let topics: Vec<Arc<TopicInfo>> = response
             .topics
             .into_iter()
@@ -134,7 +153,13 @@ impl TopicCache {
             }
         }
         for topic in &topics {
-            map.insert(topic.name.clone(), Entry { topic: topic.clone(), loaded: now });
+            map.insert(
+                topic.name.clone(),
+                Entry {
+                    topic: topic.clone(),
+                    loaded: now,
+                },
+            );
         }
         Ok(topics)
     }

@@ -17,7 +17,9 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use strata_catalog_api::CatalogApi;
-use strata_catalog_api::proto::{BatchMeta, ChunkWrite, CommitSegmentRequest, CommitSegmentResponse};
+use strata_catalog_api::proto::{
+    BatchMeta, ChunkWrite, CommitSegmentRequest, CommitSegmentResponse,
+};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
@@ -38,7 +40,11 @@ pub(crate) struct AppendResult {
 
 impl AppendResult {
     pub(crate) fn error_with(error_code: i16) -> Self {
-        Self { error_code, base_offset: -1, log_start_offset: -1 }
+        Self {
+            error_code,
+            base_offset: -1,
+            log_start_offset: -1,
+        }
     }
 }
 
@@ -113,7 +119,9 @@ impl SegmentWriter {
         let inner = Arc::new(Inner {
             buffer: Mutex::new(Buffer::default()),
             wake: Notify::new(),
-            budget: Arc::new(Semaphore::new(config.buffer_bytes_max.div_ceil(PERMIT_BYTES))),
+            budget: Arc::new(Semaphore::new(
+                config.buffer_bytes_max.div_ceil(PERMIT_BYTES),
+            )),
             flush_bytes: config.flush_bytes,
             flush_interval: config.flush_interval,
             drained: Notify::new(),
@@ -150,7 +158,11 @@ impl SegmentWriter {
             }
         };
         let wake = {
-            let mut buffer = self.inner.buffer.lock().expect("writer buffer lock poisoned");
+            let mut buffer = self
+                .inner
+                .buffer
+                .lock()
+                .expect("writer buffer lock poisoned");
             if buffer.closed {
                 let _ = tx.send(AppendResult::error_with(error_code::NOT_LEADER_OR_FOLLOWER));
                 return rx;
@@ -159,7 +171,10 @@ impl SegmentWriter {
             buffer.oldest.get_or_insert_with(Instant::now);
             buffer.bytes += bytes;
             buffer.permits.push(permit);
-            let partition = buffer.partitions.entry((append.topic_id, append.partition)).or_default();
+            let partition = buffer
+                .partitions
+                .entry((append.topic_id, append.partition))
+                .or_default();
             partition.waiters.push(Waiter {
                 first_batch: partition.batches.len(),
                 batch_count: append.batches.len(),
@@ -180,7 +195,11 @@ impl SegmentWriter {
     /// Flushes what is buffered, waits until every flush is committed, and
     /// refuses appends from then on.
     pub(crate) async fn close(&self) {
-        self.inner.buffer.lock().expect("writer buffer lock poisoned").closed = true;
+        self.inner
+            .buffer
+            .lock()
+            .expect("writer buffer lock poisoned")
+            .closed = true;
         self.inner.wake.notify_one();
         loop {
             let drained = self.inner.drained.notified();
@@ -208,7 +227,10 @@ impl Inner {
         let mut partitions: Vec<_> = taken.partitions.into_iter().collect();
         // A stable order makes segments easy to inspect; not needed for correctness.
         partitions.sort_by_key(|(key, _)| *key);
-        Ok(Some(Flush { partitions, _permits: taken.permits }))
+        Ok(Some(Flush {
+            partitions,
+            _permits: taken.permits,
+        }))
     }
 }
 
@@ -269,18 +291,28 @@ impl Uploader {
                 .expect("validated batches always fit a segment");
         }
         let (bytes, entries) = builder.finish();
-        let by_partition: HashMap<([u8; 16], u32), u64> =
-            entries.iter().map(|e| ((e.topic_id, e.partition), e.position)).collect();
+        let by_partition: HashMap<([u8; 16], u32), u64> = entries
+            .iter()
+            .map(|e| ((e.topic_id, e.partition), e.position))
+            .collect();
         let positions = flush
             .partitions
             .iter()
             .map(|((topic_id, partition), _)| by_partition[&(*topic_id.as_bytes(), *partition)])
             .collect();
-        Segment { id, key: segment_key(&self.prefix, id), bytes, positions }
+        Segment {
+            id,
+            key: segment_key(&self.prefix, id),
+            bytes,
+            positions,
+        }
     }
 
     async fn upload(&self, segment: Segment) -> Result<Segment, object_store::Error> {
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
         let payload = PutPayload::from_bytes(segment.bytes.clone());
         self.store.put_opts(&segment.key, payload, options).await?;
         // Write-through: the tail of every partition is read from here.
@@ -309,7 +341,11 @@ struct Committer {
     deadline: Duration,
 }
 
-async fn commit_loop(inner: Arc<Inner>, committer: Committer, mut rx: mpsc::Receiver<(Flush, UploadTask)>) {
+async fn commit_loop(
+    inner: Arc<Inner>,
+    committer: Committer,
+    mut rx: mpsc::Receiver<(Flush, UploadTask)>,
+) {
     while let Some((flush, task)) = rx.recv().await {
         let code = match task.await {
             Ok(Ok(segment)) => match committer.commit(&flush, &segment).await {
@@ -349,7 +385,11 @@ impl Committer {
     /// Commits a segment, retrying transport failures until the produce
     /// deadline. Retries are safe: the segment id makes the commit
     /// idempotent.
-    async fn commit(&self, flush: &Flush, segment: &Segment) -> Result<CommitSegmentResponse, tonic::Status> {
+    async fn commit(
+        &self,
+        flush: &Flush,
+        segment: &Segment,
+    ) -> Result<CommitSegmentResponse, tonic::Status> {
         let request = CommitSegmentRequest {
             segment_id: segment.id.to_string(),
             object_key: segment.key.to_string(),
@@ -376,7 +416,9 @@ impl Committer {
                     debug!(segment = %segment.id, elapsed_us = started.elapsed().as_micros() as u64, "committed");
                     return Ok(response);
                 }
-                Err(status) if is_retryable(&status) && started.elapsed() + backoff < self.deadline => {
+                Err(status)
+                    if is_retryable(&status) && started.elapsed() + backoff < self.deadline =>
+                {
                     warn!(%status, "catalog commit failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -390,7 +432,10 @@ impl Committer {
 fn is_retryable(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted | tonic::Code::Aborted
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Aborted
     )
 }
 
@@ -405,7 +450,9 @@ fn answer_all(flush: Flush, code: i16) {
 fn answer(flush: Flush, response: &CommitSegmentResponse) {
     for ((_, buffer), chunk) in flush.partitions.into_iter().zip(&response.chunks) {
         for waiter in buffer.waiters {
-            let results = chunk.batches.get(waiter.first_batch..waiter.first_batch + waiter.batch_count);
+            let results = chunk
+                .batches
+                .get(waiter.first_batch..waiter.first_batch + waiter.batch_count);
             let result = match results {
                 Some(results) if !results.is_empty() => summarize(results, chunk.log_start_offset),
                 _ => AppendResult::error_with(error_code::UNKNOWN_SERVER_ERROR),
@@ -417,12 +464,19 @@ fn answer(flush: Flush, response: &CommitSegmentResponse) {
 
 /// One produce partition's answer from its batches' results. A duplicate
 /// is a success carrying the original offset, as Kafka answers it.
-fn summarize(results: &[strata_catalog_api::proto::BatchResult], log_start_offset: i64) -> AppendResult {
-    let failed = results
-        .iter()
-        .find(|r| r.error_code != 0 && r.error_code != i32::from(error_code::DUPLICATE_SEQUENCE_NUMBER));
+fn summarize(
+    results: &[strata_catalog_api::proto::BatchResult],
+    log_start_offset: i64,
+) -> AppendResult {
+    let failed = results.iter().find(|r| {
+        r.error_code != 0 && r.error_code != i32::from(error_code::DUPLICATE_SEQUENCE_NUMBER)
+    });
     match failed {
         Some(r) => AppendResult::error_with(r.error_code as i16),
-        None => AppendResult { error_code: error_code::NONE, base_offset: results[0].base_offset, log_start_offset },
+        None => AppendResult {
+            error_code: error_code::NONE,
+            base_offset: results[0].base_offset,
+            log_start_offset,
+        },
     }
 }

@@ -1,3 +1,8 @@
+#![expect(
+    clippy::disallowed_macros,
+    reason = "build scripts talk to cargo on stdout"
+)]
+
 //! Compiles the catalog's `.proto` with the pure-Rust `protox`, so building
 //! Strata needs no `protoc` install.
 

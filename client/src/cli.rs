@@ -11,7 +11,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "strata", version, about)]
 pub(crate) struct Cli {
     /// Log output format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "STRATA_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "STRATA_LOG_FORMAT"
+    )]
     pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,

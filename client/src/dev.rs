@@ -23,16 +23,32 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let data_dir = data_dir.canonicalize()?;
     let cluster_id = cluster_id(&data_dir)?;
 
-    let sqlite = SqliteOptions { fsync: args.fsync, ..SqliteOptions::default() };
-    let catalog = CatalogService::open_sqlite(data_dir.join("catalog.db"), sqlite, ServiceOptions::default())
+    let sqlite = SqliteOptions {
+        fsync: args.fsync,
+        ..SqliteOptions::default()
+    };
+    let catalog = CatalogService::open_sqlite(
+        data_dir.join("catalog.db"),
+        sqlite,
+        ServiceOptions::default(),
+    )
+    .await
+    .context("cannot open the SQLite catalog")?;
+    let grpc = tokio::net::TcpListener::bind(args.catalog_listen)
         .await
-        .context("cannot open the SQLite catalog")?;
-    let grpc = tokio::net::TcpListener::bind(args.catalog_listen).await.with_context(|| {
-        format!("cannot listen on {} for the catalog (choose another with --catalog-listen)", args.catalog_listen)
-    })?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the catalog (choose another with --catalog-listen)",
+                args.catalog_listen
+            )
+        })?;
     let catalog_addr = grpc.local_addr()?;
     let stop_grpc = CancellationToken::new();
-    let grpc_task = tokio::spawn(strata_catalog::serve(grpc, catalog.clone(), stop_grpc.clone()));
+    let grpc_task = tokio::spawn(strata_catalog::serve(
+        grpc,
+        catalog.clone(),
+        stop_grpc.clone(),
+    ));
 
     let store = LocalFileSystem::new_with_prefix(&objects)
         .with_context(|| format!("cannot open the object directory {}", objects.display()))?;
@@ -92,13 +108,14 @@ fn ulid_like() -> String {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

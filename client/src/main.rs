@@ -9,7 +9,10 @@ mod telemetry;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let _guard = telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("strata: cannot start the async runtime: {e}");

@@ -50,14 +50,16 @@ mod tests {
         // Goal: never advertise a version the codec cannot decode.
         for &(key, min, max) in SUPPORTED {
             let range = key.valid_versions();
-            assert!(min >= range.min && max <= range.max, "{key:?} {min}..={max} vs {range:?}");
+            assert!(
+                min >= range.min && max <= range.max,
+                "{key:?} {min}..={max} vs {range:?}"
+            );
         }
     }
 
-    #[test]
-    fn unsupported_answer_is_v0_with_error_35() {
-        let pending = unsupported(7);
-        let frame = futures::executor::block_on(pending).expect("frame");
+    #[tokio::test]
+    async fn unsupported_answer_is_v0_with_error_35() {
+        let frame = unsupported(7).await.expect("frame");
         // size(4) correlation(4) error_code(2)
         assert_eq!(&frame[4..8], &7i32.to_be_bytes());
         assert_eq!(&frame[8..10], &35i16.to_be_bytes());

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
@@ -39,7 +41,11 @@ struct Described {
 }
 
 /// Answers DescribeConfigs.
-pub(crate) async fn describe(shared: &Arc<Shared>, version: i16, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub(crate) async fn describe(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let mut results = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
@@ -50,7 +56,10 @@ pub(crate) async fn describe(shared: &Arc<Shared>, version: i16, request: Descri
             RESOURCE_TOPIC => topic_configs(shared, &name).await,
             RESOURCE_BROKER => broker_configs(shared, &name),
             RESOURCE_BROKER_LOGGER => Ok(Vec::new()),
-            other => Err((error_code::INVALID_REQUEST, format!("unsupported resource type {other}"))),
+            other => Err((
+                error_code::INVALID_REQUEST,
+                format!("unsupported resource type {other}"),
+            )),
         };
         match described {
             Ok(configs) => {
@@ -97,8 +106,18 @@ async fn topic_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described
         .topics
         .get(name)
         .await
-        .map_err(|s| (error_code::REQUEST_TIMED_OUT, format!("the catalog is unavailable: {}", s.message())))?
-        .ok_or_else(|| (error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")))?;
+        .map_err(|s| {
+            (
+                error_code::REQUEST_TIMED_OUT,
+                format!("the catalog is unavailable: {}", s.message()),
+            )
+        })?
+        .ok_or_else(|| {
+            (
+                error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic {name} does not exist"),
+            )
+        })?;
     Ok(TOPIC_CONFIGS
         .iter()
         .map(|def| {
@@ -106,7 +125,11 @@ async fn topic_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described
             Described {
                 name: def.name.to_string(),
                 value: set.cloned().unwrap_or_else(|| def.default.to_string()),
-                source: if set.is_some() { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT },
+                source: if set.is_some() {
+                    SOURCE_DYNAMIC_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                },
                 config_type: def.config_type.describe_configs_code(),
                 read_only: false,
             }
@@ -117,7 +140,10 @@ async fn topic_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described
 fn broker_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described>, (i16, String)> {
     let config = &shared.config;
     if !name.is_empty() && name.parse::<i32>().ok() != Some(config.node_id) {
-        return Err((error_code::INVALID_REQUEST, format!("unknown broker {name}")));
+        return Err((
+            error_code::INVALID_REQUEST,
+            format!("unknown broker {name}"),
+        ));
     }
     let static_config = |name: &str, value: String, config_type: i8| Described {
         name: name.to_string(),
@@ -127,10 +153,18 @@ fn broker_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described>, (i
         read_only: true,
     };
     Ok(vec![
-        static_config("auto.create.topics.enable", config.auto_create_topics.to_string(), 1),
+        static_config(
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+            1,
+        ),
         static_config("broker.id", config.node_id.to_string(), 3),
         static_config("num.partitions", config.default_partitions.to_string(), 3),
-        static_config("socket.request.max.bytes", config.request_bytes_max.to_string(), 3),
+        static_config(
+            "socket.request.max.bytes",
+            config.request_bytes_max.to_string(),
+            3,
+        ),
         static_config("message.max.bytes", "1048588".to_string(), 3),
         static_config("default.replication.factor", "1".to_string(), 5),
         static_config("min.insync.replicas", "1".to_string(), 3),
@@ -138,14 +172,22 @@ fn broker_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described>, (i
 }
 
 /// Answers AlterConfigs: a topic's configs become exactly the given set.
-pub(crate) async fn alter(shared: &Arc<Shared>, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(crate) async fn alter(
+    shared: &Arc<Shared>,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let set = resource
             .configs
             .iter()
-            .filter_map(|c| Some(TopicConfigEntry { name: c.name.to_string(), value: c.value.as_ref()?.to_string() }))
+            .filter_map(|c| {
+                Some(TopicConfigEntry {
+                    name: c.name.to_string(),
+                    value: c.value.as_ref()?.to_string(),
+                })
+            })
             .collect();
         let change = AlterTopicConfigsRequest {
             name: resource.resource_name.to_string(),
@@ -167,12 +209,22 @@ pub(crate) async fn alter(shared: &Arc<Shared>, request: AlterConfigsRequest) ->
 }
 
 /// Answers IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT.
-pub(crate) async fn incremental_alter(shared: &Arc<Shared>, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub(crate) async fn incremental_alter(
+    shared: &Arc<Shared>,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
-        let (code, message) = match incremental_change(shared, &name, resource.resource_type, &resource.configs).await {
+        let (code, message) = match incremental_change(
+            shared,
+            &name,
+            resource.resource_type,
+            &resource.configs,
+        )
+        .await
+        {
             Ok(mut change) => {
                 change.validate_only = request.validate_only;
                 apply(shared, resource.resource_type, change).await
@@ -196,23 +248,41 @@ async fn incremental_change(
     resource_type: i8,
     configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
 ) -> Result<AlterTopicConfigsRequest, (i16, String)> {
-    let mut change = AlterTopicConfigsRequest { name: name.to_string(), ..Default::default() };
+    let mut change = AlterTopicConfigsRequest {
+        name: name.to_string(),
+        ..Default::default()
+    };
     if resource_type != RESOURCE_TOPIC {
         return Ok(change);
     }
-    let current = match configs.iter().any(|c| c.config_operation == OP_APPEND || c.config_operation == OP_SUBTRACT) {
+    let current = match configs
+        .iter()
+        .any(|c| c.config_operation == OP_APPEND || c.config_operation == OP_SUBTRACT)
+    {
         true => topic_configs(shared, name).await?,
         false => Vec::new(),
     };
     for c in configs {
         let key = c.name.to_string();
-        let value = c.value.as_ref().map(StrBytes::to_string).unwrap_or_default();
+        let value = c
+            .value
+            .as_ref()
+            .map(StrBytes::to_string)
+            .unwrap_or_default();
         match c.config_operation {
             OP_SET => change.set.push(TopicConfigEntry { name: key, value }),
             OP_DELETE => change.delete.push(key),
             op @ (OP_APPEND | OP_SUBTRACT) => {
-                let now = current.iter().find(|d| d.name == key).map(|d| d.value.clone()).unwrap_or_default();
-                let mut items: Vec<String> = now.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                let now = current
+                    .iter()
+                    .find(|d| d.name == key)
+                    .map(|d| d.value.clone())
+                    .unwrap_or_default();
+                let mut items: Vec<String> = now
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
                 for v in value.split(',').filter(|s| !s.is_empty()) {
                     if op == OP_APPEND && !items.iter().any(|i| i == v) {
                         items.push(v.to_string());
@@ -220,21 +290,44 @@ async fn incremental_change(
                         items.retain(|i| i != v);
                     }
                 }
-                change.set.push(TopicConfigEntry { name: key, value: items.join(",") });
+                change.set.push(TopicConfigEntry {
+                    name: key,
+                    value: items.join(","),
+                });
             }
-            other => return Err((error_code::INVALID_REQUEST, format!("unknown config operation {other}"))),
+            other => {
+                return Err((
+                    error_code::INVALID_REQUEST,
+                    format!("unknown config operation {other}"),
+                ));
+            }
         }
     }
     Ok(change)
 }
 
-async fn apply(shared: &Arc<Shared>, resource_type: i8, change: AlterTopicConfigsRequest) -> (i16, Option<String>) {
+async fn apply(
+    shared: &Arc<Shared>,
+    resource_type: i8,
+    change: AlterTopicConfigsRequest,
+) -> (i16, Option<String>) {
     match resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => {
-            return (error_code::INVALID_REQUEST, Some("Strata agent settings are static: set them in the agent's configuration".into()));
+            return (
+                error_code::INVALID_REQUEST,
+                Some(
+                    "Strata agent settings are static: set them in the agent's configuration"
+                        .into(),
+                ),
+            );
         }
-        other => return (error_code::INVALID_REQUEST, Some(format!("unsupported resource type {other}"))),
+        other => {
+            return (
+                error_code::INVALID_REQUEST,
+                Some(format!("unsupported resource type {other}")),
+            );
+        }
     }
     for entry in &change.set {
         if let Err(message) = topic_config::validate(&entry.name, &entry.value) {
@@ -245,8 +338,14 @@ async fn apply(shared: &Arc<Shared>, resource_type: i8, change: AlterTopicConfig
     match shared.catalog.alter_topic_configs(change).await {
         Ok(r) => {
             shared.topics.invalidate(&name);
-            (r.error_code as i16, (r.error_code != 0).then_some(r.error_message))
+            (
+                r.error_code as i16,
+                (r.error_code != 0).then_some(r.error_message),
+            )
         }
-        Err(status) => (error_code::REQUEST_TIMED_OUT, Some(format!("the catalog is unavailable: {}", status.message()))),
+        Err(status) => (
+            error_code::REQUEST_TIMED_OUT,
+            Some(format!("the catalog is unavailable: {}", status.message())),
+        ),
     }
 }

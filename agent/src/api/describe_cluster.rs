@@ -10,7 +10,11 @@ use crate::error_code;
 use crate::server::Shared;
 
 /// Answers DescribeCluster.
-pub(crate) fn handle(shared: &Arc<Shared>, _version: i16, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub(crate) fn handle(
+    shared: &Arc<Shared>,
+    _version: i16,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let config = &shared.config;
     // Endpoint type 1 = brokers; 2 = controllers, which Strata does not have.
     if request.endpoint_type > 1 {

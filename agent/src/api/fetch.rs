@@ -31,13 +31,21 @@ struct Target {
 
 /// Answers a fetch, waiting up to `max_wait_ms` for `min_bytes`.
 #[instrument(level = "debug", skip_all)]
-pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: FetchRequest) -> FetchResponse {
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: FetchRequest,
+) -> FetchResponse {
     let mut changes = shared.index.changes();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let (targets, mut topics) = resolve(shared, version, &request).await;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
     loop {
         // Mark the commit counter seen before reading, so a commit that
         // lands during the read wakes the wait below.
@@ -51,9 +59,14 @@ pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: FetchReq
                 }
                 topics[target.topic_index].partitions.push(data);
             }
-            return FetchResponse::default().with_session_id(0).with_responses(topics);
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(topics);
         }
-        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
             // Deadline reached: one last read happens on the next pass.
             continue;
         }
@@ -61,7 +74,11 @@ pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: FetchReq
 }
 
 /// The request's partitions and the empty topic entries of the response.
-async fn resolve(shared: &Arc<Shared>, version: i16, request: &FetchRequest) -> (Vec<Target>, Vec<FetchableTopicResponse>) {
+async fn resolve(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: &FetchRequest,
+) -> (Vec<Target>, Vec<FetchableTopicResponse>) {
     let mut targets = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
     for (topic_index, topic) in request.topics.iter().enumerate() {
@@ -75,7 +92,10 @@ async fn resolve(shared: &Arc<Shared>, version: i16, request: &FetchRequest) -> 
             None
         });
         for p in &topic.partitions {
-            let topic_id = info.as_ref().filter(|i| i.has_partition(p.partition)).map(|i| i.id);
+            let topic_id = info
+                .as_ref()
+                .filter(|i| i.has_partition(p.partition))
+                .map(|i| i.id);
             targets.push(Target {
                 topic_index,
                 topic_id,
@@ -84,7 +104,11 @@ async fn resolve(shared: &Arc<Shared>, version: i16, request: &FetchRequest) -> 
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
             });
         }
-        let unknown_code = if version >= 13 && info.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+        let unknown_code = if version >= 13 && info.is_none() {
+            error_code::UNKNOWN_TOPIC_ID
+        } else {
+            error_code::UNKNOWN_TOPIC_OR_PARTITION
+        };
         // Remember the code for unknown topics in the topic entry's name slot
         // order; partitions are filled in by `read_all`.
         let _ = unknown_code;
@@ -99,12 +123,18 @@ async fn resolve(shared: &Arc<Shared>, version: i16, request: &FetchRequest) -> 
 
 /// Reads every target; returns their answers, the bytes read, and whether
 /// any partition answered an error.
-async fn read_all(shared: &Arc<Shared>, targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+async fn read_all(
+    shared: &Arc<Shared>,
+    targets: &[Target],
+    max_bytes: usize,
+) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut out = Vec::with_capacity(targets.len());
     for target in targets {
-        let budget = target.partition_max_bytes.min(max_bytes.saturating_sub(total));
+        let budget = target
+            .partition_max_bytes
+            .min(max_bytes.saturating_sub(total));
         let data = read_partition(shared, target, budget, total == 0).await;
         total += data.records.as_ref().map_or(0, |r| r.len());
         any_error |= data.error_code != error_code::NONE;
@@ -127,7 +157,12 @@ fn empty(partition: i32, code: i16) -> PartitionData {
 
 /// Reads one partition from `fetch_offset` up to `budget` bytes; with
 /// `first`, at least one whole batch even when it is larger (KIP-74).
-async fn read_partition(shared: &Arc<Shared>, target: &Target, budget: usize, first: bool) -> PartitionData {
+async fn read_partition(
+    shared: &Arc<Shared>,
+    target: &Target,
+    budget: usize,
+    first: bool,
+) -> PartitionData {
     let Some(topic_id) = target.topic_id else {
         return empty(target.partition, error_code::UNKNOWN_TOPIC_OR_PARTITION);
     };
@@ -158,7 +193,16 @@ async fn read_partition(shared: &Arc<Shared>, target: &Target, budget: usize, fi
     if target.fetch_offset == offsets.high_watermark || budget == 0 && !first {
         return data;
     }
-    match read_records(shared, topic_id, partition, target.fetch_offset, budget, first).await {
+    match read_records(
+        shared,
+        topic_id,
+        partition,
+        target.fetch_offset,
+        budget,
+        first,
+    )
+    .await
+    {
         Ok(records) => data.records = Some(records.freeze()),
         Err(code) => data.error_code = code,
     }
@@ -173,7 +217,11 @@ async fn read_records(
     budget: usize,
     first: bool,
 ) -> Result<BytesMut, i16> {
-    let chunks = match shared.index.chunks_from(topic_id, partition, fetch_offset, CHUNKS_PER_READ).await {
+    let chunks = match shared
+        .index
+        .chunks_from(topic_id, partition, fetch_offset, CHUNKS_PER_READ)
+        .await
+    {
         Ok(Ok(chunks)) => chunks,
         Ok(Err(code)) => return Err(code),
         Err(status) => {
@@ -183,10 +231,12 @@ async fn read_records(
     };
     let mut out = BytesMut::new();
     for chunk in &chunks {
-        let bytes = reader::read_chunk(&shared.cache, chunk).await.map_err(|e| {
-            warn!(error = %e, object = %chunk.object_key, "cannot read chunk");
-            error_code::KAFKA_STORAGE_ERROR
-        })?;
+        let bytes = reader::read_chunk(&shared.cache, chunk)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, object = %chunk.object_key, "cannot read chunk");
+                error_code::KAFKA_STORAGE_ERROR
+            })?;
         let mut wanted = Vec::new();
         for batch in reader::batches(chunk, &bytes) {
             if batch.end_offset() <= fetch_offset {
@@ -194,7 +244,11 @@ async fn read_records(
             }
             let size = batch.range.len();
             let must = first && out.is_empty() && wanted.is_empty();
-            let used = out.len() + wanted.iter().map(|b: &reader::BatchRef| b.range.len()).sum::<usize>();
+            let used = out.len()
+                + wanted
+                    .iter()
+                    .map(|b: &reader::BatchRef| b.range.len())
+                    .sum::<usize>();
             if !must && used + size > budget {
                 reader::patched(&bytes, &wanted, &mut out);
                 return Ok(out);

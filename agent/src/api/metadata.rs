@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use tracing::warn;
 use uuid::Uuid;
@@ -15,14 +17,19 @@ use crate::server::Shared;
 use crate::topics::TopicInfo;
 
 /// Answers Metadata, auto-creating requested topics when allowed.
-pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: MetadataRequest) -> MetadataResponse {
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
     let config = &shared.config;
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(config.node_id))
         .with_host(str_bytes(&config.advertise_host))
         .with_port(i32::from(config.advertise_port));
     // Before v4 a request could not opt out of auto-creation.
-    let auto_create = config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let auto_create =
+        config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let topics = match request.topics {
         None => all_topics(shared).await,
         Some(requested) if requested.is_empty() && version == 0 => all_topics(shared).await,
@@ -34,7 +41,9 @@ pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: Metadata
             out
         }
     };
-    let mut response = MetadataResponse::default().with_brokers(vec![broker]).with_topics(topics);
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_topics(topics);
     // Fields a version lacks must keep their defaults or encoding fails.
     if version >= 1 {
         response.controller_id = BrokerId(config.node_id);
@@ -48,7 +57,11 @@ pub(crate) async fn handle(shared: &Arc<Shared>, version: i16, request: Metadata
         }
     }
     if version < 7 {
-        for partition in response.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+        for partition in response
+            .topics
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
             partition.leader_epoch = -1;
         }
     }
@@ -65,7 +78,12 @@ async fn all_topics(shared: &Arc<Shared>) -> Vec<MetadataResponseTopic> {
     }
 }
 
-async fn one_topic(shared: &Arc<Shared>, name: Option<TopicName>, id: Uuid, auto_create: bool) -> MetadataResponseTopic {
+async fn one_topic(
+    shared: &Arc<Shared>,
+    name: Option<TopicName>,
+    id: Uuid,
+    auto_create: bool,
+) -> MetadataResponseTopic {
     let found = match &name {
         Some(name) => shared.topics.get(super::topic_str(name)).await,
         None => shared.topics.get_by_id(id).await,
@@ -86,11 +104,21 @@ async fn one_topic(shared: &Arc<Shared>, name: Option<TopicName>, id: Uuid, auto
 
 async fn auto_create_topic(shared: &Arc<Shared>, name: TopicName) -> MetadataResponseTopic {
     let partitions = shared.config.default_partitions as i32;
-    match create_topic(shared, super::topic_str(&name), partitions, Vec::new(), false).await {
-        Ok(_) | Err((error_code::TOPIC_ALREADY_EXISTS, _)) => match shared.topics.get(super::topic_str(&name)).await {
-            Ok(Some(topic)) => describe(shared, &topic),
-            _ => error_topic(Some(name), Uuid::nil(), error_code::LEADER_NOT_AVAILABLE),
-        },
+    match create_topic(
+        shared,
+        super::topic_str(&name),
+        partitions,
+        Vec::new(),
+        false,
+    )
+    .await
+    {
+        Ok(_) | Err((error_code::TOPIC_ALREADY_EXISTS, _)) => {
+            match shared.topics.get(super::topic_str(&name)).await {
+                Ok(Some(topic)) => describe(shared, &topic),
+                _ => error_topic(Some(name), Uuid::nil(), error_code::LEADER_NOT_AVAILABLE),
+            }
+        }
         Err((code, _)) => {
             // Invalid names get INVALID_TOPIC_EXCEPTION, as Kafka answers.
             error_topic(Some(name), Uuid::nil(), code)

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use strata_catalog_api::proto::BatchMeta;
 use strata_segment::{Limits, ValidatedBatch};
 use tokio::sync::oneshot;
-use tracing::{instrument, warn};
+use tracing::warn;
 
 use super::str_bytes;
 use crate::error_code;
@@ -43,10 +43,10 @@ struct TopicSlot {
 
 /// Validates and appends every partition's batches (in arrival order), then
 /// returns the future that answers the request.
-#[instrument(level = "debug", skip_all, fields(acks = request.acks))]
 pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRequest) -> Response {
     let acks = request.acks;
-    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64).min(shared.config.produce_timeout);
+    let timeout =
+        Duration::from_millis(request.timeout_ms.max(0) as u64).min(shared.config.produce_timeout);
     let mut slots = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let resolved = if version >= 13 {
@@ -61,7 +61,11 @@ pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRe
                 None
             }
         };
-        let missing = if version >= 13 { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+        let missing = if version >= 13 {
+            error_code::UNKNOWN_TOPIC_ID
+        } else {
+            error_code::UNKNOWN_TOPIC_OR_PARTITION
+        };
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let index = data.index;
@@ -69,19 +73,34 @@ pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRe
                 None => (Outcome::Done(AppendResult::error_with(missing)), -1),
                 Some(info) if !acks_valid(acks) => {
                     let _ = info;
-                    (Outcome::Done(AppendResult::error_with(error_code::INVALID_REQUIRED_ACKS)), -1)
+                    (
+                        Outcome::Done(AppendResult::error_with(error_code::INVALID_REQUIRED_ACKS)),
+                        -1,
+                    )
                 }
                 Some(info) => append_partition(shared, info, data).await,
             };
-            partitions.push(PartitionSlot { index, outcome, log_append_time });
+            partitions.push(PartitionSlot {
+                index,
+                outcome,
+                log_append_time,
+            });
         }
-        slots.push(TopicSlot { name: topic.name, topic_id: topic.topic_id, partitions });
+        slots.push(TopicSlot {
+            name: topic.name,
+            topic_id: topic.topic_id,
+            partitions,
+        });
     }
     if acks == 0 {
         // Kafka sends no response at all for acks=0.
         return Box::pin(async { None });
     }
-    Box::pin(async move { Some(ResponseKind::Produce(respond(slots, timeout, version).await)) })
+    Box::pin(async move {
+        Some(ResponseKind::Produce(
+            respond(slots, timeout, version).await,
+        ))
+    })
 }
 
 fn acks_valid(acks: i16) -> bool {
@@ -89,37 +108,71 @@ fn acks_valid(acks: i16) -> bool {
 }
 
 /// Validates one partition's records and appends them.
-async fn append_partition(shared: &Arc<Shared>, info: &TopicInfo, data: PartitionProduceData) -> (Outcome, i64) {
+async fn append_partition(
+    shared: &Arc<Shared>,
+    info: &TopicInfo,
+    data: PartitionProduceData,
+) -> (Outcome, i64) {
     if !info.has_partition(data.index) {
-        return (Outcome::Done(AppendResult::error_with(error_code::UNKNOWN_TOPIC_OR_PARTITION)), -1);
+        return (
+            Outcome::Done(AppendResult::error_with(
+                error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            )),
+            -1,
+        );
     }
     let Some(records) = data.records else {
-        return (Outcome::Done(AppendResult::error_with(error_code::INVALID_RECORD)), -1);
+        return (
+            Outcome::Done(AppendResult::error_with(error_code::INVALID_RECORD)),
+            -1,
+        );
     };
-    let limits = Limits { max_message_bytes: info.max_message_bytes(), ..Limits::default() };
+    let limits = Limits {
+        max_message_bytes: info.max_message_bytes(),
+        ..Limits::default()
+    };
     let batches = match strata_segment::split_and_validate(&records, &limits) {
         Ok(batches) => batches,
-        Err(e) => return (Outcome::Done(AppendResult::error_with(e.kafka_error_code())), -1),
+        Err(e) => {
+            return (
+                Outcome::Done(AppendResult::error_with(e.kafka_error_code())),
+                -1,
+            );
+        }
     };
     if batches.iter().any(|b| b.header().is_transactional()) {
         // Transactions arrive with their own issue; until then a
         // transactional batch has no coordinator that began its transaction.
-        return (Outcome::Done(AppendResult::error_with(error_code::INVALID_TXN_STATE)), -1);
+        return (
+            Outcome::Done(AppendResult::error_with(error_code::INVALID_TXN_STATE)),
+            -1,
+        );
     }
     let log_append_time = if info.log_append_time() { now_ms() } else { -1 };
     let batches = batches
         .into_iter()
         .map(|b| stamp(b, log_append_time))
         .collect();
-    let append = Append { topic_id: info.id, partition: data.index as u32, batches };
-    (Outcome::Waiting(shared.writer.append(append).await), log_append_time)
+    let append = Append {
+        topic_id: info.id,
+        partition: data.index as u32,
+        batches,
+    };
+    (
+        Outcome::Waiting(shared.writer.append(append).await),
+        log_append_time,
+    )
 }
 
 /// The batch bytes to store and their metadata for the catalog; under
 /// LogAppendTime the batch's timestamp type and max timestamp are set and
 /// its CRC recomputed (DESIGN.md, "Batch headers").
 fn stamp(batch: ValidatedBatch, log_append_time: i64) -> (Bytes, BatchMeta) {
-    let batch = if log_append_time >= 0 { batch.with_log_append_time(log_append_time) } else { batch };
+    let batch = if log_append_time >= 0 {
+        batch.with_log_append_time(log_append_time)
+    } else {
+        batch
+    };
     let header = *batch.header();
     let bytes = batch.into_bytes();
     let meta = BatchMeta {
@@ -154,8 +207,16 @@ async fn respond(slots: Vec<TopicSlot>, timeout: Duration, version: i16) -> Prod
                 .with_index(slot.index)
                 .with_error_code(result.error_code)
                 .with_base_offset(result.base_offset)
-                .with_log_start_offset(if version >= 5 { result.log_start_offset } else { -1 })
-                .with_log_append_time_ms(if result.error_code == 0 { slot.log_append_time } else { -1 });
+                .with_log_start_offset(if version >= 5 {
+                    result.log_start_offset
+                } else {
+                    -1
+                })
+                .with_log_append_time_ms(if result.error_code == 0 {
+                    slot.log_append_time
+                } else {
+                    -1
+                });
             if result.error_code != 0 && version >= 8 {
                 response.error_message = Some(str_bytes(error_message(result.error_code)));
             }
@@ -176,8 +237,12 @@ fn error_message(code: i16) -> &'static str {
         error_code::CORRUPT_MESSAGE => "record batch failed validation (CRC or size)",
         error_code::MESSAGE_TOO_LARGE => "record batch larger than the topic's max.message.bytes",
         error_code::INVALID_RECORD => "invalid record batch (Strata accepts magic v2 batches only)",
-        error_code::KAFKA_STORAGE_ERROR => "the segment could not be written to object storage; retry",
-        error_code::REQUEST_TIMED_OUT => "the write was not durable within the request timeout; retry",
+        error_code::KAFKA_STORAGE_ERROR => {
+            "the segment could not be written to object storage; retry"
+        }
+        error_code::REQUEST_TIMED_OUT => {
+            "the write was not durable within the request timeout; retry"
+        }
         error_code::INVALID_TXN_STATE => "transactions are not supported yet",
         _ => "produce failed",
     }

@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
 use kafka_protocol::messages::{
-    DescribeProducersRequest, DescribeProducersResponse, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    DescribeProducersRequest, DescribeProducersResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProducerId,
 };
 use strata_catalog_api::proto;
 use tracing::warn;
@@ -15,9 +18,15 @@ use crate::error_code;
 use crate::server::Shared;
 
 /// Answers InitProducerId.
-pub(crate) async fn init_producer_id(shared: &Arc<Shared>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(crate) async fn init_producer_id(
+    shared: &Arc<Shared>,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let call = proto::InitProducerIdRequest {
-        transactional_id: request.transactional_id.map(|t| t.0.to_string()).unwrap_or_default(),
+        transactional_id: request
+            .transactional_id
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
         transaction_timeout_ms: request.transaction_timeout_ms,
         producer_id: request.producer_id.0,
         producer_epoch: i32::from(request.producer_epoch),
@@ -38,21 +47,33 @@ pub(crate) async fn init_producer_id(shared: &Arc<Shared>, request: InitProducer
 }
 
 /// Answers DescribeProducers.
-pub(crate) async fn describe(shared: &Arc<Shared>, request: DescribeProducersRequest) -> DescribeProducersResponse {
+pub(crate) async fn describe(
+    shared: &Arc<Shared>,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
-        let info = shared.topics.get(super::topic_str(&topic.name)).await.ok().flatten();
+        let info = shared
+            .topics
+            .get(super::topic_str(&topic.name))
+            .await
+            .ok()
+            .flatten();
         let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
         for index in topic.partition_indexes {
             let mut response = PartitionResponse::default().with_partition_index(index);
             match info.as_ref().filter(|i| i.has_partition(index)) {
                 None => response.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(info) => {
-                    let call = proto::DescribeProducersRequest { topic_id: info.id.as_bytes().to_vec(), partition: index as u32 };
+                    let call = proto::DescribeProducersRequest {
+                        topic_id: info.id.as_bytes().to_vec(),
+                        partition: index as u32,
+                    };
                     match shared.catalog.describe_producers(call).await {
                         Ok(r) => {
                             response.error_code = r.error_code as i16;
-                            response.active_producers = r.producers.into_iter().map(producer_state).collect();
+                            response.active_producers =
+                                r.producers.into_iter().map(producer_state).collect();
                         }
                         Err(status) => {
                             response.error_code = error_code::REQUEST_TIMED_OUT;
@@ -63,7 +84,11 @@ pub(crate) async fn describe(shared: &Arc<Shared>, request: DescribeProducersReq
             }
             partitions.push(response);
         }
-        topics.push(TopicResponse::default().with_name(topic.name).with_partitions(partitions));
+        topics.push(
+            TopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
     }
     DescribeProducersResponse::default().with_topics(topics)
 }

@@ -6,12 +6,12 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use strata_catalog_api::proto::{
-    CreatePartitionsRequest as CatalogCreatePartitions, CreateTopicRequest, DeleteTopicRequest, Topic,
-    TopicConfigEntry,
+    CreatePartitionsRequest as CatalogCreatePartitions, CreateTopicRequest, DeleteTopicRequest,
+    Topic, TopicConfigEntry,
 };
 use tracing::warn;
 use uuid::Uuid;
@@ -25,7 +25,10 @@ pub(crate) type Failure = (i16, String);
 
 fn unavailable(status: tonic::Status) -> Failure {
     warn!(%status, "catalog unavailable");
-    (error_code::REQUEST_TIMED_OUT, format!("the catalog is unavailable: {}", status.message()))
+    (
+        error_code::REQUEST_TIMED_OUT,
+        format!("the catalog is unavailable: {}", status.message()),
+    )
 }
 
 /// Creates a topic through the catalog.
@@ -36,9 +39,16 @@ pub(crate) async fn create_topic(
     configs: Vec<TopicConfigEntry>,
     validate_only: bool,
 ) -> Result<Topic, Failure> {
-    let partitions = if partitions == -1 { shared.config.default_partitions as i32 } else { partitions };
+    let partitions = if partitions == -1 {
+        shared.config.default_partitions as i32
+    } else {
+        partitions
+    };
     if partitions <= 0 {
-        return Err((error_code::INVALID_PARTITIONS, format!("number of partitions must be at least 1, not {partitions}")));
+        return Err((
+            error_code::INVALID_PARTITIONS,
+            format!("number of partitions must be at least 1, not {partitions}"),
+        ));
     }
     let request = CreateTopicRequest {
         name: name.to_string(),
@@ -46,30 +56,53 @@ pub(crate) async fn create_topic(
         configs,
         validate_only,
     };
-    let response = shared.catalog.create_topic(request).await.map_err(unavailable)?;
+    let response = shared
+        .catalog
+        .create_topic(request)
+        .await
+        .map_err(unavailable)?;
     shared.topics.invalidate(name);
     if response.error_code != 0 {
         return Err((response.error_code as i16, response.error_message));
     }
-    response
-        .topic
-        .ok_or_else(|| (error_code::UNKNOWN_SERVER_ERROR, "catalog returned no topic".to_string()))
+    response.topic.ok_or_else(|| {
+        (
+            error_code::UNKNOWN_SERVER_ERROR,
+            "catalog returned no topic".to_string(),
+        )
+    })
 }
 
 /// Answers CreateTopics.
-pub(crate) async fn create(shared: &Arc<Shared>, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub(crate) async fn create(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = super::topic_str(&topic.name).to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
         let outcome = if topic.replication_factor == 0 || topic.replication_factor < -1 {
-            Err((error_code::INVALID_REPLICATION_FACTOR, "replication factor must be -1 or at least 1".to_string()))
+            Err((
+                error_code::INVALID_REPLICATION_FACTOR,
+                "replication factor must be -1 or at least 1".to_string(),
+            ))
         } else {
-            let partitions = if topic.assignments.is_empty() { topic.num_partitions } else { topic.assignments.len() as i32 };
+            let partitions = if topic.assignments.is_empty() {
+                topic.num_partitions
+            } else {
+                topic.assignments.len() as i32
+            };
             let configs = topic
                 .configs
                 .iter()
-                .filter_map(|c| Some(TopicConfigEntry { name: c.name.to_string(), value: c.value.as_ref()?.to_string() }))
+                .filter_map(|c| {
+                    Some(TopicConfigEntry {
+                        name: c.name.to_string(),
+                        value: c.value.as_ref()?.to_string(),
+                    })
+                })
                 .collect();
             create_topic(shared, &name, partitions, configs, request.validate_only).await
         };
@@ -96,16 +129,33 @@ pub(crate) async fn create(shared: &Arc<Shared>, version: i16, request: CreateTo
 }
 
 /// Answers DeleteTopics (by name before v6, by name or id from v6).
-pub(crate) async fn delete(shared: &Arc<Shared>, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    let mut targets: Vec<(Option<TopicName>, Uuid)> = request.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect();
+pub(crate) async fn delete(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let mut targets: Vec<(Option<TopicName>, Uuid)> = request
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n), Uuid::nil()))
+        .collect();
     targets.extend(request.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let mut results = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let request = DeleteTopicRequest {
-            name: name.as_ref().map(|n| super::topic_str(n).to_string()).unwrap_or_default(),
-            topic_id: if id.is_nil() { Vec::new() } else { id.as_bytes().to_vec() },
+            name: name
+                .as_ref()
+                .map(|n| super::topic_str(n).to_string())
+                .unwrap_or_default(),
+            topic_id: if id.is_nil() {
+                Vec::new()
+            } else {
+                id.as_bytes().to_vec()
+            },
         };
-        let mut result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+        let mut result = DeletableTopicResult::default()
+            .with_name(name.clone())
+            .with_topic_id(id);
         match shared.catalog.delete_topic(request).await {
             Ok(response) => {
                 if !response.name.is_empty() {
@@ -133,7 +183,10 @@ pub(crate) async fn delete(shared: &Arc<Shared>, version: i16, request: DeleteTo
 }
 
 /// Answers CreatePartitions.
-pub(crate) async fn create_partitions(shared: &Arc<Shared>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub(crate) async fn create_partitions(
+    shared: &Arc<Shared>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = super::topic_str(&topic.name).to_string();

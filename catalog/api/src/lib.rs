@@ -19,8 +19,8 @@ pub mod proto {
 
 pub mod topic_config;
 
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use proto::catalog_client::CatalogClient;
 use proto::catalog_server::Catalog;
 use proto::*;
@@ -57,8 +57,7 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
         r: CommitSegmentRequest,
     ) -> Result<CommitSegmentResponse, Status>;
     /// See `Catalog.LookupChunks`.
-    async fn lookup_chunks(&self, r: LookupChunksRequest)
-    -> Result<LookupChunksResponse, Status>;
+    async fn lookup_chunks(&self, r: LookupChunksRequest) -> Result<LookupChunksResponse, Status>;
     /// See `Catalog.GetPartitionOffsets`.
     async fn get_partition_offsets(
         &self,
