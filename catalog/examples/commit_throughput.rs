@@ -1,6 +1,7 @@
-//! Group-commit throughput of SqliteStore. Ignored by default (it measures,
-//! it does not check behaviour); run with
-//! `cargo test -p strata-catalog --release --test throughput -- --ignored --nocapture`.
+//! Group-commit throughput of SqliteStore: a measurement, not a test. Run
+//! with `cargo run -p strata-catalog --release --example commit_throughput`
+//! (`CHUNKS=1` for one chunk per commit). Results go to BENCHMARKS.md.
+#![expect(clippy::unwrap_used, reason = "a benchmark program")]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,9 +15,8 @@ use strata_catalog_api::proto::InitProducerIdRequest;
 /// Goal: measure commits per second with many agents committing at once.
 /// Method: 64 tasks, each an "agent" with its own idempotent producer,
 /// commit segments of 8 partitions x 1 batch; report commits/s.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a test"]
-async fn group_commit_throughput() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn CatalogStore> = Arc::new(
         SqliteStore::open(dir.path().join("catalog.db"), SqliteOptions::default()).unwrap(),
