@@ -26,10 +26,13 @@ mod config;
 mod connection;
 mod error_code;
 mod index;
+mod metrics;
 mod reader;
 mod server;
+mod synced_local_store;
 mod topics;
 mod writer;
 
 pub use config::AgentConfig;
 pub use server::Agent;
+pub use synced_local_store::SyncedLocalStore;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::cache::BlockCache;
 use crate::config::AgentConfig;
 use crate::index::PartitionIndex;
+use crate::metrics::Metrics;
 use crate::topics::TopicCache;
 use crate::writer::SegmentWriter;
 
@@ -24,6 +25,7 @@ pub(crate) struct Shared {
     pub(crate) topics: TopicCache,
     pub(crate) index: Arc<PartitionIndex>,
     pub(crate) writer: SegmentWriter,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::shutdown`].
@@ -59,8 +61,15 @@ impl Agent {
 
         let index = Arc::new(PartitionIndex::new(catalog.clone()));
         tasks.spawn(index.clone().run_subscriber(stop_background.clone()));
-        let writer =
-            SegmentWriter::start(&config, catalog.clone(), store, cache.clone(), &mut tasks);
+        let metrics = Arc::new(Metrics::default());
+        let writer = SegmentWriter::start(
+            &config,
+            catalog.clone(),
+            store,
+            cache.clone(),
+            metrics.clone(),
+            &mut tasks,
+        );
         let shared = Arc::new(Shared {
             topics: TopicCache::new(catalog.clone()),
             config,
@@ -68,6 +77,7 @@ impl Agent {
             cache,
             index,
             writer,
+            metrics,
         });
         tasks.spawn(accept_loop(
             shared.clone(),
@@ -87,6 +97,13 @@ impl Agent {
     /// The address the Kafka listener is bound to.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
+    }
+
+    /// A function rendering the agent's metrics in the Prometheus text
+    /// format, for the binary's `/metrics` endpoint.
+    pub fn metrics_renderer(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.metrics.render(shared.cache.stats())
     }
 
     /// Stops accepting requests, flushes and commits everything buffered
@@ -113,6 +130,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, stop: Cancellat
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    crate::metrics::add(&shared.metrics.connections, 1);
                     connections.spawn(crate::connection::serve(shared.clone(), stream, peer, stop.clone()));
                 }
                 Err(e) => {

@@ -28,6 +28,7 @@ use uuid::Uuid;
 use crate::cache::BlockCache;
 use crate::config::AgentConfig;
 use crate::error_code;
+use crate::metrics::{Metrics, add};
 
 /// The outcome of one append, sent to the produce request that made it.
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +115,7 @@ impl SegmentWriter {
         catalog: Arc<dyn CatalogApi>,
         store: Arc<dyn ObjectStore>,
         cache: BlockCache,
+        metrics: Arc<Metrics>,
         tasks: &mut JoinSet<()>,
     ) -> Self {
         let inner = Arc::new(Inner {
@@ -129,12 +131,14 @@ impl SegmentWriter {
         });
         let (tx, rx) = mpsc::channel(config.uploads_in_flight_max.max(1));
         let uploader = Uploader {
+            metrics: metrics.clone(),
             store,
             cache,
             prefix: config.object_prefix.clone(),
         };
         tasks.spawn(flush_loop(inner.clone(), uploader, tx));
         let committer = Committer {
+            metrics,
             catalog,
             agent_id: config.agent_id.clone(),
             deadline: config.produce_timeout,
@@ -275,6 +279,7 @@ type UploadTask = tokio::task::JoinHandle<Result<Segment, object_store::Error>>;
 
 #[derive(Debug)]
 struct Uploader {
+    metrics: Arc<Metrics>,
     store: Arc<dyn ObjectStore>,
     cache: BlockCache,
     prefix: String,
@@ -314,7 +319,14 @@ impl Uploader {
             ..Default::default()
         };
         let payload = PutPayload::from_bytes(segment.bytes.clone());
-        self.store.put_opts(&segment.key, payload, options).await?;
+        add(&self.metrics.flushes, 1);
+        add(&self.metrics.flush_bytes, segment.bytes.len() as u64);
+        let put = self.store.put_opts(&segment.key, payload, options).await;
+        add(&self.metrics.segment_puts, 1);
+        if put.is_err() {
+            add(&self.metrics.segment_put_errors, 1);
+        }
+        put?;
         // Write-through: the tail of every partition is read from here.
         self.cache.insert_object(&segment.key, &segment.bytes);
         Ok(segment)
@@ -336,6 +348,7 @@ fn segment_key(prefix: &str, id: ulid::Ulid) -> Path {
 
 #[derive(Debug)]
 struct Committer {
+    metrics: Arc<Metrics>,
     catalog: Arc<dyn CatalogApi>,
     agent_id: String,
     deadline: Duration,
@@ -413,6 +426,11 @@ impl Committer {
         loop {
             match self.catalog.commit_segment(request.clone()).await {
                 Ok(response) => {
+                    add(&self.metrics.catalog_commits, 1);
+                    add(
+                        &self.metrics.catalog_commit_micros,
+                        started.elapsed().as_micros() as u64,
+                    );
                     debug!(segment = %segment.id, elapsed_us = started.elapsed().as_micros() as u64, "committed");
                     return Ok(response);
                 }
@@ -423,7 +441,10 @@ impl Committer {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
-                Err(status) => return Err(status),
+                Err(status) => {
+                    add(&self.metrics.catalog_commit_errors, 1);
+                    return Err(status);
+                }
             }
         }
     }

@@ -71,6 +71,9 @@ pub(crate) struct DevArgs {
     /// fsync objects and their directories, SQLite synchronous=FULL.
     #[arg(long, env = "STRATA_FSYNC")]
     pub(crate) fsync: bool,
+    /// HTTP endpoint for /metrics (Prometheus), /health and /ready.
+    #[arg(long, default_value = "127.0.0.1:9644", env = "STRATA_METRICS_LISTEN")]
+    pub(crate) metrics_listen: SocketAddr,
     /// Memory for the block cache, in MiB.
     #[arg(long, default_value_t = 256, env = "STRATA_CACHE_MEMORY_MB")]
     pub(crate) cache_memory_mb: usize,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use object_store::local::LocalFileSystem;
-use strata_agent::{Agent, AgentConfig};
+use strata_agent::{Agent, AgentConfig, SyncedLocalStore};
 use strata_catalog::{CatalogService, ServiceOptions, SqliteOptions};
 use strata_catalog_api::InProcess;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +50,17 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         stop_grpc.clone(),
     ));
 
-    let store = LocalFileSystem::new_with_prefix(&objects)
-        .with_context(|| format!("cannot open the object directory {}", objects.display()))?;
+    let store: Arc<dyn object_store::ObjectStore> =
+        if args.fsync {
+            Arc::new(
+                SyncedLocalStore::new(&objects)
+                    .with_context(|| format!("cannot open {}", objects.display()))?,
+            )
+        } else {
+            Arc::new(LocalFileSystem::new_with_prefix(&objects).with_context(|| {
+                format!("cannot open the object directory {}", objects.display())
+            })?)
+        };
     let mut config = AgentConfig::dev(args.listen, Some(data_dir.clone()));
     if let Some(advertise) = &args.advertise {
         let (host, port) = advertise
@@ -68,12 +77,30 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.default_partitions = args.default_partitions.max(1);
     config.cache.memory_bytes = args.cache_memory_mb * 1024 * 1024;
     config.cache.disk_bytes = args.cache_disk_mb * 1024 * 1024;
-    let agent = Agent::start(config, Arc::new(InProcess(catalog)), Arc::new(store)).await?;
+    let agent = Agent::start(config, Arc::new(InProcess(catalog)), store).await?;
     info!(kafka = %agent.local_addr(), catalog = %catalog_addr, data_dir = %data_dir.display(), "strata dev is ready");
+
+    let http = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for metrics (choose another with --metrics-listen)",
+                args.metrics_listen
+            )
+        })?;
+    let stop_http = CancellationToken::new();
+    let renderer = agent.metrics_renderer();
+    let http_task = tokio::spawn(crate::http::serve(
+        http,
+        Arc::new(renderer),
+        stop_http.clone(),
+    ));
 
     shutdown_signal().await;
     info!("shutting down: flushing buffered writes");
     agent.shutdown().await;
+    stop_http.cancel();
+    let _ = http_task.await;
     stop_grpc.cancel();
     grpc_task.await??;
     info!("bye");

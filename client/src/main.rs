@@ -4,6 +4,7 @@ use clap::Parser;
 
 mod cli;
 mod dev;
+mod http;
 mod telemetry;
 
 fn main() -> std::process::ExitCode {

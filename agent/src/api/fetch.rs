@@ -11,6 +11,7 @@ use tracing::{instrument, warn};
 use uuid::Uuid;
 
 use crate::error_code;
+use crate::metrics::add;
 use crate::reader;
 use crate::server::Shared;
 
@@ -59,6 +60,8 @@ pub(crate) async fn handle(
                 }
                 topics[target.topic_index].partitions.push(data);
             }
+            add(&shared.metrics.fetch_requests, 1);
+            add(&shared.metrics.fetch_bytes, total as u64);
             return FetchResponse::default()
                 .with_session_id(0)
                 .with_responses(topics);

@@ -17,6 +17,7 @@ use tracing::warn;
 
 use super::str_bytes;
 use crate::error_code;
+use crate::metrics::add;
 use crate::server::Shared;
 use crate::topics::TopicInfo;
 use crate::writer::{Append, AppendResult};
@@ -44,6 +45,7 @@ struct TopicSlot {
 /// Validates and appends every partition's batches (in arrival order), then
 /// returns the future that answers the request.
 pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRequest) -> Response {
+    add(&shared.metrics.produce_requests, 1);
     let acks = request.acks;
     let timeout =
         Duration::from_millis(request.timeout_ms.max(0) as u64).min(shared.config.produce_timeout);
@@ -149,10 +151,15 @@ async fn append_partition(
         );
     }
     let log_append_time = if info.log_append_time() { now_ms() } else { -1 };
-    let batches = batches
+    let batches: Vec<(Bytes, BatchMeta)> = batches
         .into_iter()
         .map(|b| stamp(b, log_append_time))
         .collect();
+    add(&shared.metrics.produce_batches, batches.len() as u64);
+    add(
+        &shared.metrics.produce_bytes,
+        batches.iter().map(|(b, _)| b.len() as u64).sum(),
+    );
     let append = Append {
         topic_id: info.id,
         partition: data.index as u32,
