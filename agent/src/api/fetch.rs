@@ -25,6 +25,8 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 struct Target {
     topic_index: usize,
     topic_id: Option<Uuid>,
+    /// The error for a partition whose topic or partition is unknown.
+    missing_code: i16,
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: usize,
@@ -99,22 +101,20 @@ async fn resolve(
                 .as_ref()
                 .filter(|i| i.has_partition(p.partition))
                 .map(|i| i.id);
+            let missing_code = if version >= 13 && info.is_none() {
+                error_code::UNKNOWN_TOPIC_ID
+            } else {
+                error_code::UNKNOWN_TOPIC_OR_PARTITION
+            };
             targets.push(Target {
                 topic_index,
                 topic_id,
+                missing_code,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
             });
         }
-        let unknown_code = if version >= 13 && info.is_none() {
-            error_code::UNKNOWN_TOPIC_ID
-        } else {
-            error_code::UNKNOWN_TOPIC_OR_PARTITION
-        };
-        // Remember the code for unknown topics in the topic entry's name slot
-        // order; partitions are filled in by `read_all`.
-        let _ = unknown_code;
         topics.push(
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
@@ -167,7 +167,7 @@ async fn read_partition(
     first: bool,
 ) -> PartitionData {
     let Some(topic_id) = target.topic_id else {
-        return empty(target.partition, error_code::UNKNOWN_TOPIC_OR_PARTITION);
+        return empty(target.partition, target.missing_code);
     };
     let partition = target.partition as u32;
     let mut offsets = match shared.index.offsets(topic_id, partition, false).await {

@@ -1,0 +1,474 @@
+//! Goal: every API version the agent advertises in ApiVersions is really
+//! served: a request in that version gets a response that decodes in that
+//! version, with the right correlation id, and without an error where none
+//! is expected. Method: start the real `strata dev` binary on free ports and
+//! a temp dir, then walk the advertised ranges with raw Kafka frames built by
+//! the `kafka-protocol` crate.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["dev", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--catalog-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--cache-disk-mb", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start strata dev");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "strata dev did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Conn {
+    fn open(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Self {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Sends `request` as `key` v`version`; returns the decoded response.
+    fn call(&mut self, key: ApiKey, version: i16, request: RequestKind) -> ResponseKind {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("protocol-versions-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, key.request_header_version(version))
+            .unwrap();
+        request
+            .encode(&mut body, version)
+            .unwrap_or_else(|e| panic!("encode {key:?} v{version}: {e}"));
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).unwrap();
+
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
+        let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut response).unwrap();
+        let mut response = Bytes::from(response);
+        let header =
+            ResponseHeader::decode(&mut response, key.response_header_version(version)).unwrap();
+        assert_eq!(
+            header.correlation_id, self.correlation,
+            "{key:?} v{version}"
+        );
+        let decoded = ResponseKind::decode(key, &mut response, version)
+            .unwrap_or_else(|e| panic!("decode {key:?} v{version} response: {e}"));
+        assert_eq!(
+            response.remaining(),
+            0,
+            "{key:?} v{version}: trailing bytes"
+        );
+        decoded
+    }
+}
+
+use kafka_protocol::protocol::Decodable;
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn one_batch(value: &str) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: Some(Bytes::from_static(b"key")),
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        headers: IndexMap::new(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+    buf.freeze()
+}
+
+fn create_topic(conn: &mut Conn, name: &str) -> uuid::Uuid {
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(5000);
+    let ResponseKind::CreateTopics(r) = conn.call(ApiKey::CreateTopics, 7, request.into()) else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    r.topics[0].topic_id
+}
+
+/// The request to send for `key` in `version`, and the error code(s) its
+/// response must carry (checked by `check`).
+fn request_for(
+    key: ApiKey,
+    version: i16,
+    topic: &str,
+    topic_id: uuid::Uuid,
+    run: &str,
+) -> RequestKind {
+    let name = topic_name(topic);
+    match key {
+        ApiKey::ApiVersions => ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("test"))
+            .with_client_software_version(StrBytes::from_static_str("1"))
+            .into(),
+        ApiKey::Metadata => {
+            let t = if version >= 10 {
+                metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name))
+                    .with_topic_id(uuid::Uuid::nil())
+            } else {
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name))
+            };
+            MetadataRequest::default()
+                .with_topics(Some(vec![t]))
+                .with_allow_auto_topic_creation(true)
+                .into()
+        }
+        ApiKey::Produce => {
+            let data = produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(one_batch(run)));
+            let mut t =
+                produce_request::TopicProduceData::default().with_partition_data(vec![data]);
+            if version >= 13 {
+                t.topic_id = topic_id;
+            } else {
+                t.name = name;
+            }
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![t])
+                .into()
+        }
+        ApiKey::Fetch => {
+            let p = fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20);
+            let mut t = fetch_request::FetchTopic::default().with_partitions(vec![p]);
+            if version >= 13 {
+                t.topic_id = topic_id;
+            } else {
+                t.topic = name;
+            }
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(0)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![t])
+                .into()
+        }
+        ApiKey::ListOffsets => {
+            let p = list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1);
+            let t = list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name)
+                .with_partitions(vec![p]);
+            ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![t])
+                .into()
+        }
+        ApiKey::CreateTopics => {
+            let t = create_topics_request::CreatableTopic::default()
+                .with_name(topic_name(&format!("created-{run}")))
+                .with_num_partitions(2)
+                .with_replication_factor(1);
+            CreateTopicsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(5000)
+                .into()
+        }
+        ApiKey::DeleteTopics => {
+            let doomed = topic_name(&format!("created-{run}"));
+            if version >= 6 {
+                let t = delete_topics_request::DeleteTopicState::default().with_name(Some(doomed));
+                DeleteTopicsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(5000)
+                    .into()
+            } else {
+                DeleteTopicsRequest::default()
+                    .with_topic_names(vec![doomed])
+                    .with_timeout_ms(5000)
+                    .into()
+            }
+        }
+        ApiKey::CreatePartitions => {
+            let t = create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(topic_name(&format!("created-{run}")))
+                .with_count(3);
+            CreatePartitionsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(5000)
+                .into()
+        }
+        ApiKey::InitProducerId => InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .into(),
+        ApiKey::DescribeConfigs => {
+            let r = describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()));
+            DescribeConfigsRequest::default()
+                .with_resources(vec![r])
+                .into()
+        }
+        ApiKey::AlterConfigs => {
+            let c = alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_static_str("86400000")));
+            let r = alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![c]);
+            AlterConfigsRequest::default()
+                .with_resources(vec![r])
+                .into()
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let c = incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("3600000")));
+            let r = incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![c]);
+            IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![r])
+                .into()
+        }
+        ApiKey::DescribeCluster => DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .into(),
+        ApiKey::DescribeProducers => {
+            let t = describe_producers_request::TopicRequest::default()
+                .with_name(name)
+                .with_partition_indexes(vec![0]);
+            DescribeProducersRequest::default()
+                .with_topics(vec![t])
+                .into()
+        }
+        other => panic!("the test does not know how to call {other:?}: add it"),
+    }
+}
+
+/// The error codes in a response that must all be 0.
+fn error_codes(response: &ResponseKind) -> Vec<i16> {
+    match response {
+        ResponseKind::ApiVersions(r) => vec![r.error_code],
+        ResponseKind::Metadata(r) => r.topics.iter().map(|t| t.error_code).collect(),
+        ResponseKind::Produce(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::Fetch(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::ListOffsets(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::CreateTopics(r) => r.topics.iter().map(|t| t.error_code).collect(),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().map(|t| t.error_code).collect(),
+        ResponseKind::CreatePartitions(r) => r.results.iter().map(|t| t.error_code).collect(),
+        ResponseKind::InitProducerId(r) => vec![r.error_code],
+        ResponseKind::DescribeConfigs(r) => r.results.iter().map(|t| t.error_code).collect(),
+        ResponseKind::AlterConfigs(r) => r.responses.iter().map(|t| t.error_code).collect(),
+        ResponseKind::IncrementalAlterConfigs(r) => {
+            r.responses.iter().map(|t| t.error_code).collect()
+        }
+        ResponseKind::DescribeCluster(r) => vec![r.error_code],
+        ResponseKind::DescribeProducers(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn every_advertised_version_is_served() {
+    let server = start();
+    let mut conn = Conn::open(server.port);
+    let topic = "versions";
+    let topic_id = create_topic(&mut conn, topic);
+    let ResponseKind::ApiVersions(advertised) =
+        conn.call(ApiKey::ApiVersions, 3, ApiVersionsRequest::default().into())
+    else {
+        panic!("not an ApiVersions response")
+    };
+    assert_eq!(advertised.error_code, 0);
+    // Order matters: topics are created before their partitions grow and
+    // before they are deleted.
+    let order = [
+        ApiKey::ApiVersions,
+        ApiKey::Metadata,
+        ApiKey::CreateTopics,
+        ApiKey::CreatePartitions,
+        ApiKey::DeleteTopics,
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
+        ApiKey::InitProducerId,
+        ApiKey::DescribeConfigs,
+        ApiKey::AlterConfigs,
+        ApiKey::IncrementalAlterConfigs,
+        ApiKey::DescribeCluster,
+        ApiKey::DescribeProducers,
+    ];
+    let mut calls = 0;
+    for advertised_api in &advertised.api_keys {
+        let key = ApiKey::try_from(advertised_api.api_key).expect("known api key");
+        assert!(
+            order.contains(&key),
+            "{key:?} is advertised but not covered by this test"
+        );
+    }
+    let mut produced = 0;
+    for key in order {
+        let range = advertised
+            .api_keys
+            .iter()
+            .find(|a| a.api_key == key as i16)
+            .unwrap_or_else(|| panic!("{key:?} not advertised"));
+        for version in range.min_version..=range.max_version {
+            let run = format!("{}-{version}", key as i16);
+            // CreatePartitions and DeleteTopics act on a topic made for
+            // this round.
+            if matches!(key, ApiKey::CreatePartitions | ApiKey::DeleteTopics) {
+                let t = create_topics_request::CreatableTopic::default()
+                    .with_name(topic_name(&format!("created-{run}")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1);
+                let request = CreateTopicsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(5000);
+                let ResponseKind::CreateTopics(created) =
+                    conn.call(ApiKey::CreateTopics, 5, request.into())
+                else {
+                    panic!("not a CreateTopics response")
+                };
+                assert_eq!(created.topics[0].error_code, 0);
+            }
+            let request = request_for(key, version, topic, topic_id, &run);
+            let response = conn.call(key, version, request);
+            calls += 1;
+            let codes = error_codes(&response);
+            assert!(
+                !codes.is_empty() || matches!(key, ApiKey::ApiVersions),
+                "{key:?} v{version}: no results"
+            );
+            assert!(
+                codes.iter().all(|&c| c == 0),
+                "{key:?} v{version}: error codes {codes:?}"
+            );
+            if key == ApiKey::Produce {
+                produced += 1;
+            }
+            if let ResponseKind::Fetch(fetch) = &response {
+                let records = fetch.responses[0].partitions[0]
+                    .records
+                    .as_ref()
+                    .map_or(0, Bytes::len);
+                assert!(records > 0, "Fetch v{version} returned no records");
+                assert_eq!(
+                    fetch.responses[0].partitions[0].high_watermark, produced,
+                    "Fetch v{version}"
+                );
+            }
+        }
+    }
+    assert!(calls > 50, "only {calls} calls made");
+}
