@@ -5,6 +5,8 @@
 //! a temp dir, then walk the advertised ranges with raw Kafka frames built by
 //! the `kafka-protocol` crate.
 
+#![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
