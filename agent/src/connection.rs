@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -108,25 +107,8 @@ async fn start_request(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Pending
         // ApiVersions cannot be parsed, so the connection is closed.
         return Err(format!("{api_key:?} v{version} is not supported"));
     }
-    let (header, request) = decode(api_key, version, &mut frame)?;
+    let (header, request) = crate::frame::decode_body(api_key, version, &mut frame)?;
     Ok(api::start(shared, header, request).await)
-}
-
-fn decode(
-    api_key: ApiKey,
-    version: i16,
-    frame: &mut Bytes,
-) -> Result<(RequestHeader, RequestKind), String> {
-    // The codec is generated code fed with untrusted bytes: treat a panic
-    // inside it as a malformed frame rather than letting it unwind further.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let header = RequestHeader::decode(frame, api_key.request_header_version(version))
-            .map_err(|e| format!("bad request header: {e}"))?;
-        let request = RequestKind::decode(api_key, frame, version)
-            .map_err(|e| format!("bad {api_key:?} v{version} request: {e}"))?;
-        Ok((header, request))
-    }))
-    .map_err(|_| format!("undecodable {api_key:?} v{version} request"))?
 }
 
 async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tcp::OwnedWriteHalf) {

@@ -25,14 +25,23 @@ pub mod cache;
 mod config;
 mod connection;
 mod error_code;
+pub mod frame;
 mod index;
 mod metrics;
 mod reader;
+mod reserving_alloc;
 mod server;
 mod synced_local_store;
 mod topics;
 mod writer;
 
 pub use config::AgentConfig;
+pub use reserving_alloc::{HUGE_BYTES, ReservingAllocator};
 pub use server::Agent;
 pub use synced_local_store::SyncedLocalStore;
+
+/// Tests run under the same allocator as the binary, so decoder tests see
+/// hostile frames exactly as production does.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: ReservingAllocator = ReservingAllocator;

@@ -7,6 +7,11 @@ mod dev;
 mod http;
 mod telemetry;
 
+/// Survives hostile array lengths in Kafka frames; see
+/// `strata_agent::ReservingAllocator`.
+#[global_allocator]
+static ALLOCATOR: strata_agent::ReservingAllocator = strata_agent::ReservingAllocator;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let _guard = telemetry::init(cli.log_format);
