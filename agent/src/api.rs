@@ -15,6 +15,7 @@ pub(crate) mod api_versions;
 mod configs;
 mod describe_cluster;
 mod fetch;
+mod find_coordinator;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -28,7 +29,8 @@ pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 /// The APIs and versions this agent implements, as advertised in
 /// ApiVersions. Every version listed here is handled.
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 13),
+    // v0-v2 are decoded through v3; see `frame::decode_legacy_produce`.
+    (ApiKey::Produce, 0, 13),
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 13),
@@ -42,6 +44,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::FindCoordinator, 0, 6),
 ];
 
 /// Whether `version` of `key` is one this agent implements.
@@ -98,6 +101,7 @@ async fn handle_simple(
         RequestKind::DescribeCluster(r) => describe_cluster::handle(shared, version, r).into(),
         RequestKind::InitProducerId(r) => producers::init_producer_id(shared, r).await.into(),
         RequestKind::DescribeProducers(r) => producers::describe(shared, r).await.into(),
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(shared, version, r).into(),
         // `is_supported` admitted only the APIs above.
         _ => return None,
     })
@@ -115,7 +119,15 @@ pub(crate) fn encode(
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let result = header
         .encode(&mut buf, api_key.response_header_version(version))
-        .and_then(|()| response.encode(&mut buf, version));
+        .and_then(|()| match response {
+            // Produce responses v2 and v3 are the same on the wire; v0 and
+            // v1 drop fields (see `legacy_produce_response`).
+            ResponseKind::Produce(r) if version < 3 => {
+                legacy_produce_response(r, version, &mut buf);
+                Ok(())
+            }
+            _ => response.encode(&mut buf, version),
+        });
     if let Err(e) = result {
         // A response we built but cannot encode is our bug; dropping the
         // connection is the only honest answer.
@@ -135,4 +147,31 @@ pub(crate) fn topic_str(name: &kafka_protocol::messages::TopicName) -> &str {
 /// Protocol string from a Rust string.
 pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}
+
+/// Writes a Produce response in v0-v2: responses[name, partitions[index,
+/// error_code, base_offset, log_append_time_ms (v2)]], throttle_time_ms (v1+).
+fn legacy_produce_response(
+    response: &kafka_protocol::messages::ProduceResponse,
+    version: i16,
+    buf: &mut BytesMut,
+) {
+    buf.put_i32(response.responses.len() as i32);
+    for topic in &response.responses {
+        let name = topic.name.0.as_bytes();
+        buf.put_i16(name.len() as i16);
+        buf.extend_from_slice(name);
+        buf.put_i32(topic.partition_responses.len() as i32);
+        for p in &topic.partition_responses {
+            buf.put_i32(p.index);
+            buf.put_i16(p.error_code);
+            buf.put_i64(p.base_offset);
+            if version >= 2 {
+                buf.put_i64(p.log_append_time_ms);
+            }
+        }
+    }
+    if version >= 1 {
+        buf.put_i32(response.throttle_time_ms);
+    }
 }

@@ -21,7 +21,8 @@ pub fn decode_frame(mut frame: Bytes) -> Result<(RequestHeader, RequestKind), St
     let api_key =
         ApiKey::try_from(api_key_raw).map_err(|()| format!("unknown API key {api_key_raw}"))?;
     let range = api_key.valid_versions();
-    if version < range.min || version > range.max {
+    let legacy_produce = api_key == ApiKey::Produce && (0..3).contains(&version);
+    if !legacy_produce && (version < range.min || version > range.max) {
         return Err(format!(
             "{api_key:?} v{version} is outside the codec's versions"
         ));
@@ -40,11 +41,29 @@ pub(crate) fn decode_body(
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let header = RequestHeader::decode(frame, api_key.request_header_version(version))
             .map_err(|e| format!("bad request header: {e}"))?;
-        let request = RequestKind::decode(api_key, frame, version)
-            .map_err(|e| format!("bad {api_key:?} v{version} request: {e}"))?;
+        let request = if api_key == ApiKey::Produce && version < 3 {
+            decode_legacy_produce(frame)?
+        } else {
+            RequestKind::decode(api_key, frame, version)
+                .map_err(|e| format!("bad {api_key:?} v{version} request: {e}"))?
+        };
         Ok((header, request))
     }))
     .map_err(|_| format!("undecodable {api_key:?} v{version} request"))?
+}
+
+/// Produce v0-v2 bodies are v3 bodies without the leading
+/// `transactional_id` (a nullable string), which the codec no longer
+/// decodes. Strata advertises Produce from v0 because librdkafka up to 2.11
+/// turns gzip, snappy and lz4 off against a broker whose Produce range does
+/// not start at 0; the records inside must still be magic v2 batches.
+fn decode_legacy_produce(frame: &mut Bytes) -> Result<RequestKind, String> {
+    let mut body = bytes::BytesMut::with_capacity(frame.len() + 2);
+    body.extend_from_slice(&(-1i16).to_be_bytes());
+    body.extend_from_slice(frame);
+    let mut body = body.freeze();
+    RequestKind::decode(ApiKey::Produce, &mut body, 3)
+        .map_err(|e| format!("bad legacy Produce request: {e}"))
 }
 
 #[cfg(test)]

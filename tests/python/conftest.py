@@ -70,6 +70,9 @@ class StrataServer:
         self.catalog_port = free_port()
         while self.catalog_port == self.port:
             self.catalog_port = free_port()
+        self.metrics_port = free_port()
+        while self.metrics_port in (self.port, self.catalog_port):
+            self.metrics_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.args = [
             "dev",
@@ -77,6 +80,7 @@ class StrataServer:
             "--listen", self.bootstrap,
             "--advertise", self.bootstrap,
             "--catalog-listen", f"127.0.0.1:{self.catalog_port}",
+            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             "--flush-interval-ms", "5",
             "--auto-create-topics", "true" if auto_create_topics else "false",
             "--default-partitions", str(default_partitions),

@@ -8,6 +8,18 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kafka_wire import KafkaConnection
+
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+# Why a librdkafka client may silently send uncompressed batches (rdkafka_feature.c and
+# rdkafka_msgset_writer.c): lz4 needs FindCoordinator (api 10) v0 in the broker's ApiVersions;
+# zstd needs Produce v7 and Fetch v10; librdkafka <= 2.11 (kcat's 2.0.2) also drops gzip,
+# snappy and lz4 unless the advertised Produce range starts at v0.
+CODEC_HINT = ("librdkafka compresses only if the broker's ApiVersions allow it: lz4 needs "
+              "FindCoordinator v0 advertised; zstd needs Produce v7 + Fetch v10; librdkafka <= 2.11 "
+              "(kcat) needs Produce min version 0 for gzip/snappy/lz4")
+
 OP_TIMEOUT_S = 30
 
 
@@ -135,3 +147,15 @@ def watermarks(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
         return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=OP_TIMEOUT_S)
     finally:
         c.close()
+
+
+def stored_codecs(bootstrap: str, topic: str, partition: int) -> tuple[int, set[int], int]:
+    """Raw Fetch of a whole partition: (high watermark, set of batch codec ids, record count).
+
+    Also asserts every stored batch's CRC32C, as Kafka's consumers do.
+    """
+    with KafkaConnection(bootstrap) as conn:
+        hw, batches = conn.fetch_all(topic, partition)
+    assert batches, f"fetch of {topic}[{partition}] returned no batches"
+    assert all(b.crc_ok for b in batches), "a fetched batch has a bad CRC32C"
+    return hw, {b.compression for b in batches}, sum(b.record_count for b in batches)

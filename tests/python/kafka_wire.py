@@ -419,12 +419,17 @@ class KafkaConnection:
         error = r.i16()
         ranges = {}
         flexible_body = version >= 3 and error == NONE
-        n = r.compact_array_len() if flexible_body else r.array_len()
-        for _ in range(n):
-            key, lo, hi = r.i16(), r.i16(), r.i16()
-            if flexible_body:
-                r.skip_tags()
-            ranges[key] = (lo, hi)
+        try:
+            n = r.compact_array_len() if flexible_body else r.array_len()
+            for _ in range(n):
+                key, lo, hi = r.i16(), r.i16(), r.i16()
+                if flexible_body:
+                    r.skip_tags()
+                ranges[key] = (lo, hi)
+        except ValueError as e:
+            shape = "v3 (flexible)" if flexible_body else "v0 (int32 array, as Kafka sends on error)"
+            raise AssertionError(f"ApiVersions v{version} response (error {error}) is not {shape}: "
+                                 f"{e}; body={raw.hex()}") from None
         return error, ranges
 
     # -- Metadata v1 ---------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from confluent_kafka.admin import (
 )
 
 from helpers import (
+    CODEC_HINT,
+    CODEC_IDS,
     OP_TIMEOUT_S,
     admin,
     consume_partition,
@@ -23,6 +25,7 @@ from helpers import (
     create_topic,
     produce_all,
     producer,
+    stored_codecs,
     topic_partitions,
     wait_until,
     watermarks,
@@ -196,7 +199,7 @@ def test_one_megabyte_messages(strata, topic):
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_compression_types(strata, topic, codec):
-    # Goal: each compression codec round-trips keys and values with contiguous offsets.
+    # Goal: each codec round-trips keys and values with contiguous offsets, stored compressed.
     create_topic(strata.bootstrap, topic)
     values = [(f"key-{i % 7}".encode(), (f"{codec}-{i}-" * 20).encode()) for i in range(300)]
     p = producer(strata.bootstrap, **{"compression.type": codec, "linger.ms": 20})
@@ -206,6 +209,10 @@ def test_compression_types(strata, topic, codec):
     got = consume_partition(strata.bootstrap, topic, 0, expect=len(values))
     assert [(m.key(), m.value()) for m in got] == values
     assert [m.offset() for m in got] == list(range(len(values)))
+    # Stored as the client compressed it (not re-encoded), so a raw fetch sees the codec.
+    _, codecs, count = stored_codecs(strata.bootstrap, topic, 0)
+    assert count == len(values)
+    assert codecs == {CODEC_IDS[codec]}, f"stored codecs {codecs}; {CODEC_HINT}"
 
 
 def test_seek_replay_from_middle(strata, topic):

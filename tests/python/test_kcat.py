@@ -8,13 +8,10 @@ import subprocess
 
 import pytest
 
-from helpers import create_topic
-from kafka_wire import KafkaConnection
+from helpers import CODEC_HINT, CODEC_IDS, create_topic, stored_codecs
 
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat not installed (.ci/run installs it)")
-
-CODEC_IDS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
 def kcat(bootstrap: str, *args: str, stdin: str | None = None) -> str:
@@ -83,7 +80,7 @@ def test_headers_round_trip(strata, topic):
     assert got == ["first|trace=abc123,kind=test", "second|trace=abc123,kind=test"]
 
 
-@pytest.mark.parametrize("codec", sorted(CODEC_IDS))
+@pytest.mark.parametrize("codec", ["gzip", "lz4", "snappy", "zstd"])
 def test_compression_round_trip_and_stored_compressed(strata, topic, codec):
     # Goal: each codec round-trips exactly, and the batch is stored as the client compressed it.
     create_topic(strata.bootstrap, topic)
@@ -95,10 +92,6 @@ def test_compression_round_trip_and_stored_compressed(strata, topic, codec):
     got = kcat_consume(strata.bootstrap, topic, 0, "%o %s\n")
     assert got == [f"{i} {v}" for i, v in enumerate(values)]
 
-    with KafkaConnection(strata.bootstrap) as conn:
-        hw, batches = conn.fetch_all(topic, 0)
-    assert hw == len(values)
-    assert batches, "fetch returned no batches"
-    assert {b.compression for b in batches} == {CODEC_IDS[codec]}, [b.attributes for b in batches]
-    assert all(b.crc_ok for b in batches)
-    assert sum(b.record_count for b in batches) == len(values)
+    hw, codecs, count = stored_codecs(strata.bootstrap, topic, 0)
+    assert (hw, count) == (len(values), len(values))
+    assert codecs == {CODEC_IDS[codec]}, f"stored codecs {codecs}; {CODEC_HINT}"

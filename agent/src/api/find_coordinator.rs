@@ -1,0 +1,57 @@
+//! FindCoordinator: any agent can coordinate any group (group state lives in
+//! the catalog), so the answer is the agent that was asked. Transaction
+//! coordinators do not exist yet.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::str_bytes;
+use crate::error_code;
+use crate::server::Shared;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+/// Answers FindCoordinator (single key before v4, batched from v4).
+pub(crate) fn handle(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let config = &shared.config;
+    let answer = |key: StrBytes| {
+        let mut c = Coordinator::default().with_key(key);
+        if request.key_type == KEY_TYPE_GROUP {
+            c.node_id = BrokerId(config.node_id);
+            c.host = str_bytes(&config.advertise_host);
+            c.port = i32::from(config.advertise_port);
+        } else {
+            c.node_id = BrokerId(-1);
+            c.port = -1;
+            c.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
+            c.error_message = Some(str_bytes("transactions are not supported yet"));
+        }
+        c
+    };
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .cloned()
+            .map(answer)
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = answer(request.key.clone());
+    let mut response = FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port);
+    if version >= 1 {
+        response.error_message = c.error_message;
+    }
+    response
+}
