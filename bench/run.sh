@@ -14,7 +14,11 @@
 #   --flush-interval-ms MS strata dev --flush-interval-ms (default 5)
 #   --flush-bytes B        strata dev --flush-bytes (default 4194304)
 #   --cache-memory-mb MB   strata dev --cache-memory-mb (default 256)
-#   --scenarios LIST       comma list of: plain,idem,lat-plain,lat-idem (default all)
+#   --repeat N             throughput runs per producer kind (default 3), interleaved
+#                          plain/idem, idem/plain, ...; the summary reports medians
+#   --scenarios LIST       comma list of: tput (plain + idempotent throughput, repeated),
+#                          lat-plain, lat-idem, lat-idem-linger5 (default all)
+#   --no-warmup            skip the discarded 1 GiB warm-up produce before the measured runs
 #   --out DIR              keep results (JSON, logs, summary.md) in DIR
 #   --skip-build           use the existing release binary
 #   --perf                 record `perf record -g` of strata in each throughput run
@@ -26,7 +30,7 @@ VENV="${STRATA_BENCH_VENV:-$HOME/.cache/strata-venv}"
 
 MB=1024 MAX_SECONDS=60 PARTITIONS=8 MSG_SIZE=1024 RATE=1000 LAT_SECONDS=10
 FLUSH_INTERVAL_MS=5 FLUSH_BYTES=4194304 CACHE_MB=256
-SCENARIOS="plain,idem,lat-plain,lat-idem" OUT="" SKIP_BUILD=0 PERF=0
+SCENARIOS="tput,lat-plain,lat-idem,lat-idem-linger5" REPEAT=3 OUT="" SKIP_BUILD=0 PERF=0 WARMUP=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --mb) MB="$2"; shift 2 ;;
@@ -39,10 +43,12 @@ while [[ $# -gt 0 ]]; do
     --flush-bytes) FLUSH_BYTES="$2"; shift 2 ;;
     --cache-memory-mb) CACHE_MB="$2"; shift 2 ;;
     --scenarios) SCENARIOS="$2"; shift 2 ;;
+    --repeat) REPEAT="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
+    --no-warmup) WARMUP=0; shift ;;
     --perf) PERF=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
@@ -115,7 +121,7 @@ start_server() {
   for _ in $(seq 1 100); do
     if curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null 2>&1; then
       log "strata dev pid $SERVER_PID on 127.0.0.1:$KAFKA_PORT (metrics :$METRICS_PORT), data $DATA_DIR"
-      if [[ $PERF == 1 && $name != lat-* ]] && command -v perf >/dev/null; then
+      if [[ $PERF == 1 && $name != lat* ]] && command -v perf >/dev/null; then
         perf record -F 499 -g -p "$SERVER_PID" -o "$OUT/perf-$name.data" >/dev/null 2>&1 &
         PERF_PID=$!
       fi
@@ -158,10 +164,26 @@ START=$(date +%s)
 IFS=',' read -r -a LIST <<<"$SCENARIOS"
 for s in "${LIST[@]}"; do
   case "$s" in
-    plain) run_scenario 1-plain throughput --idempotence 0 --mb "$MB" --max-seconds "$MAX_SECONDS" ;;
-    idem) run_scenario 2-idem throughput --idempotence 1 --mb "$MB" --max-seconds "$MAX_SECONDS" ;;
-    lat-plain) run_scenario 3-lat-plain latency --idempotence 0 --rate "$RATE" --seconds "$LAT_SECONDS" ;;
-    lat-idem) run_scenario 4-lat-idem latency --idempotence 1 --rate "$RATE" --seconds "$LAT_SECONDS" ;;
+    tput)
+      if [[ $WARMUP == 1 ]]; then
+        # On a fresh VM the first GiB written runs at half speed (the
+        # hypervisor backs guest pages on first touch); warm up, then discard.
+        run_scenario warmup throughput --idempotence 1 --mb 1024 --max-seconds "$MAX_SECONDS" --no-consume
+        [[ -f $OUT/warmup.json ]] && mv "$OUT/warmup.json" "$OUT/warmup.discarded"
+      fi
+      for i in $(seq 1 "$REPEAT"); do
+        if (( i % 2 )); then order="plain idem"; else order="idem plain"; fi
+        for kind in $order; do
+          idem=0; [[ $kind == idem ]] && idem=1
+          run_scenario "t$i-$kind" throughput --idempotence "$idem" --mb "$MB" --max-seconds "$MAX_SECONDS"
+        done
+      done ;;
+    lat-plain) run_scenario lat-plain latency --idempotence 0 --rate "$RATE" --seconds "$LAT_SECONDS" \
+                 --dump-latencies "$OUT/lat-plain.csv" ;;
+    lat-idem) run_scenario lat-idem latency --idempotence 1 --rate "$RATE" --seconds "$LAT_SECONDS" \
+                --dump-latencies "$OUT/lat-idem.csv" ;;
+    lat-idem-linger5) run_scenario lat-idem-linger5 latency --idempotence 1 --linger-ms 5 --rate "$RATE" \
+                        --seconds "$LAT_SECONDS" --dump-latencies "$OUT/lat-idem-linger5.csv" ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done
@@ -170,7 +192,7 @@ ELAPSED=$(( $(date +%s) - START ))
 # ---------------------------------------------------------------- summary
 FLUSH_INTERVAL_MS=$FLUSH_INTERVAL_MS FLUSH_BYTES=$FLUSH_BYTES CACHE_MB=$CACHE_MB \
 DATA_FS="$(stat -f -c %T "${TMPDIR:-/tmp}") at ${TMPDIR:-/tmp}" \
-SEGMENT_FILES=$SEGMENT_FILES FLUSHES_TOTAL=$FLUSHES_TOTAL ELAPSED=$ELAPSED ROOT="$ROOT" \
+SEGMENT_FILES=$SEGMENT_FILES FLUSHES_TOTAL=$FLUSHES_TOTAL ELAPSED=$ELAPSED ROOT="$ROOT" STRATA="$STRATA" \
 "$PY" - "$OUT/meta.json" <<'EOF'
 import json, os, platform, subprocess, sys, datetime
 import confluent_kafka
@@ -200,6 +222,8 @@ meta = {
     "flushes_total": int(os.environ["FLUSHES_TOTAL"]),
     "elapsed_s": int(os.environ["ELAPSED"]),
     "git_rev": rev,
+    "binary": os.environ["STRATA"],
+    "binary_mtime": datetime.datetime.fromtimestamp(os.path.getmtime(os.environ["STRATA"]), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     "data_dir_fs": os.environ["DATA_FS"],
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=2)

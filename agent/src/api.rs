@@ -16,15 +16,27 @@ mod configs;
 mod describe_cluster;
 mod fetch;
 mod find_coordinator;
+pub(crate) mod group;
 mod list_offsets;
 mod metadata;
 mod produce;
 mod producers;
 mod topics;
 
-/// A response being prepared: resolves to the framed bytes to send, or to
-/// nothing when the request gets no response (produce with acks=0).
-pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+/// What a connection does once a request is handled.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Send this framed response.
+    Frame(Bytes),
+    /// Send nothing (produce with acks=0).
+    Nothing,
+    /// Close the connection: the request cannot be answered (as Kafka does
+    /// for requests it cannot parse), or the answer could not be built.
+    Close,
+}
+
+/// A response being prepared.
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// The APIs and versions this agent implements, as advertised in
 /// ApiVersions. Every version listed here is handled.
@@ -51,6 +63,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 pub(crate) fn is_supported(key: ApiKey, version: i16) -> bool {
     SUPPORTED
         .iter()
+        .chain(group::GROUP_APIS)
         .any(|&(k, min, max)| k == key && (min..=max).contains(&version))
 }
 
@@ -65,7 +78,7 @@ pub(crate) async fn start(
     let correlation_id = header.correlation_id;
     let api_key = match ApiKey::try_from(header.request_api_key) {
         Ok(key) => key,
-        Err(()) => return Box::pin(async { None }),
+        Err(()) => return Box::pin(async { Reply::Close }),
     };
     let shared = shared.clone();
     let response: Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>> = match request {
@@ -76,8 +89,10 @@ pub(crate) async fn start(
         other => Box::pin(async move { handle_simple(&shared, version, other).await }),
     };
     Box::pin(async move {
-        let response = response.await?;
-        encode(api_key, version, correlation_id, &response)
+        match response.await {
+            Some(response) => encode(api_key, version, correlation_id, &response),
+            None => Reply::Nothing,
+        }
     })
 }
 
@@ -102,7 +117,8 @@ async fn handle_simple(
         RequestKind::InitProducerId(r) => producers::init_producer_id(shared, r).await.into(),
         RequestKind::DescribeProducers(r) => producers::describe(shared, r).await.into(),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(shared, version, r).into(),
-        // `is_supported` admitted only the APIs above.
+        // `is_supported` admitted only the APIs above; group APIs never get
+        // here (they are forwarded to the catalog undecoded).
         _ => return None,
     })
 }
@@ -113,7 +129,7 @@ pub(crate) fn encode(
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Option<Bytes> {
+) -> Reply {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // size, patched below
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
@@ -132,11 +148,11 @@ pub(crate) fn encode(
         // A response we built but cannot encode is our bug; dropping the
         // connection is the only honest answer.
         error!(?api_key, version, error = %e, "cannot encode response");
-        return None;
+        return Reply::Close;
     }
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
-    Some(buf.freeze())
+    Reply::Frame(buf.freeze())
 }
 
 /// A topic name from the protocol as a `&str`.

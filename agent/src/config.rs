@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct AgentConfig {
     /// The Kafka listener address.
     pub listen: SocketAddr,
+    /// Every agent of the cluster clients should know of (this one
+    /// included), as Metadata lists them. Empty = only this agent.
+    pub peers: Vec<BrokerAddress>,
     /// Host and port clients are told to connect to (Metadata).
     pub advertise_host: String,
     /// See [`AgentConfig::advertise_host`].
@@ -22,6 +25,11 @@ pub struct AgentConfig {
     pub cluster_id: String,
     /// Flush the produce buffer once its oldest batch is this old.
     pub flush_interval: Duration,
+    /// Also flush as soon as no flush is in flight, instead of waiting for
+    /// `flush_interval`: the lowest latency at low load, at the price of
+    /// more (smaller) objects. On for `strata dev`; in production, where
+    /// every object is a paid PUT, leave it off.
+    pub flush_eager: bool,
     /// Flush the produce buffer once it holds this many bytes.
     pub flush_bytes: usize,
     /// Bytes buffered or in flight to the object store before produce
@@ -54,11 +62,13 @@ impl AgentConfig {
             advertise_host: listen.ip().to_string(),
             advertise_port: listen.port(),
             node_id: 0,
+            peers: Vec::new(),
             agent_id: "dev-agent-0".to_string(),
             cluster_id: "strata-dev".to_string(),
             flush_interval: Duration::from_millis(5),
+            flush_eager: true,
             flush_bytes: 4 * 1024 * 1024,
-            buffer_bytes_max: 256 * 1024 * 1024,
+            buffer_bytes_max: 64 * 1024 * 1024,
             uploads_in_flight_max: 4,
             auto_create_topics: true,
             default_partitions: 1,
@@ -72,5 +82,41 @@ impl AgentConfig {
             },
             produce_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// One agent as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Broker id.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+}
+
+impl AgentConfig {
+    /// The brokers clients are told about: the peers, or this agent alone.
+    pub fn brokers(&self) -> Vec<BrokerAddress> {
+        if self.peers.is_empty() {
+            vec![BrokerAddress {
+                node_id: self.node_id,
+                host: self.advertise_host.clone(),
+                port: self.advertise_port,
+            }]
+        } else {
+            self.peers.clone()
+        }
+    }
+
+    /// The broker named leader of a partition. Any agent accepts any
+    /// partition; leaders only spread clients over agents, so a stable hash
+    /// of topic and partition is enough.
+    pub fn leader_of(&self, topic: &uuid::Uuid, partition: i32) -> i32 {
+        let brokers = self.brokers();
+        let hash = crc32c::crc32c(topic.as_bytes()) as usize;
+        let index = (hash + partition.max(0) as usize) % brokers.len();
+        brokers[index].node_id
     }
 }

@@ -48,7 +48,7 @@ pub(crate) async fn serve(
                 break;
             }
         };
-        match start_request(&shared, frame).await {
+        match start_request(&shared, frame, peer).await {
             Ok(pending) => {
                 if tx.send(pending).await.is_err() {
                     break;
@@ -81,16 +81,29 @@ async fn read_frame(
     if size < 8 || size as usize > limit {
         return Err(format!("frame size {size} outside 8..={limit}"));
     }
-    let mut frame = BytesMut::zeroed(size as usize);
-    reader
-        .read_exact(&mut frame)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Read into uninitialised capacity: no need to zero what the socket
+    // overwrites.
+    let size = size as usize;
+    let mut frame = BytesMut::with_capacity(size);
+    while frame.len() < size {
+        let n = (&mut *reader)
+            .take((size - frame.len()) as u64)
+            .read_buf(&mut frame)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed inside a frame".to_string());
+        }
+    }
     Ok(Some(frame.freeze()))
 }
 
 /// Decodes a frame and starts its request.
-async fn start_request(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Pending, String> {
+async fn start_request(
+    shared: &Arc<Shared>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Pending, String> {
     let api_key_raw = (&frame[0..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
     let correlation_id = (&frame[4..8]).get_i32();
@@ -107,6 +120,10 @@ async fn start_request(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Pending
         // ApiVersions cannot be parsed, so the connection is closed.
         return Err(format!("{api_key:?} v{version} is not supported"));
     }
+    if api::group::is_group_api(api_key) {
+        let header = crate::frame::decode_header(api_key, version, &mut frame)?;
+        return Ok(api::group::forward(shared, api_key, header, frame, peer));
+    }
     let (header, request) = crate::frame::decode_body(api_key, version, &mut frame)?;
     Ok(api::start(shared, header, request).await)
 }
@@ -114,7 +131,11 @@ async fn start_request(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Pending
 async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tcp::OwnedWriteHalf) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(pending) = rx.recv().await {
-        let Some(frame) = pending.await else { continue };
+        let frame = match pending.await {
+            api::Reply::Frame(frame) => frame,
+            api::Reply::Nothing => continue,
+            api::Reply::Close => break,
+        };
         if writer.write_all(&frame).await.is_err() {
             return;
         }

@@ -30,6 +30,19 @@ pub fn decode_frame(mut frame: Bytes) -> Result<(RequestHeader, RequestKind), St
     decode_body(api_key, version, &mut frame)
 }
 
+/// Decodes only the request header, leaving `frame` at the body.
+pub(crate) fn decode_header(
+    api_key: ApiKey,
+    version: i16,
+    frame: &mut Bytes,
+) -> Result<RequestHeader, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        RequestHeader::decode(frame, api_key.request_header_version(version))
+            .map_err(|e| format!("bad request header: {e}"))
+    }))
+    .map_err(|_| format!("undecodable {api_key:?} v{version} request header"))?
+}
+
 /// Decodes the header and body of a frame whose key and version are known.
 pub(crate) fn decode_body(
     api_key: ApiKey,

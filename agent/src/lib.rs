@@ -35,7 +35,7 @@ mod synced_local_store;
 mod topics;
 mod writer;
 
-pub use config::AgentConfig;
+pub use config::{AgentConfig, BrokerAddress};
 pub use reserving_alloc::{HUGE_BYTES, ReservingAllocator};
 pub use server::Agent;
 pub use synced_local_store::SyncedLocalStore;

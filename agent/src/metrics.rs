@@ -31,117 +31,161 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// One sample: a metric name with its labels and value.
+struct Sample {
+    name: &'static str,
+    help: &'static str,
+    labels: String,
+    value: f64,
+}
+
 impl Metrics {
-    /// Prometheus text exposition of the counters and the cache's stats.
-    pub(crate) fn render(&self, cache: CacheStats) -> String {
-        let mut out = String::new();
-        let counters: [(&str, &str, u64); 14] = [
-            (
+    /// The samples of one agent, each labelled `agent="<agent>"`.
+    fn samples(&self, agent: &str, cache: CacheStats) -> Vec<Sample> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let plain = format!("agent=\"{agent}\"");
+        let produce = format!("agent=\"{agent}\",purpose=\"produce\"");
+        let fetch = format!("agent=\"{agent}\",purpose=\"fetch\"");
+        let s = |name, help, labels: &String, value| Sample {
+            name,
+            help,
+            labels: labels.clone(),
+            value,
+        };
+        vec![
+            s(
                 "strata_produce_requests_total",
                 "Produce requests received.",
-                self.produce_requests.load(Ordering::Relaxed),
+                &plain,
+                load(&self.produce_requests),
             ),
-            (
+            s(
                 "strata_produce_batches_total",
                 "Record batches appended.",
-                self.produce_batches.load(Ordering::Relaxed),
+                &plain,
+                load(&self.produce_batches),
             ),
-            (
+            s(
                 "strata_produce_bytes_total",
                 "Record batch bytes appended.",
-                self.produce_bytes.load(Ordering::Relaxed),
+                &plain,
+                load(&self.produce_bytes),
             ),
-            (
+            s(
                 "strata_produce_errors_total",
                 "Produce partitions answered with an error.",
-                self.produce_errors.load(Ordering::Relaxed),
+                &plain,
+                load(&self.produce_errors),
             ),
-            (
+            s(
                 "strata_fetch_requests_total",
                 "Fetch requests answered.",
-                self.fetch_requests.load(Ordering::Relaxed),
+                &plain,
+                load(&self.fetch_requests),
             ),
-            (
+            s(
                 "strata_fetch_bytes_total",
                 "Record bytes returned by fetches.",
-                self.fetch_bytes.load(Ordering::Relaxed),
+                &plain,
+                load(&self.fetch_bytes),
             ),
-            (
+            s(
                 "strata_flushes_total",
                 "Flushes of the produce buffer.",
-                self.flushes.load(Ordering::Relaxed),
+                &plain,
+                load(&self.flushes),
             ),
-            (
+            s(
                 "strata_flush_bytes_total",
                 "Bytes written by flushes.",
-                self.flush_bytes.load(Ordering::Relaxed),
+                &plain,
+                load(&self.flush_bytes),
             ),
-            (
-                "strata_object_puts_total{purpose=\"produce\"}",
+            s(
+                "strata_object_puts_total",
                 "Object PUTs.",
-                self.segment_puts.load(Ordering::Relaxed),
+                &produce,
+                load(&self.segment_puts),
             ),
-            (
-                "strata_object_put_errors_total{purpose=\"produce\"}",
+            s(
+                "strata_object_put_errors_total",
                 "Failed object PUTs.",
-                self.segment_put_errors.load(Ordering::Relaxed),
+                &produce,
+                load(&self.segment_put_errors),
             ),
-            (
+            s(
                 "strata_catalog_commits_total",
                 "Catalog commits made.",
-                self.catalog_commits.load(Ordering::Relaxed),
+                &plain,
+                load(&self.catalog_commits),
             ),
-            (
+            s(
                 "strata_catalog_commit_errors_total",
                 "Catalog commits that failed.",
-                self.catalog_commit_errors.load(Ordering::Relaxed),
+                &plain,
+                load(&self.catalog_commit_errors),
             ),
-            (
+            s(
                 "strata_catalog_commit_seconds_total",
-                "Time spent in catalog commits (sum; divide by commits).",
-                0,
+                "Time spent in catalog commits (divide by commits for the mean).",
+                &plain,
+                load(&self.catalog_commit_micros) / 1e6,
             ),
-            (
+            s(
                 "strata_connections_total",
                 "Client connections accepted.",
-                self.connections.load(Ordering::Relaxed),
+                &plain,
+                load(&self.connections),
             ),
-        ];
-        for (name, help, value) in counters {
-            let base = name.split('{').next().unwrap_or(name);
-            let _ = writeln!(out, "# HELP {base} {help}\n# TYPE {base} counter");
-            if base == "strata_catalog_commit_seconds_total" {
-                let seconds = self.catalog_commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                let _ = writeln!(out, "{name} {seconds}");
-            } else {
-                let _ = writeln!(out, "{name} {value}");
-            }
-        }
-        let cache_counters = [
-            ("strata_cache_hits_total", "Block cache hits.", cache.hits),
-            (
+            s(
+                "strata_cache_hits_total",
+                "Block cache hits.",
+                &plain,
+                cache.hits as f64,
+            ),
+            s(
                 "strata_cache_misses_total",
                 "Block cache misses.",
-                cache.misses,
+                &plain,
+                cache.misses as f64,
             ),
-            (
-                "strata_object_gets_total{purpose=\"fetch\"}",
+            s(
+                "strata_object_gets_total",
                 "Object GETs issued by the block cache.",
-                cache.gets,
+                &fetch,
+                cache.gets as f64,
             ),
-            (
-                "strata_object_get_bytes_total{purpose=\"fetch\"}",
+            s(
+                "strata_object_get_bytes_total",
                 "Bytes fetched from object storage.",
-                cache.bytes_fetched,
+                &fetch,
+                cache.bytes_fetched as f64,
             ),
-        ];
-        for (name, help, value) in cache_counters {
-            let base = name.split('{').next().unwrap_or(name);
-            let _ = writeln!(
-                out,
-                "# HELP {base} {help}\n# TYPE {base} counter\n{name} {value}"
-            );
-        }
-        out
+        ]
     }
+}
+
+/// Prometheus text exposition of several agents' counters: each metric's
+/// HELP and TYPE once, then one line per agent.
+pub(crate) fn render(agents: &[(&str, &Metrics, CacheStats)]) -> String {
+    let per_agent: Vec<Vec<Sample>> = agents
+        .iter()
+        .map(|(name, m, cache)| m.samples(name, *cache))
+        .collect();
+    let mut out = String::new();
+    let Some(first) = per_agent.first() else {
+        return out;
+    };
+    for (i, sample) in first.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} counter",
+            sample.name, sample.help, sample.name
+        );
+        for samples in &per_agent {
+            let s = &samples[i];
+            let _ = writeln!(out, "{}{{{}}} {}", s.name, s.labels, s.value);
+        }
+    }
+    out
 }

@@ -99,11 +99,23 @@ impl Agent {
         self.local_addr
     }
 
-    /// A function rendering the agent's metrics in the Prometheus text
+    /// A function rendering the metrics of `agents` in the Prometheus text
     /// format, for the binary's `/metrics` endpoint.
-    pub fn metrics_renderer(&self) -> impl Fn() -> String + Send + Sync + 'static {
-        let shared = self.shared.clone();
-        move || shared.metrics.render(shared.cache.stats())
+    pub fn metrics_renderer(agents: &[&Agent]) -> impl Fn() -> String + Send + Sync + 'static {
+        let shared: Vec<Arc<Shared>> = agents.iter().map(|a| a.shared.clone()).collect();
+        move || {
+            let stats: Vec<_> = shared
+                .iter()
+                .map(|s| {
+                    (
+                        s.config.agent_id.as_str(),
+                        s.metrics.as_ref(),
+                        s.cache.stats(),
+                    )
+                })
+                .collect();
+            crate::metrics::render(&stats)
+        }
     }
 
     /// Stops accepting requests, flushes and commits everything buffered

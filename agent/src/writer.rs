@@ -10,6 +10,7 @@
 //! producer's sequences never leap a hole.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,10 @@ struct Inner {
     budget: Arc<Semaphore>,
     flush_bytes: usize,
     flush_interval: Duration,
+    /// Flush at once when no flush is in flight (see `AgentConfig::flush_eager`).
+    flush_eager: bool,
+    /// Flushes taken and not yet answered.
+    in_flight: std::sync::atomic::AtomicUsize,
     drained: Notify,
     done: Mutex<bool>,
 }
@@ -126,6 +131,8 @@ impl SegmentWriter {
             )),
             flush_bytes: config.flush_bytes,
             flush_interval: config.flush_interval,
+            flush_eager: config.flush_eager,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             drained: Notify::new(),
             done: Mutex::new(false),
         });
@@ -216,6 +223,14 @@ impl SegmentWriter {
 }
 
 impl Inner {
+    /// Marks one flush answered; an eager writer may flush again at once.
+    fn flush_done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.flush_eager {
+            self.wake.notify_one();
+        }
+    }
+
     /// Takes the buffer if a flush is due; otherwise says how long to wait.
     fn take_if_due(&self) -> Result<Option<Flush>, Option<Duration>> {
         let mut buffer = self.buffer.lock().expect("writer buffer lock poisoned");
@@ -223,9 +238,11 @@ impl Inner {
             return if buffer.closed { Ok(None) } else { Err(None) };
         };
         let age = oldest.elapsed();
-        if buffer.bytes < self.flush_bytes && age < self.flush_interval && !buffer.closed {
+        let idle = self.flush_eager && self.in_flight.load(Ordering::Acquire) == 0;
+        if buffer.bytes < self.flush_bytes && age < self.flush_interval && !buffer.closed && !idle {
             return Err(Some(self.flush_interval - age));
         }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         let taken = std::mem::take(&mut *buffer);
         buffer.closed = taken.closed;
         let mut partitions: Vec<_> = taken.partitions.into_iter().collect();
@@ -364,6 +381,7 @@ async fn commit_loop(
             Ok(Ok(segment)) => match committer.commit(&flush, &segment).await {
                 Ok(response) => {
                     answer(flush, &response);
+                    inner.flush_done();
                     continue;
                 }
                 Err(status) => {
@@ -381,12 +399,14 @@ async fn commit_loop(
             }
         };
         answer_all(flush, code);
+        inner.flush_done();
         // Flushes queued behind a failed one may hold later batches of the
         // same producers: committing them would leap a hole in sequences or
         // reorder a partition. Fail them too; their objects become orphans
         // for the garbage collector.
         while let Ok((queued, _task)) = rx.try_recv() {
             answer_all(queued, code);
+            inner.flush_done();
         }
     }
     *inner.done.lock().expect("writer done lock poisoned") = true;

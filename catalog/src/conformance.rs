@@ -29,7 +29,10 @@ use crate::error_code::{
     DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER,
     UNKNOWN_PRODUCER_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
-use crate::store::{CatalogStore, ConfigChange, NewTopic, ProducerIdAndEpoch, TopicRef};
+use crate::store::{
+    CatalogStore, CommittedOffset, ConfigChange, GroupMemberRecord, GroupRecord, MemberProtocol,
+    NewTopic, ProducerIdAndEpoch, TopicRef,
+};
 
 /// Runs every single-store test of the suite on `store`.
 pub async fn run_all(store: &dyn CatalogStore) {
@@ -45,6 +48,8 @@ pub async fn run_all(store: &dyn CatalogStore) {
     init_producer_id_rules(store).await;
     transactional_init_producer_id(store).await;
     commit_sequence_is_contiguous(store).await;
+    group_offsets(store).await;
+    group_records(store).await;
 }
 
 // ---------- helpers ----------
@@ -1054,5 +1059,217 @@ async fn check_after_restart(
     assert_eq!(
         (chunk.base_offset, chunk.position, chunk.max_timestamp),
         (0, 64, 77)
+    );
+}
+
+// ---------- consumer groups ----------
+
+/// A committed offset of `partition` of `topic`.
+pub fn committed(topic: &Topic, partition: u32, offset: i64, metadata: &str) -> CommittedOffset {
+    CommittedOffset {
+        topic_id: topic_uuid(topic),
+        partition,
+        offset,
+        leader_epoch: 7,
+        metadata: metadata.to_string(),
+        commit_timestamp_ms: 1_000,
+    }
+}
+
+/// A classic group record with two members.
+pub fn group_record(group_id: &str, generation_id: i32) -> GroupRecord {
+    let member = |id: &str, instance: Option<&str>| GroupMemberRecord {
+        member_id: id.to_string(),
+        instance_id: instance.map(str::to_string),
+        client_id: "client".to_string(),
+        client_host: "/10.0.0.1".to_string(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        protocols: vec![
+            MemberProtocol {
+                name: "range".to_string(),
+                metadata: vec![0, 1, 2],
+            },
+            MemberProtocol {
+                name: "cooperative-sticky".to_string(),
+                metadata: Vec::new(),
+            },
+        ],
+        assignment: id.as_bytes().to_vec(),
+    };
+    GroupRecord {
+        group_id: group_id.to_string(),
+        protocol_type: "consumer".to_string(),
+        protocol_name: "range".to_string(),
+        generation_id,
+        leader_id: "m-2".to_string(),
+        members: vec![member("m-2", None), member("m-1", Some("static-1"))],
+    }
+}
+
+async fn fetch(store: &dyn CatalogStore, group_id: &str) -> Vec<CommittedOffset> {
+    store
+        .fetch_offsets(group_id)
+        .await
+        .unwrap_or_else(|e| panic!("fetching offsets of {group_id}: {e}"))
+}
+
+/// Offsets: commits replace earlier offsets per partition, are atomic
+/// (an unknown partition fails the whole commit), are deleted per
+/// partition, and disappear with their topic.
+pub async fn group_offsets(store: &dyn CatalogStore) {
+    let topic = create_topic(store, "conformance.offsets", 3).await;
+    let group = "conformance-offsets";
+    assert!(
+        fetch(store, group).await.is_empty(),
+        "unknown group: no offsets"
+    );
+    store
+        .commit_offsets(
+            group,
+            vec![committed(&topic, 0, 10, "a"), committed(&topic, 2, 5, "")],
+        )
+        .await
+        .expect("commit");
+    store
+        .commit_offsets(group, vec![committed(&topic, 0, 12, "b")])
+        .await
+        .expect("commit again");
+    let offsets = fetch(store, group).await;
+    assert_eq!(
+        offsets,
+        [committed(&topic, 0, 12, "b"), committed(&topic, 2, 5, "")]
+    );
+    let failed = store
+        .commit_offsets(
+            group,
+            vec![committed(&topic, 1, 99, ""), committed(&topic, 3, 1, "")],
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(Error::UnknownPartition { partition: 3, .. })),
+        "{failed:?}"
+    );
+    assert_eq!(
+        fetch(store, group).await,
+        offsets,
+        "a failed commit leaves no trace"
+    );
+    assert!(
+        fetch(store, "conformance-other").await.is_empty(),
+        "groups are separate"
+    );
+    store
+        .delete_offsets(
+            group,
+            vec![(topic_uuid(&topic), 2), (topic_uuid(&topic), 1)],
+        )
+        .await
+        .expect("delete offsets");
+    assert_eq!(fetch(store, group).await, [committed(&topic, 0, 12, "b")]);
+    store
+        .delete_topic(TopicRef::Name(topic.name.clone()))
+        .await
+        .expect("delete topic");
+    assert!(
+        fetch(store, group).await.is_empty(),
+        "offsets go with their topic"
+    );
+    let recreated = create_topic(store, "conformance.offsets", 3).await;
+    assert!(
+        fetch(store, group).await.is_empty(),
+        "a recreated topic starts without offsets"
+    );
+    let gone = store
+        .commit_offsets(group, vec![committed(&topic, 0, 1, "")])
+        .await;
+    assert!(gone.is_err(), "commits to a deleted topic's id fail");
+    store
+        .commit_offsets(group, vec![committed(&recreated, 0, 1, "")])
+        .await
+        .expect("commit to the new topic");
+}
+
+/// Group records: saved records load back exactly (members in order),
+/// a save replaces the previous record, groups with only offsets load as
+/// empty records, and deleting a group removes its record and offsets.
+pub async fn group_records(store: &dyn CatalogStore) {
+    let topic = create_topic(store, "conformance.groups", 1).await;
+    let record = group_record("conformance-group", 3);
+    store.save_group(record.clone()).await.expect("save");
+    let mut newer = group_record("conformance-group", 4);
+    newer.members.truncate(1);
+    store.save_group(newer.clone()).await.expect("save again");
+    store
+        .commit_offsets(
+            "conformance-offsets-only",
+            vec![committed(&topic, 0, 3, "")],
+        )
+        .await
+        .expect("commit");
+    store
+        .commit_offsets("conformance-group", vec![committed(&topic, 0, 4, "")])
+        .await
+        .expect("commit");
+    let loaded = store.load_groups().await.expect("load");
+    let find = |id: &str| loaded.iter().find(|r| r.group_id == id).cloned();
+    assert_eq!(
+        find("conformance-group"),
+        Some(newer),
+        "the newest record wins"
+    );
+    assert_eq!(
+        find("conformance-offsets-only"),
+        Some(GroupRecord {
+            group_id: "conformance-offsets-only".to_string(),
+            ..GroupRecord::default()
+        })
+    );
+    let ids: Vec<&str> = loaded.iter().map(|r| r.group_id.as_str()).collect();
+    assert!(ids.is_sorted(), "sorted by group id: {ids:?}");
+    store
+        .delete_group("conformance-group")
+        .await
+        .expect("delete");
+    store
+        .delete_group("conformance-group")
+        .await
+        .expect("delete is idempotent");
+    assert!(fetch(store, "conformance-group").await.is_empty());
+    let loaded = store.load_groups().await.expect("load");
+    assert!(loaded.iter().all(|r| r.group_id != "conformance-group"));
+    store
+        .delete_group("conformance-offsets-only")
+        .await
+        .expect("delete");
+}
+
+/// Offsets and group records survive reopening the store. `open` must
+/// open the same store each time.
+pub async fn group_restart_persistence<F, Fut>(mut open: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn CatalogStore>>,
+{
+    let store = open().await;
+    let topic = create_topic(store.as_ref(), "conformance.group-restart", 2).await;
+    let record = group_record("conformance-restart-group", 9);
+    store.save_group(record.clone()).await.expect("save");
+    let offsets = vec![
+        committed(&topic, 0, 40, "meta"),
+        committed(&topic, 1, 41, ""),
+    ];
+    store
+        .commit_offsets("conformance-restart-group", offsets.clone())
+        .await
+        .expect("commit");
+    drop(store);
+
+    let store = open().await;
+    let loaded = store.load_groups().await.expect("load");
+    assert!(loaded.contains(&record), "the record survives");
+    assert_eq!(
+        fetch(store.as_ref(), "conformance-restart-group").await,
+        offsets
     );
 }

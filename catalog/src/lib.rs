@@ -5,6 +5,8 @@
 //! segment here; the catalog assigns every accepted batch its offsets in one
 //! atomic step (with Kafka's idempotent-producer checks in the same step),
 //! and pushes each commit to subscribed agents over the commit stream.
+//! Its [`GroupCoordinator`] serves Kafka's consumer-group APIs (forwarded
+//! by agents) and keeps committed offsets.
 //!
 //! - [`CatalogStore`] is the persistence trait, with [`SqliteStore`] (one
 //!   embedded SQLite file, group commit on a writer thread) as its first
@@ -40,15 +42,18 @@
 pub mod conformance;
 mod error;
 pub mod error_code;
+mod group;
 mod producer;
 mod service;
 mod store;
 
 pub use error::{Error, ErrorKind, Result};
+pub use group::{GroupCoordinator, GroupError, GroupOptions};
 pub use service::{CatalogService, ServiceOptions, serve, validate_topic_name};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, ConfigChange, DeletedTopic, NewTopic,
-    PartitionOffsets, ProducerIdAndEpoch, SharedStore, SystemClock, TopicRef,
+    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange, DeletedTopic,
+    GroupMemberRecord, GroupRecord, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
+    SharedStore, SystemClock, TopicRef,
 };
 pub use strata_catalog_api::topic_config;

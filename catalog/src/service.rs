@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use self::commit_stream::CommitStreamHub;
+use crate::group::{GroupCoordinator, GroupOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{CatalogStore, ConfigChange, NewTopic, TopicRef};
 use crate::{Error, Result, error_code};
@@ -46,6 +47,8 @@ pub struct ServiceOptions {
     /// Events a live subscriber may fall behind before it is cut off
     /// (DATA_LOSS) and must resync.
     pub subscriber_queue: usize,
+    /// The group coordinator's settings.
+    pub groups: GroupOptions,
 }
 
 impl Default for ServiceOptions {
@@ -53,6 +56,7 @@ impl Default for ServiceOptions {
         Self {
             commit_stream_buffer: 16_384,
             subscriber_queue: 4_096,
+            groups: GroupOptions::default(),
         }
     }
 }
@@ -62,11 +66,13 @@ impl Default for ServiceOptions {
 pub struct CatalogService {
     store: Arc<dyn CatalogStore>,
     hub: Arc<CommitStreamHub>,
+    groups: GroupCoordinator,
 }
 
 impl CatalogService {
     /// A service over `store`; the commit stream continues after the
-    /// store's last sequence.
+    /// store's last sequence, and the group coordinator starts with the
+    /// store's persisted groups.
     pub async fn new(store: Arc<dyn CatalogStore>, options: ServiceOptions) -> Result<Self> {
         let last_sequence = store.last_commit_sequence().await?;
         let hub = CommitStreamHub::new(
@@ -74,10 +80,17 @@ impl CatalogService {
             options.commit_stream_buffer,
             options.subscriber_queue,
         );
+        let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         Ok(Self {
             store,
             hub: Arc::new(hub),
+            groups,
         })
+    }
+
+    /// The group coordinator behind `GroupCall`.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
     }
 
     /// Opens a [`SqliteStore`] at `path` and serves it.
@@ -215,7 +228,9 @@ impl CatalogService {
             configs,
         };
         if !request.validate_only {
-            return self.store.create_topic(topic).await;
+            let created = self.store.create_topic(topic).await;
+            self.groups.invalidate_topics();
+            return created;
         }
         if self.topic_exists(&topic.name).await?.is_some() {
             return Err(Error::TopicAlreadyExists { name: topic.name });
@@ -238,9 +253,12 @@ impl CatalogService {
                 })?;
         validate_partition_count(current.partition_count, request.new_partition_count)?;
         if !request.validate_only {
-            self.store
+            let grown = self
+                .store
                 .create_partitions(&request.name, request.new_partition_count)
-                .await?;
+                .await;
+            self.groups.invalidate_topics();
+            grown?;
         }
         Ok(())
     }
@@ -380,6 +398,7 @@ impl Catalog for CatalogService {
                 Ok((deleted.topic, Some(deleted.event)))
             })
             .await;
+        self.groups.invalidate_topics();
         let response = match kafka(deleted)? {
             Ok(topic) => DeleteTopicResponse {
                 error_code: 0,
@@ -600,6 +619,33 @@ impl Catalog for CatalogService {
             },
         };
         Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(api_key = request.get_ref().api_key, api_version = request.get_ref().api_version))]
+    async fn group_call(
+        &self,
+        request: Request<GroupCallRequest>,
+    ) -> Result<Response<GroupCallResponse>, Status> {
+        let request = request.into_inner();
+        let (Ok(api_key), Ok(api_version)) = (
+            i16::try_from(request.api_key),
+            i16::try_from(request.api_version),
+        ) else {
+            return Err(Status::invalid_argument(
+                "api_key and api_version are 16-bit",
+            ));
+        };
+        let body = self
+            .groups
+            .call(
+                api_key,
+                api_version,
+                &request.body,
+                &request.client_id,
+                &request.client_host,
+            )
+            .await?;
+        Ok(Response::new(GroupCallResponse { body }))
     }
 }
 

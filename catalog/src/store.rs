@@ -127,6 +127,75 @@ pub struct ProducerIdAndEpoch {
     pub producer_epoch: i32,
 }
 
+/// A consumer group's committed offset for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The topic's id (offsets follow the topic's id, not its name, so a
+    /// recreated topic starts without offsets).
+    pub topic_id: Uuid,
+    /// The partition.
+    pub partition: u32,
+    /// The committed offset (the next record the group will read).
+    pub offset: i64,
+    /// The leader epoch of the committed record, -1 when unknown.
+    pub leader_epoch: i32,
+    /// The client's metadata string.
+    pub metadata: String,
+    /// When the catalog accepted the commit (its clock).
+    pub commit_timestamp_ms: i64,
+}
+
+/// One protocol a classic-group member supports, with its metadata (for
+/// consumers, the subscription).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberProtocol {
+    /// The protocol name (for consumers, the assignor: `range`,
+    /// `cooperative-sticky`, ...).
+    pub name: String,
+    /// Opaque to the catalog.
+    pub metadata: Vec<u8>,
+}
+
+/// A member of a classic group as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupMemberRecord {
+    /// The member id the coordinator handed out.
+    pub member_id: String,
+    /// The static member's `group.instance.id`.
+    pub instance_id: Option<String>,
+    /// The client id of its last JoinGroup.
+    pub client_id: String,
+    /// The client address of its last JoinGroup.
+    pub client_host: String,
+    /// Its session timeout.
+    pub session_timeout_ms: i32,
+    /// Its rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// The protocols it supports, most preferred first.
+    pub protocols: Vec<MemberProtocol>,
+    /// Its assignment in the record's generation (opaque).
+    pub assignment: Vec<u8>,
+}
+
+/// A classic consumer group as persisted: saved when a generation
+/// completes and when the group empties, loaded when the catalog starts.
+/// Timers are not persisted; they restart with the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupRecord {
+    /// The group id.
+    pub group_id: String,
+    /// The protocol type (`consumer`, `connect`, ...), empty when unknown.
+    pub protocol_type: String,
+    /// The selected protocol, empty when the group has no members.
+    pub protocol_name: String,
+    /// The generation.
+    pub generation_id: i32,
+    /// The leader's member id, empty when the group has no members.
+    pub leader_id: String,
+    /// The members of the generation.
+    pub members: Vec<GroupMemberRecord>,
+}
+
 /// The catalog's persistence.
 ///
 /// Every mutation is atomic (all of it happens or none of it), and either
@@ -217,6 +286,38 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// The sequence of the last commit-stream event (0 when none), for a
     /// service starting its stream.
     async fn last_commit_sequence(&self) -> Result<u64>;
+
+    /// Stores a consumer group's committed offsets, replacing the earlier
+    /// offsets of the same partitions (OffsetCommit).
+    ///
+    /// Atomic: all of `offsets` or none. Fails with `UnknownPartition` if a
+    /// partition (or its topic) does not exist, for example because the
+    /// topic was deleted after the caller checked it. Idempotent.
+    async fn commit_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()>;
+
+    /// A group's committed offsets on live topics, sorted by topic id then
+    /// partition; empty for an unknown group. Offsets of a deleted topic
+    /// are never returned.
+    async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>>;
+
+    /// Removes a group's committed offsets of `partitions` (OffsetDelete).
+    /// Atomic and idempotent; unknown partitions are ignored.
+    async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()>;
+
+    /// Saves a classic group's record, replacing any earlier record of the
+    /// group with its members. Atomic and idempotent.
+    async fn save_group(&self, record: GroupRecord) -> Result<()>;
+
+    /// Deletes a group: its record and all its committed offsets, in one
+    /// atomic step (DeleteGroups). Idempotent: deleting an unknown group
+    /// succeeds.
+    async fn delete_group(&self, group_id: &str) -> Result<()>;
+
+    /// Every saved group record (members in the order saved), plus an
+    /// empty record (generation 0, no members, empty protocol type) for
+    /// each group that has committed offsets but no record; sorted by group
+    /// id.
+    async fn load_groups(&self) -> Result<Vec<GroupRecord>>;
 }
 
 /// A shared store.

@@ -254,6 +254,7 @@ async fn commit_stream_catches_up_and_reports_gaps() {
     let options = ServiceOptions {
         commit_stream_buffer: 4,
         subscriber_queue: 64,
+        ..ServiceOptions::default()
     };
     let catalog = InProcess(service(&dir, options).await);
     let t = topic(&catalog, "stream", 2).await;
@@ -345,6 +346,7 @@ async fn a_lagging_subscriber_must_resync() {
     let options = ServiceOptions {
         commit_stream_buffer: 16,
         subscriber_queue: 2,
+        ..ServiceOptions::default()
     };
     let catalog = InProcess(service(&dir, options).await);
     let t = topic(&catalog, "lag", 1).await;

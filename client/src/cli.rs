@@ -37,6 +37,9 @@ pub(crate) enum Command {
     /// Run everything in one process: catalog (SQLite), agent and a
     /// local-directory object store. The embedded default for development.
     Dev(DevArgs),
+    /// Inspect and manage consumer groups: list, describe, reset offsets,
+    /// delete.
+    Group(GroupArgs),
 }
 
 /// Settings of `strata dev`.
@@ -57,6 +60,10 @@ pub(crate) struct DevArgs {
     /// Flush the produce buffer once its oldest batch is this old.
     #[arg(long, default_value_t = 5, env = "STRATA_FLUSH_INTERVAL_MS")]
     pub(crate) flush_interval_ms: u64,
+    /// Also flush at once whenever no flush is in flight (lowest latency;
+    /// more, smaller objects). Production agents on S3 turn this off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "STRATA_FLUSH_EAGER")]
+    pub(crate) flush_eager: bool,
     /// Flush the produce buffer once it holds this many bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, env = "STRATA_FLUSH_BYTES")]
     pub(crate) flush_bytes: usize,
@@ -71,13 +78,103 @@ pub(crate) struct DevArgs {
     /// fsync objects and their directories, SQLite synchronous=FULL.
     #[arg(long, env = "STRATA_FSYNC")]
     pub(crate) fsync: bool,
+    /// Agents to run, on consecutive ports from --listen (and from the
+    /// --advertise port), sharing one catalog and object store.
+    #[arg(long, default_value_t = 1, env = "STRATA_AGENTS")]
+    pub(crate) agents: usize,
     /// HTTP endpoint for /metrics (Prometheus), /health and /ready.
     #[arg(long, default_value = "127.0.0.1:9644", env = "STRATA_METRICS_LISTEN")]
     pub(crate) metrics_listen: SocketAddr,
     /// Memory for the block cache, in MiB.
     #[arg(long, default_value_t = 256, env = "STRATA_CACHE_MEMORY_MB")]
     pub(crate) cache_memory_mb: usize,
-    /// Disk for the block cache under the data dir, in MiB (0 = no disk tier).
-    #[arg(long, default_value_t = 1024, env = "STRATA_CACHE_DISK_MB")]
+    /// Disk for the block cache under the data dir, in MiB (0 = no disk
+    /// tier). Off by default in dev: the objects are on local disk already,
+    /// so a disk tier would write every produced byte twice. It pays off in
+    /// front of S3.
+    #[arg(long, default_value_t = 0, env = "STRATA_CACHE_DISK_MB")]
     pub(crate) cache_disk_mb: usize,
+}
+
+/// Settings of `strata group`.
+#[derive(Debug, Args)]
+pub(crate) struct GroupArgs {
+    /// Kafka listener to bootstrap from (host:port; comma-separated for
+    /// several).
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:9092",
+        env = "STRATA_BOOTSTRAP"
+    )]
+    pub(crate) bootstrap: String,
+    /// Print one JSON document instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: GroupCommand,
+}
+
+/// `strata group` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List consumer groups.
+    List {
+        /// Only groups in these states (e.g. Stable, Empty); repeat or
+        /// separate with commas.
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<String>,
+    },
+    /// Show a group's state, members and, per partition, the committed
+    /// offset, log end offset and lag.
+    Describe {
+        /// The group id.
+        group: String,
+    },
+    /// Move a group's committed offsets. The group must have no active
+    /// members.
+    ResetOffsets(ResetOffsetsArgs),
+    /// Delete a group and its committed offsets. The group must have no
+    /// active members.
+    Delete {
+        /// The group id.
+        group: String,
+    },
+}
+
+/// Settings of `strata group reset-offsets`.
+#[derive(Debug, Args)]
+pub(crate) struct ResetOffsetsArgs {
+    /// The group id.
+    pub(crate) group: String,
+    /// The topic whose offsets to move.
+    #[arg(long)]
+    pub(crate) topic: String,
+    /// Only this partition (default: every partition of the topic).
+    #[arg(long)]
+    pub(crate) partition: Option<i32>,
+    #[command(flatten)]
+    pub(crate) target: ResetTarget,
+    /// Show the new offsets without committing them.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// Where `reset-offsets` moves the offsets; exactly one is required.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ResetTarget {
+    /// To the log start offset.
+    #[arg(long)]
+    pub(crate) to_earliest: bool,
+    /// To the log end offset.
+    #[arg(long)]
+    pub(crate) to_latest: bool,
+    /// To this offset, clamped to the partition's earliest..=latest range.
+    #[arg(long, value_name = "OFFSET")]
+    pub(crate) to_offset: Option<i64>,
+    /// To the first record at or after this time (RFC 3339, e.g.
+    /// 2026-01-01T00:00:00Z); the log end if there is none.
+    #[arg(long, value_name = "DATETIME", value_parser = crate::group_cmd::parse_datetime_ms)]
+    pub(crate) to_datetime: Option<i64>,
 }

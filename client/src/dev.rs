@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use object_store::local::LocalFileSystem;
-use strata_agent::{Agent, AgentConfig, SyncedLocalStore};
+use strata_agent::{Agent, AgentConfig, BrokerAddress, SyncedLocalStore};
 use strata_catalog::{CatalogService, ServiceOptions, SqliteOptions};
 use strata_catalog_api::InProcess;
 use tokio_util::sync::CancellationToken;
@@ -61,24 +61,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
                 format!("cannot open the object directory {}", objects.display())
             })?)
         };
-    let mut config = AgentConfig::dev(args.listen, Some(data_dir.clone()));
-    if let Some(advertise) = &args.advertise {
-        let (host, port) = advertise
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
-            .context("--advertise must be host:port")?;
-        config.advertise_host = host;
-        config.advertise_port = port;
+    let configs = agent_configs(&args, &data_dir, cluster_id)?;
+    let catalog = Arc::new(InProcess(catalog));
+    let mut agents = Vec::with_capacity(configs.len());
+    for config in configs {
+        agents.push(Agent::start(config, catalog.clone(), store.clone()).await?);
     }
-    config.cluster_id = cluster_id;
-    config.flush_interval = std::time::Duration::from_millis(args.flush_interval_ms);
-    config.flush_bytes = args.flush_bytes;
-    config.auto_create_topics = args.auto_create_topics;
-    config.default_partitions = args.default_partitions.max(1);
-    config.cache.memory_bytes = args.cache_memory_mb * 1024 * 1024;
-    config.cache.disk_bytes = args.cache_disk_mb * 1024 * 1024;
-    let agent = Agent::start(config, Arc::new(InProcess(catalog)), store).await?;
-    info!(kafka = %agent.local_addr(), catalog = %catalog_addr, data_dir = %data_dir.display(), "strata dev is ready");
+    let kafka: Vec<String> = agents.iter().map(|a| a.local_addr().to_string()).collect();
+    info!(kafka = %kafka.join(","), catalog = %catalog_addr, data_dir = %data_dir.display(), "strata dev is ready");
 
     let http = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
@@ -89,7 +79,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })?;
     let stop_http = CancellationToken::new();
-    let renderer = agent.metrics_renderer();
+    let renderer = Agent::metrics_renderer(&agents.iter().collect::<Vec<_>>());
     let http_task = tokio::spawn(crate::http::serve(
         http,
         Arc::new(renderer),
@@ -98,13 +88,61 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     info!("shutting down: flushing buffered writes");
-    agent.shutdown().await;
+    for agent in agents {
+        agent.shutdown().await;
+    }
     stop_http.cancel();
     let _ = http_task.await;
     stop_grpc.cancel();
     grpc_task.await??;
     info!("bye");
     Ok(())
+}
+
+/// One agent config per `--agents`, on consecutive ports from `--listen`.
+fn agent_configs(
+    args: &DevArgs,
+    data_dir: &std::path::Path,
+    cluster_id: String,
+) -> anyhow::Result<Vec<AgentConfig>> {
+    let (advertise_host, advertise_port) = match &args.advertise {
+        Some(advertise) => advertise
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .context("--advertise must be host:port")?,
+        None => (args.listen.ip().to_string(), args.listen.port()),
+    };
+    let count = args.agents.max(1);
+    let peers: Vec<BrokerAddress> = (0..count)
+        .map(|i| BrokerAddress {
+            node_id: i as i32,
+            host: advertise_host.clone(),
+            port: advertise_port + i as u16,
+        })
+        .collect();
+    let mut configs = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut listen = args.listen;
+        listen.set_port(args.listen.port() + i as u16);
+        let mut config = AgentConfig::dev(listen, None);
+        config.node_id = i as i32;
+        config.agent_id = format!("dev-agent-{i}");
+        config.advertise_host = advertise_host.clone();
+        config.advertise_port = advertise_port + i as u16;
+        config.peers = if count > 1 { peers.clone() } else { Vec::new() };
+        config.cluster_id = cluster_id.clone();
+        config.flush_interval = std::time::Duration::from_millis(args.flush_interval_ms);
+        config.flush_bytes = args.flush_bytes;
+        config.flush_eager = args.flush_eager;
+        config.auto_create_topics = args.auto_create_topics;
+        config.default_partitions = args.default_partitions.max(1);
+        config.cache.memory_bytes = args.cache_memory_mb * 1024 * 1024 / count;
+        config.cache.disk_bytes = args.cache_disk_mb * 1024 * 1024 / count;
+        config.cache.disk_dir =
+            (args.cache_disk_mb > 0).then(|| data_dir.join(format!("cache-{i}")));
+        configs.push(config);
+    }
+    Ok(configs)
 }
 
 /// The cluster id, created on first start and kept in the data dir.

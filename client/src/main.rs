@@ -4,6 +4,7 @@ use clap::Parser;
 
 mod cli;
 mod dev;
+mod group_cmd;
 mod http;
 mod telemetry;
 
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             cli::Command::Dev(args) => dev::run(args).await,
+            cli::Command::Group(args) => group_cmd::run(args).await,
         }
     });
     match result {

@@ -389,6 +389,127 @@ fn request_for(
                 .with_topics(vec![t])
                 .into()
         }
+        other => group_request(other, version, topic, run),
+    }
+}
+
+/// Requests for the group APIs (forwarded to the catalog's coordinator).
+/// Each is valid in `version`; several are answered with an error code by
+/// design (an unknown member's heartbeat), which `group_codes` knows.
+fn group_request(key: ApiKey, version: i16, topic: &str, run: &str) -> RequestKind {
+    // OffsetDelete and DeleteGroups act on groups made by OffsetCommit
+    // (api key 8) calls of versions 2.. (run ids "8-<version>").
+    let group = match key {
+        ApiKey::OffsetDelete => "versions-group-8-2".to_string(),
+        ApiKey::DeleteGroups => format!("versions-group-8-{}", 3 + version),
+        _ => format!("versions-group-{run}"),
+    };
+    let group = GroupId(StrBytes::from_string(group));
+    let name = topic_name(topic);
+    match key {
+        ApiKey::OffsetCommit => {
+            let p = offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1);
+            let t = offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name)
+                .with_partitions(vec![p]);
+            let mut r = OffsetCommitRequest::default()
+                .with_group_id(group)
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![t]);
+            if (2..=4).contains(&version) {
+                r.retention_time_ms = -1;
+            }
+            r.into()
+        }
+        ApiKey::OffsetFetch => {
+            if version >= 8 {
+                let t = offset_fetch_request::OffsetFetchRequestTopics::default()
+                    .with_name(name)
+                    .with_partition_indexes(vec![0]);
+                let g = offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(group)
+                    .with_topics(Some(vec![t]));
+                OffsetFetchRequest::default().with_groups(vec![g]).into()
+            } else {
+                let t = offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(name)
+                    .with_partition_indexes(vec![0]);
+                OffsetFetchRequest::default()
+                    .with_group_id(group)
+                    .with_topics(Some(vec![t]))
+                    .into()
+            }
+        }
+        ApiKey::JoinGroup => {
+            let p = join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"\0\0"));
+            let mut r = JoinGroupRequest::default()
+                .with_group_id(group)
+                .with_session_timeout_ms(10_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![p]);
+            if version >= 1 {
+                r.rebalance_timeout_ms = 10_000;
+            }
+            r.into()
+        }
+        ApiKey::Heartbeat => HeartbeatRequest::default()
+            .with_group_id(group)
+            .with_generation_id(1)
+            .with_member_id(StrBytes::from_static_str("nobody"))
+            .into(),
+        ApiKey::LeaveGroup => {
+            if version >= 3 {
+                let m = leave_group_request::MemberIdentity::default()
+                    .with_member_id(StrBytes::from_static_str("nobody"));
+                LeaveGroupRequest::default()
+                    .with_group_id(group)
+                    .with_members(vec![m])
+                    .into()
+            } else {
+                LeaveGroupRequest::default()
+                    .with_group_id(group)
+                    .with_member_id(StrBytes::from_static_str("nobody"))
+                    .into()
+            }
+        }
+        ApiKey::SyncGroup => SyncGroupRequest::default()
+            .with_group_id(group)
+            .with_generation_id(1)
+            .with_member_id(StrBytes::from_static_str("nobody"))
+            .into(),
+        ApiKey::DescribeGroups => DescribeGroupsRequest::default()
+            .with_groups(vec![group])
+            .into(),
+        ApiKey::ListGroups => ListGroupsRequest::default().into(),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default()
+            .with_groups_names(vec![group])
+            .into(),
+        ApiKey::OffsetDelete => {
+            let p = offset_delete_request::OffsetDeleteRequestPartition::default()
+                .with_partition_index(0);
+            let t = offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(name)
+                .with_partitions(vec![p]);
+            OffsetDeleteRequest::default()
+                .with_group_id(group)
+                .with_topics(vec![t])
+                .into()
+        }
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group)
+            .with_member_id(StrBytes::from_string(uuid::Uuid::new_v4().to_string()))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_names(Some(vec![topic_name(topic)]))
+            .with_topic_partitions(Some(Vec::new()))
+            .into(),
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![group])
+            .into(),
         other => panic!("the test does not know how to call {other:?}: add it"),
     }
 }
@@ -423,6 +544,34 @@ fn error_codes(response: &ResponseKind) -> Vec<i16> {
             r.responses.iter().map(|t| t.error_code).collect()
         }
         ResponseKind::DescribeCluster(r) => vec![r.error_code],
+        // Group APIs: the codes a request of `group_request` must get.
+        ResponseKind::OffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::OffsetFetch(r) if r.groups.is_empty() => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .chain([r.error_code])
+            .collect(),
+        ResponseKind::OffsetFetch(r) => r.groups.iter().map(|g| g.error_code).collect(),
+        // A new member: MEMBER_ID_REQUIRED (79) from v4, else joined.
+        ResponseKind::JoinGroup(r) => vec![if r.error_code == 79 { 0 } else { r.error_code }],
+        // Unknown members: UNKNOWN_MEMBER_ID (25) is the right answer.
+        ResponseKind::Heartbeat(r) => vec![if r.error_code == 25 { 0 } else { r.error_code }],
+        ResponseKind::SyncGroup(r) => vec![if r.error_code == 25 { 0 } else { r.error_code }],
+        ResponseKind::LeaveGroup(r) => {
+            let codes = r.members.iter().map(|m| m.error_code).chain([r.error_code]);
+            codes.map(|c| if c == 25 { 0 } else { c }).collect()
+        }
+        ResponseKind::DescribeGroups(r) => r.groups.iter().map(|g| g.error_code).collect(),
+        ResponseKind::ListGroups(r) => vec![r.error_code],
+        ResponseKind::DeleteGroups(r) => r.results.iter().map(|g| g.error_code).collect(),
+        ResponseKind::OffsetDelete(r) => vec![r.error_code],
+        ResponseKind::ConsumerGroupHeartbeat(r) => vec![r.error_code],
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().map(|g| g.error_code).collect(),
         ResponseKind::FindCoordinator(r) if r.coordinators.is_empty() => vec![r.error_code],
         ResponseKind::FindCoordinator(r) => r.coordinators.iter().map(|c| c.error_code).collect(),
         ResponseKind::DescribeProducers(r) => r
@@ -464,6 +613,18 @@ fn every_advertised_version_is_served() {
         ApiKey::DescribeCluster,
         ApiKey::DescribeProducers,
         ApiKey::FindCoordinator,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::JoinGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::SyncGroup,
+        ApiKey::DescribeGroups,
+        ApiKey::ListGroups,
+        ApiKey::OffsetDelete,
+        ApiKey::DeleteGroups,
+        ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::ConsumerGroupDescribe,
     ];
     let mut calls = 0;
     for advertised_api in &advertised.api_keys {

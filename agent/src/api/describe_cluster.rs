@@ -23,14 +23,20 @@ pub(crate) fn handle(
             .with_error_message(Some(str_bytes("Strata has no controller endpoints")))
             .with_endpoint_type(request.endpoint_type);
     }
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(config.node_id))
-        .with_host(str_bytes(&config.advertise_host))
-        .with_port(i32::from(config.advertise_port));
+    let brokers = config
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.host))
+                .with_port(i32::from(b.port))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(&config.cluster_id))
         .with_controller_id(BrokerId(config.node_id))
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -1,6 +1,6 @@
-//! Metadata: brokers and topics. In `strata dev` the agent is the only
-//! broker and leads every partition; any agent can serve any partition, so
-//! leadership only guides clients.
+//! Metadata: brokers and topics. Any agent can serve any partition, so
+//! partition leaders only spread clients over the agents (a stable hash of
+//! topic id and partition).
 
 use std::sync::Arc;
 
@@ -23,10 +23,16 @@ pub(crate) async fn handle(
     request: MetadataRequest,
 ) -> MetadataResponse {
     let config = &shared.config;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(config.node_id))
-        .with_host(str_bytes(&config.advertise_host))
-        .with_port(i32::from(config.advertise_port));
+    let brokers: Vec<MetadataResponseBroker> = config
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.host))
+                .with_port(i32::from(b.port))
+        })
+        .collect();
     // Before v4 a request could not opt out of auto-creation.
     let auto_create =
         config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
@@ -42,7 +48,7 @@ pub(crate) async fn handle(
         }
     };
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_topics(topics);
     // Fields a version lacks must keep their defaults or encoding fails.
     if version >= 1 {
@@ -135,9 +141,9 @@ fn error_topic(name: Option<TopicName>, id: Uuid, code: i16) -> MetadataResponse
 }
 
 fn describe(shared: &Arc<Shared>, topic: &TopicInfo) -> MetadataResponseTopic {
-    let node = BrokerId(shared.config.node_id);
     let partitions = (0..topic.partitions as i32)
         .map(|p| {
+            let node = BrokerId(shared.config.leader_of(&topic.id, p));
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(node)

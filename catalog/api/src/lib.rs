@@ -80,6 +80,8 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
         &self,
         r: DescribeProducersRequest,
     ) -> Result<DescribeProducersResponse, Status>;
+    /// See `Catalog.GroupCall`.
+    async fn group_call(&self, r: GroupCallRequest) -> Result<GroupCallResponse, Status>;
 }
 
 /// Calls a catalog service object in this process through the generated
@@ -160,4 +162,5 @@ unary! {
     find_chunk_by_timestamp(FindChunkByTimestampRequest) -> FindChunkByTimestampResponse;
     init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
     describe_producers(DescribeProducersRequest) -> DescribeProducersResponse;
+    group_call(GroupCallRequest) -> GroupCallResponse;
 }

@@ -8,6 +8,7 @@
 //! blocking pool; WAL lets them run beside the writer.
 
 mod commit;
+mod groups;
 mod producers;
 mod reads;
 mod schema;
@@ -27,8 +28,8 @@ use uuid::Uuid;
 
 use self::writer::Command;
 use crate::store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, ConfigChange, DeletedTopic, NewTopic,
-    PartitionOffsets, ProducerIdAndEpoch, SystemClock, TopicRef,
+    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange, DeletedTopic,
+    GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch, SystemClock, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -274,6 +275,45 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn last_commit_sequence(&self) -> Result<u64> {
         self.read(|connection, _| reads::last_commit_sequence(connection))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, offsets), fields(partitions = offsets.len()))]
+    async fn commit_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
+        let group_id = group_id.to_string();
+        self.write(|reply| Command::CommitOffsets(group_id, offsets, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
+        let group_id = group_id.to_string();
+        self.read(move |connection, _| groups::fetch_offsets(connection, &group_id))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, partitions))]
+    async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()> {
+        let group_id = group_id.to_string();
+        self.write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
+    async fn save_group(&self, record: GroupRecord) -> Result<()> {
+        self.write(|reply| Command::SaveGroup(record, reply)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let group_id = group_id.to_string();
+        self.write(|reply| Command::DeleteGroup(group_id, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn load_groups(&self) -> Result<Vec<GroupRecord>> {
+        self.read(|connection, _| groups::load_groups(connection))
             .await
     }
 }

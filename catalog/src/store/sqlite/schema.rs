@@ -6,7 +6,7 @@ use crate::{Error, Result};
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: topics, partitions, the chunk index, segments, producers.
 ///
@@ -102,6 +102,45 @@ CREATE TABLE producer_partitions (
 CREATE INDEX producer_partitions_by_partition ON producer_partitions (topic_id, partition);
 ";
 
+/// Version 2: consumer groups: committed offsets (by topic id, removed
+/// with the topic) and classic group records with their members.
+const V2: &str = "
+CREATE TABLE group_offsets (
+    group_id TEXT NOT NULL,
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    commit_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic_id, partition)
+) WITHOUT ROWID;
+CREATE INDEX group_offsets_by_topic ON group_offsets (topic_id);
+
+CREATE TABLE classic_groups (
+    group_id TEXT PRIMARY KEY,
+    protocol_type TEXT NOT NULL,
+    protocol_name TEXT NOT NULL,
+    generation_id INTEGER NOT NULL,
+    leader_id TEXT NOT NULL,
+    saved_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE classic_group_members (
+    group_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    member_id TEXT NOT NULL,
+    instance_id TEXT,
+    client_id TEXT NOT NULL,
+    client_host TEXT NOT NULL,
+    session_timeout_ms INTEGER NOT NULL,
+    rebalance_timeout_ms INTEGER NOT NULL,
+    protocols BLOB NOT NULL,
+    assignment BLOB NOT NULL,
+    PRIMARY KEY (group_id, position)
+) WITHOUT ROWID;
+";
+
 /// Applies the connection settings every connection needs.
 pub(super) fn configure(connection: &Connection, fsync: bool) -> Result<()> {
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -165,7 +204,7 @@ mod tests {
         let versions: i64 = connection
             .query_row("SELECT COUNT(*) FROM schema_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(versions, 1);
+        assert_eq!(versions, i64::try_from(MIGRATIONS.len()).unwrap());
         connection
             .execute("INSERT INTO schema_version (version) VALUES (99)", [])
             .unwrap();

@@ -69,7 +69,12 @@ pub(super) fn delete(context: &mut WriteContext<'_>, topic: &TopicRef) -> Result
     connection
         .prepare_cached("UPDATE topics SET deleted = 1, deleted_ms = ?2 WHERE topic_id = ?1")?
         .execute(params![id, context.now_ms])?;
-    for table in ["partitions", "chunks", "producer_partitions"] {
+    for table in [
+        "partitions",
+        "chunks",
+        "producer_partitions",
+        "group_offsets",
+    ] {
         connection
             .prepare_cached(&format!("DELETE FROM {table} WHERE topic_id = ?1"))?
             .execute([id])?;

@@ -6,9 +6,12 @@ use rusqlite::Connection;
 use strata_catalog_api::proto::{CommitSegmentRequest, InitProducerIdRequest, Topic};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{SqliteOptions, commit, producers, topics};
+use uuid::Uuid;
+
+use super::{SqliteOptions, commit, groups, producers, topics};
 use crate::store::{
-    CommitOutcome, ConfigChange, DeletedTopic, NewTopic, ProducerIdAndEpoch, TopicRef,
+    CommitOutcome, CommittedOffset, ConfigChange, DeletedTopic, GroupRecord, NewTopic,
+    ProducerIdAndEpoch, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -28,6 +31,10 @@ pub(super) enum Command {
     AlterConfigs(String, ConfigChange, Reply<Topic>),
     CommitSegment(CommitSegmentRequest, Reply<CommitOutcome>),
     InitProducerId(InitProducerIdRequest, Reply<ProducerIdAndEpoch>),
+    CommitOffsets(String, Vec<CommittedOffset>, Reply<()>),
+    DeleteOffsets(String, Vec<(Uuid, u32)>, Reply<()>),
+    SaveGroup(GroupRecord, Reply<()>),
+    DeleteGroup(String, Reply<()>),
 }
 
 /// Counters the writer keeps in memory and persists in `meta` with each
@@ -112,6 +119,17 @@ impl Command {
             Self::InitProducerId(request, reply) => {
                 answered(reply, producers::init_producer_id(context, &request))
             }
+            Self::CommitOffsets(group_id, offsets, reply) => {
+                answered(reply, groups::commit_offsets(context, &group_id, &offsets))
+            }
+            Self::DeleteOffsets(group_id, partitions, reply) => answered(
+                reply,
+                groups::delete_offsets(context, &group_id, &partitions),
+            ),
+            Self::SaveGroup(record, reply) => answered(reply, groups::save_group(context, &record)),
+            Self::DeleteGroup(group_id, reply) => {
+                answered(reply, groups::delete_group(context, &group_id))
+            }
         }
     }
 
@@ -125,6 +143,10 @@ impl Command {
             Self::DeleteTopic(_, reply) => drop(reply.send(Err(error()))),
             Self::CommitSegment(_, reply) => drop(reply.send(Err(error()))),
             Self::InitProducerId(_, reply) => drop(reply.send(Err(error()))),
+            Self::CommitOffsets(_, _, reply)
+            | Self::DeleteOffsets(_, _, reply)
+            | Self::SaveGroup(_, reply)
+            | Self::DeleteGroup(_, reply) => drop(reply.send(Err(error()))),
         }
     }
 }

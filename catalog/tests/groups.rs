@@ -1,0 +1,511 @@
+//! The group coordinator through `GroupCall`, over a real SqliteStore:
+//! Kafka-encoded request bodies built by `kafka-protocol` at the oldest
+//! and newest versions, decoded responses.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use strata_catalog::{CatalogService, GroupOptions, ServiceOptions, SqliteOptions};
+use strata_catalog_api::proto::{CreateTopicRequest, DeleteTopicRequest, GroupCallRequest};
+use strata_catalog_api::{CatalogApi, InProcess};
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const REBALANCE_IN_PROGRESS: i16 = 27;
+const NON_EMPTY_GROUP: i16 = 68;
+const UNSUPPORTED_VERSION: i16 = 35;
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+async fn service(path: &std::path::Path) -> InProcess<CatalogService> {
+    let options = ServiceOptions {
+        groups: GroupOptions {
+            initial_rebalance_delay_ms: 20,
+            min_session_timeout_ms: 100,
+            ..GroupOptions::default()
+        },
+        ..ServiceOptions::default()
+    };
+    let service = CatalogService::open_sqlite(path, SqliteOptions::default(), options)
+        .await
+        .expect("open the service");
+    InProcess(service)
+}
+
+fn s(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+fn group(value: &str) -> GroupId {
+    GroupId(s(value))
+}
+
+/// Sends `request` at `version` and decodes the response.
+async fn call<Q: Encodable, R: Decodable>(
+    catalog: &InProcess<CatalogService>,
+    key: ApiKey,
+    version: i16,
+    request: &Q,
+) -> R {
+    let mut body = Vec::new();
+    request
+        .encode(&mut body, version)
+        .expect("encode the request");
+    let response = catalog
+        .group_call(GroupCallRequest {
+            api_key: i32::from(key as i16),
+            api_version: i32::from(version),
+            body,
+            client_id: "test-client".to_string(),
+            client_host: "/127.0.0.1".to_string(),
+        })
+        .await
+        .expect("group call");
+    let mut bytes = Bytes::from(response.body);
+    R::decode(&mut bytes, version).expect("decode the response")
+}
+
+async fn create_topic(catalog: &InProcess<CatalogService>, name: &str, partitions: u32) {
+    let response = catalog
+        .create_topic(CreateTopicRequest {
+            name: name.to_string(),
+            partition_count: partitions,
+            configs: Vec::new(),
+            validate_only: false,
+        })
+        .await
+        .expect("create the topic");
+    assert_eq!(response.error_code, 0);
+}
+
+fn join_request(group_id: &str, member_id: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(group(group_id))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(member_id))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"subscription")),
+        ])
+}
+
+fn commit_request(group_id: &str, generation: i32, member: &str) -> OffsetCommitRequest {
+    let partition = |index, offset| {
+        OffsetCommitRequestPartition::default()
+            .with_partition_index(index)
+            .with_committed_offset(offset)
+            .with_committed_metadata(Some(s("meta")))
+    };
+    OffsetCommitRequest::default()
+        .with_group_id(group(group_id))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![partition(0, 5), partition(7, 1)]),
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("missing")))
+                .with_partitions(vec![partition(0, 1)]),
+        ])
+}
+
+/// Goal: a whole consumer lifecycle at the oldest versions (v0 JoinGroup,
+/// SyncGroup, Heartbeat, LeaveGroup; OffsetCommit v2, OffsetFetch v1),
+/// then the admin APIs, then DeleteGroups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_lifecycle_at_oldest_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = service(&dir.path().join("catalog.db")).await;
+    create_topic(&catalog, "orders", 2).await;
+
+    let joined: JoinGroupResponse =
+        call(&catalog, ApiKey::JoinGroup, 0, &join_request("old", "")).await;
+    assert_eq!(joined.error_code, 0);
+    let member = joined.member_id.as_str().to_string();
+    assert!(member.starts_with("test-client-"), "{member}");
+    assert_eq!(
+        (joined.generation_id, joined.leader.as_str()),
+        (1, member.as_str())
+    );
+    assert_eq!(joined.members.len(), 1);
+
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group("old"))
+        .with_generation_id(1)
+        .with_member_id(s(&member))
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(s(&member))
+                .with_assignment(Bytes::from_static(b"orders-0-1")),
+        ]);
+    let synced: SyncGroupResponse = call(&catalog, ApiKey::SyncGroup, 0, &sync).await;
+    assert_eq!(
+        (synced.error_code, &synced.assignment[..]),
+        (0, &b"orders-0-1"[..])
+    );
+
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(group("old"))
+        .with_generation_id(1)
+        .with_member_id(s(&member));
+    let beat: HeartbeatResponse = call(&catalog, ApiKey::Heartbeat, 0, &heartbeat).await;
+    assert_eq!(beat.error_code, 0);
+
+    let committed: OffsetCommitResponse = call(
+        &catalog,
+        ApiKey::OffsetCommit,
+        2,
+        &commit_request("old", 1, &member),
+    )
+    .await;
+    let codes: Vec<Vec<i16>> = committed
+        .topics
+        .iter()
+        .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            vec![0, UNKNOWN_TOPIC_OR_PARTITION],
+            vec![UNKNOWN_TOPIC_OR_PARTITION]
+        ]
+    );
+
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group("old"))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partition_indexes(vec![0, 1]),
+        ]));
+    let fetched: OffsetFetchResponse = call(&catalog, ApiKey::OffsetFetch, 1, &fetch).await;
+    let offsets: Vec<(i64, String)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.committed_offset, p.metadata.as_ref().unwrap().to_string()))
+        .collect();
+    assert_eq!(offsets, [(5, "meta".to_string()), (-1, String::new())]);
+
+    admin_apis_at_oldest_versions(&catalog, &member).await;
+
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(group("old"))
+        .with_member_id(s(&member));
+    let left: LeaveGroupResponse = call(&catalog, ApiKey::LeaveGroup, 0, &leave).await;
+    assert_eq!(left.error_code, 0);
+
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group("old")]);
+    let deleted: DeleteGroupsResponse = call(&catalog, ApiKey::DeleteGroups, 0, &delete).await;
+    assert_eq!(deleted.results[0].error_code, 0);
+    let fetched: OffsetFetchResponse = call(&catalog, ApiKey::OffsetFetch, 1, &fetch).await;
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, -1);
+}
+
+async fn admin_apis_at_oldest_versions(catalog: &InProcess<CatalogService>, member: &str) {
+    let describe = DescribeGroupsRequest::default().with_groups(vec![group("old"), group("none")]);
+    let described: DescribeGroupsResponse =
+        call(catalog, ApiKey::DescribeGroups, 0, &describe).await;
+    let old = &described.groups[0];
+    assert_eq!(old.group_state.as_str(), "Stable");
+    assert_eq!(old.protocol_data.as_str(), "range");
+    assert_eq!(old.members[0].member_id.as_str(), member);
+    assert_eq!(old.members[0].client_host.as_str(), "/127.0.0.1");
+    assert_eq!(&old.members[0].member_assignment[..], b"orders-0-1");
+    assert_eq!(described.groups[1].group_state.as_str(), "Dead");
+
+    let listed: ListGroupsResponse = call(
+        catalog,
+        ApiKey::ListGroups,
+        0,
+        &ListGroupsRequest::default(),
+    )
+    .await;
+    let ids: Vec<&str> = listed
+        .groups
+        .iter()
+        .map(|g| g.group_id.0.as_str())
+        .collect();
+    assert_eq!(ids, ["old"]);
+
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group("old")]);
+    let deleted: DeleteGroupsResponse = call(catalog, ApiKey::DeleteGroups, 0, &delete).await;
+    assert_eq!(deleted.results[0].error_code, NON_EMPTY_GROUP);
+}
+
+/// Goal: the newest versions: MEMBER_ID_REQUIRED, JoinGroup v9 and
+/// SyncGroup v5 with protocol fields, OffsetCommit v9 from a simple
+/// consumer, multi-group OffsetFetch v9, ListGroups v5 filters,
+/// LeaveGroup v5 batches, OffsetDelete, and KIP-848 APIs answered
+/// UNSUPPORTED_VERSION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = service(&dir.path().join("catalog.db")).await;
+    create_topic(&catalog, "orders", 2).await;
+    let first: JoinGroupResponse =
+        call(&catalog, ApiKey::JoinGroup, 9, &join_request("new", "")).await;
+    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+    let member = first.member_id.as_str().to_string();
+    let joined: JoinGroupResponse = call(
+        &catalog,
+        ApiKey::JoinGroup,
+        9,
+        &join_request("new", &member),
+    )
+    .await;
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(
+        joined.protocol_type.as_ref().map(StrBytes::as_str),
+        Some("consumer")
+    );
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group("new"))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(s(&member))
+        .with_protocol_type(Some(s("consumer")))
+        .with_protocol_name(Some(s("range")));
+    let synced: SyncGroupResponse = call(&catalog, ApiKey::SyncGroup, 5, &sync).await;
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(
+        synced.protocol_name.as_ref().map(StrBytes::as_str),
+        Some("range")
+    );
+
+    let committed: OffsetCommitResponse = call(
+        &catalog,
+        ApiKey::OffsetCommit,
+        9,
+        &commit_request("simple", -1, ""),
+    )
+    .await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let fetch = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default()
+            .with_group_id(group("simple"))
+            .with_topics(None),
+        OffsetFetchRequestGroup::default()
+            .with_group_id(group("new"))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopics::default()
+                    .with_name(TopicName(s("orders")))
+                    .with_partition_indexes(vec![0]),
+            ])),
+    ]);
+    let fetched: OffsetFetchResponse = call(&catalog, ApiKey::OffsetFetch, 9, &fetch).await;
+    let simple = &fetched.groups[0].topics[0];
+    assert_eq!(simple.name.0.as_str(), "orders");
+    assert_eq!(simple.partitions[0].committed_offset, 5);
+    assert_eq!(
+        fetched.groups[1].topics[0].partitions[0].committed_offset,
+        -1
+    );
+
+    list_with_filters(&catalog).await;
+    offset_delete(&catalog).await;
+    leave_batched(&catalog, &member).await;
+
+    let heartbeat = ConsumerGroupHeartbeatRequest::default().with_group_id(group("kip848"));
+    let answer: ConsumerGroupHeartbeatResponse =
+        call(&catalog, ApiKey::ConsumerGroupHeartbeat, 0, &heartbeat).await;
+    assert_eq!(answer.error_code, UNSUPPORTED_VERSION);
+}
+
+async fn list_with_filters(catalog: &InProcess<CatalogService>) {
+    let list = |states: &[&str], types: &[&str]| {
+        ListGroupsRequest::default()
+            .with_states_filter(states.iter().map(|v| s(v)).collect())
+            .with_types_filter(types.iter().map(|v| s(v)).collect())
+    };
+    let ids = |response: &ListGroupsResponse| -> Vec<String> {
+        response
+            .groups
+            .iter()
+            .map(|g| g.group_id.0.to_string())
+            .collect()
+    };
+    let all: ListGroupsResponse = call(catalog, ApiKey::ListGroups, 5, &list(&[], &[])).await;
+    assert_eq!(ids(&all), ["new", "simple"]);
+    assert_eq!(all.groups[0].group_type.as_str(), "classic");
+    let stable: ListGroupsResponse =
+        call(catalog, ApiKey::ListGroups, 5, &list(&["stable"], &[])).await;
+    assert_eq!(ids(&stable), ["new"]);
+    let empty: ListGroupsResponse =
+        call(catalog, ApiKey::ListGroups, 4, &list(&["Empty"], &[])).await;
+    assert_eq!(ids(&empty), ["simple"]);
+    assert_eq!(empty.groups[0].group_state.as_str(), "Empty");
+    let consumer: ListGroupsResponse =
+        call(catalog, ApiKey::ListGroups, 5, &list(&[], &["consumer"])).await;
+    assert!(consumer.groups.is_empty());
+}
+
+async fn offset_delete(catalog: &InProcess<CatalogService>) {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    let request = OffsetDeleteRequest::default()
+        .with_group_id(group("simple"))
+        .with_topics(vec![
+            OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![
+                    OffsetDeleteRequestPartition::default().with_partition_index(0),
+                ]),
+        ]);
+    let response: OffsetDeleteResponse = call(catalog, ApiKey::OffsetDelete, 0, &request).await;
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+    let unknown = request.clone().with_group_id(group("nobody"));
+    let response: OffsetDeleteResponse = call(catalog, ApiKey::OffsetDelete, 0, &unknown).await;
+    assert_eq!(response.error_code, 69);
+}
+
+async fn leave_batched(catalog: &InProcess<CatalogService>, member: &str) {
+    let pending: JoinGroupResponse =
+        call(catalog, ApiKey::JoinGroup, 9, &join_request("new", "")).await;
+    assert_eq!(pending.error_code, MEMBER_ID_REQUIRED);
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(group("new"))
+        .with_members(vec![
+            MemberIdentity::default().with_member_id(s(member)),
+            MemberIdentity::default().with_member_id(pending.member_id.clone()),
+            MemberIdentity::default()
+                .with_member_id(s("ghost"))
+                .with_reason(Some(s("test"))),
+        ]);
+    let left: LeaveGroupResponse = call(catalog, ApiKey::LeaveGroup, 5, &leave).await;
+    let codes: Vec<i16> = left.members.iter().map(|m| m.error_code).collect();
+    assert_eq!(codes, [0, 0, 25]);
+}
+
+/// Goal: members keep their generation across a catalog restart, and a
+/// deleted topic's offsets are not fetched. Method: sync a group, commit,
+/// reopen the service on the same file, heartbeat and fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let catalog = service(&path).await;
+    create_topic(&catalog, "orders", 2).await;
+    let joined: JoinGroupResponse =
+        call(&catalog, ApiKey::JoinGroup, 4, &join_request("kept", "")).await;
+    let joined: JoinGroupResponse = call(
+        &catalog,
+        ApiKey::JoinGroup,
+        4,
+        &join_request("kept", joined.member_id.as_str()),
+    )
+    .await;
+    let member = joined.member_id.as_str().to_string();
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group("kept"))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(s(&member));
+    let synced: SyncGroupResponse = call(&catalog, ApiKey::SyncGroup, 3, &sync).await;
+    assert_eq!(synced.error_code, 0);
+    let committed: OffsetCommitResponse = call(
+        &catalog,
+        ApiKey::OffsetCommit,
+        8,
+        &commit_request("kept", joined.generation_id, &member),
+    )
+    .await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    drop(catalog);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let catalog = service(&path).await;
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(group("kept"))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(s(&member));
+    let beat: HeartbeatResponse = call(&catalog, ApiKey::Heartbeat, 4, &heartbeat).await;
+    assert_eq!(beat.error_code, 0, "the member survives the restart");
+    let stale = heartbeat
+        .clone()
+        .with_generation_id(joined.generation_id + 1);
+    let beat: HeartbeatResponse = call(&catalog, ApiKey::Heartbeat, 4, &stale).await;
+    assert_eq!(beat.error_code, 22);
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group("kept"))
+        .with_topics(None)
+        .with_require_stable(true);
+    let fetched: OffsetFetchResponse = call(&catalog, ApiKey::OffsetFetch, 7, &fetch).await;
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 5);
+    assert_eq!(fetched.topics[0].partitions[0].committed_leader_epoch, -1);
+
+    let deleted = catalog
+        .delete_topic(DeleteTopicRequest {
+            name: "orders".to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(deleted.error_code, 0);
+    let fetched: OffsetFetchResponse = call(&catalog, ApiKey::OffsetFetch, 7, &fetch).await;
+    assert!(
+        fetched.topics.is_empty(),
+        "a deleted topic's offsets are gone"
+    );
+    let joiner: JoinGroupResponse =
+        call(&catalog, ApiKey::JoinGroup, 4, &join_request("kept", "")).await;
+    let rejoin = join_request("kept", joiner.member_id.as_str());
+    let busy: HeartbeatResponse = {
+        let catalog = &catalog;
+        let joining = call::<_, JoinGroupResponse>(catalog, ApiKey::JoinGroup, 4, &rejoin);
+        let beat = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            call(catalog, ApiKey::Heartbeat, 4, &heartbeat).await
+        };
+        let (_, beat) = tokio::join!(
+            tokio::time::timeout(Duration::from_millis(200), joining),
+            beat
+        );
+        beat
+    };
+    assert_eq!(busy.error_code, REBALANCE_IN_PROGRESS);
+}
+
+/// Goal: a body that does not decode is INVALID_ARGUMENT, not a crash.
+#[tokio::test]
+async fn malformed_bodies_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = service(&dir.path().join("catalog.db")).await;
+    for (key, version) in [
+        (ApiKey::JoinGroup, 9),
+        (ApiKey::OffsetCommit, 2),
+        (ApiKey::Heartbeat, 0),
+    ] {
+        let status = catalog
+            .group_call(GroupCallRequest {
+                api_key: i32::from(key as i16),
+                api_version: version,
+                body: vec![0xff, 0xff, 0xff],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{key:?}");
+    }
+    let status = catalog
+        .group_call(GroupCallRequest {
+            api_key: i32::from(ApiKey::JoinGroup as i16),
+            api_version: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
