@@ -15,8 +15,10 @@
 //!   or a group empties ([`persist`]). Records are loaded at startup so
 //!   members keep heartbeating across a catalog restart; their timers
 //!   restart, as in Kafka.
-//! - Assignors run in the clients: the coordinator relays the members'
-//!   protocol metadata and the leader's assignments as opaque bytes.
+//! - Classic assignors run in the clients: the coordinator relays the
+//!   members' protocol metadata and the leader's assignments as opaque
+//!   bytes. KIP-848 consumer groups ([`consumer`], server-side assignors in
+//!   [`assignor`]) share the actor; a group id belongs to one protocol.
 
 mod actor;
 mod assignor;
@@ -39,6 +41,7 @@ use uuid::Uuid;
 
 use self::actor::Command;
 use self::classic::ClassicGroups;
+use self::consumer::{ConsumerGroupOptions, ConsumerGroups};
 use self::persist::Persister;
 use crate::store::{Clock, SharedStore, SystemClock};
 
@@ -64,8 +67,6 @@ pub(crate) mod code {
     pub(crate) const INVALID_SESSION_TIMEOUT: i16 = 26;
     /// The group is rebalancing; rejoin.
     pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    /// The API version is not supported.
-    pub(crate) const UNSUPPORTED_VERSION: i16 = 35;
     /// The group still has members.
     pub(crate) const NON_EMPTY_GROUP: i16 = 68;
     /// The group does not exist.
@@ -78,6 +79,8 @@ pub(crate) mod code {
     pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
     /// OffsetDelete of a topic the group is subscribed to.
     pub(crate) const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    /// A consumer-protocol member's epoch is not its current one.
+    pub(crate) const STALE_MEMBER_EPOCH: i16 = 113;
 }
 
 /// Settings of the [`GroupCoordinator`]. Names follow Kafka's broker
@@ -106,6 +109,15 @@ pub struct GroupOptions {
     /// Topics unknown to the coordinator's cached view are looked up again
     /// in the store when the view is older than this.
     pub topics_refresh_ms: i64,
+    /// KIP-848 consumer groups: a member that does not heartbeat for this
+    /// long is removed (`group.consumer.session.timeout.ms`).
+    pub consumer_session_timeout_ms: i64,
+    /// KIP-848 consumer groups: how often members heartbeat
+    /// (`group.consumer.heartbeat.interval.ms`).
+    pub consumer_heartbeat_interval_ms: i32,
+    /// KIP-848 consumer groups: the most members of one group
+    /// (`group.consumer.max.size`).
+    pub consumer_max_group_size: usize,
     /// The catalog's clock: every timer runs on it. Use the store's clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -121,6 +133,9 @@ impl Default for GroupOptions {
             queue_capacity: 4_096,
             tick_max_ms: 1_000,
             topics_refresh_ms: 1_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_max_group_size: 1_024,
             clock: Arc::new(SystemClock),
         }
     }
@@ -298,11 +313,17 @@ impl GroupCoordinator {
     pub async fn start(store: SharedStore, options: GroupOptions) -> crate::Result<Self> {
         let records = store.load_groups().await?;
         let now_ms = options.clock.now_ms();
-        let groups = ClassicGroups::load(options.clone(), records, now_ms);
+        let classic = ClassicGroups::load(options.clone(), records, now_ms);
+        let consumer = ConsumerGroups::new(ConsumerGroupOptions {
+            session_timeout_ms: options.consumer_session_timeout_ms,
+            heartbeat_interval_ms: options.consumer_heartbeat_interval_ms,
+            max_size: options.consumer_max_group_size,
+            ..ConsumerGroupOptions::default()
+        });
         let persister = Persister::start(Arc::clone(&store));
         let (commands, receiver) = mpsc::channel(options.queue_capacity.max(1));
         tokio::spawn(actor::run(
-            groups,
+            actor::Groups { classic, consumer },
             receiver,
             persister,
             Arc::clone(&options.clock),

@@ -23,7 +23,9 @@ use strata_catalog_api::{CatalogApi, InProcess};
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const NON_EMPTY_GROUP: i16 = 68;
-const UNSUPPORTED_VERSION: i16 = 35;
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+const STALE_MEMBER_EPOCH: i16 = 113;
 const MEMBER_ID_REQUIRED: i16 = 79;
 
 async fn service(path: &std::path::Path) -> InProcess<CatalogService> {
@@ -248,8 +250,8 @@ async fn admin_apis_at_oldest_versions(catalog: &InProcess<CatalogService>, memb
 /// Goal: the newest versions: MEMBER_ID_REQUIRED, JoinGroup v9 and
 /// SyncGroup v5 with protocol fields, OffsetCommit v9 from a simple
 /// consumer, multi-group OffsetFetch v9, ListGroups v5 filters,
-/// LeaveGroup v5 batches, OffsetDelete, and KIP-848 APIs answered
-/// UNSUPPORTED_VERSION.
+/// LeaveGroup v5 batches, OffsetDelete, and KIP-848 groups beside classic
+/// ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newest_versions() {
     let dir = tempfile::tempdir().unwrap();
@@ -314,13 +316,63 @@ async fn newest_versions() {
     );
 
     list_with_filters(&catalog).await;
+    consumer_protocol_groups(&catalog).await;
     offset_delete(&catalog).await;
     leave_batched(&catalog, &member).await;
+}
 
-    let heartbeat = ConsumerGroupHeartbeatRequest::default().with_group_id(group("kip848"));
-    let answer: ConsumerGroupHeartbeatResponse =
-        call(&catalog, ApiKey::ConsumerGroupHeartbeat, 0, &heartbeat).await;
-    assert_eq!(answer.error_code, UNSUPPORTED_VERSION);
+/// KIP-848 groups share the coordinator: a group id belongs to one
+/// protocol, ListGroups shows both types, members commit with their epoch.
+async fn consumer_protocol_groups(catalog: &InProcess<CatalogService>) {
+    let heartbeat = |group_id: &str| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group(group_id))
+            .with_member_id(s("kip848-member"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(5_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]))
+            .with_topic_partitions(Some(Vec::new()))
+    };
+    let joined: ConsumerGroupHeartbeatResponse = call(
+        catalog,
+        ApiKey::ConsumerGroupHeartbeat,
+        1,
+        &heartbeat("kip848"),
+    )
+    .await;
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    assert!(joined.member_epoch > 0);
+    let classic: ConsumerGroupHeartbeatResponse = call(
+        catalog,
+        ApiKey::ConsumerGroupHeartbeat,
+        1,
+        &heartbeat("new"),
+    )
+    .await;
+    assert_eq!(
+        classic.error_code, GROUP_ID_NOT_FOUND,
+        "a classic group with members"
+    );
+    let join: JoinGroupResponse =
+        call(catalog, ApiKey::JoinGroup, 9, &join_request("kip848", "")).await;
+    assert_eq!(join.error_code, INCONSISTENT_GROUP_PROTOCOL);
+    let types = ListGroupsRequest::default().with_types_filter(vec![s("consumer")]);
+    let listed: ListGroupsResponse = call(catalog, ApiKey::ListGroups, 5, &types).await;
+    let ids: Vec<&str> = listed
+        .groups
+        .iter()
+        .map(|g| g.group_id.0.as_str())
+        .collect();
+    assert_eq!(ids, ["kip848"]);
+    let stale = commit_request("kip848", joined.member_epoch + 1, "kip848-member");
+    let committed: OffsetCommitResponse = call(catalog, ApiKey::OffsetCommit, 9, &stale).await;
+    assert_eq!(
+        committed.topics[0].partitions[0].error_code,
+        STALE_MEMBER_EPOCH
+    );
+    let current = commit_request("kip848", joined.member_epoch, "kip848-member");
+    let committed: OffsetCommitResponse = call(catalog, ApiKey::OffsetCommit, 9, &current).await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
 }
 
 async fn list_with_filters(catalog: &InProcess<CatalogService>) {

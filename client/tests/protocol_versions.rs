@@ -398,10 +398,13 @@ fn request_for(
 /// design (an unknown member's heartbeat), which `group_codes` knows.
 fn group_request(key: ApiKey, version: i16, topic: &str, run: &str) -> RequestKind {
     // OffsetDelete and DeleteGroups act on groups made by OffsetCommit
-    // (api key 8) calls of versions 2.. (run ids "8-<version>").
+    // (api key 8) calls of versions 2.. (run ids "8-<version>"), and
+    // ConsumerGroupDescribe on one made by a ConsumerGroupHeartbeat.
     let group = match key {
         ApiKey::OffsetDelete => "versions-group-8-2".to_string(),
         ApiKey::DeleteGroups => format!("versions-group-8-{}", 3 + version),
+        // Made by the ConsumerGroupHeartbeat v0 call (api key 68).
+        ApiKey::ConsumerGroupDescribe => "versions-group-68-0".to_string(),
         _ => format!("versions-group-{run}"),
     };
     let group = GroupId(StrBytes::from_string(group));

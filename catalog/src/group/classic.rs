@@ -30,7 +30,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
-pub(crate) use self::admin::{CommitIdentity, ListedClassicGroup, Subscriptions};
+pub(crate) use self::admin::{CommitIdentity, ListedGroupInfo, Subscriptions};
 pub(crate) use self::join::{ClientInfo, JoinArgs};
 use super::persist::{Deferred, Effect};
 use super::timers::Timers;
@@ -383,6 +383,12 @@ impl ClassicGroups {
             groups.groups.insert(group.id.clone(), group);
         }
         groups
+    }
+
+    /// Queues a write (for groups of the other protocol, whose offsets
+    /// go through the same persister).
+    pub(crate) fn push_effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
     }
 
     /// Takes the writes the last calls produced.

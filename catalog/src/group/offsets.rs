@@ -35,7 +35,7 @@ use crate::store::CommittedOffset;
 
 /// The view of the topics, fresh when some of `names` are unknown to the
 /// cached one (a topic created behind the service's back).
-async fn view_for<'a>(
+pub(super) async fn view_for<'a>(
     coordinator: &GroupCoordinator,
     mut names: impl Iterator<Item = &'a str>,
 ) -> Result<Arc<TopicsView>, GroupError> {

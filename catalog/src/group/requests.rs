@@ -1,25 +1,21 @@
 //! One group call: decode, ask the actor (or the store), encode.
 
-use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup as DescribedConsumerGroup;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    ConsumerGroupHeartbeatResponse, DeleteGroupsRequest, DeleteGroupsResponse,
-    DescribeGroupsRequest, DescribeGroupsResponse, HeartbeatRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, DeleteGroupsRequest,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::actor::Command;
 use super::classic::{ClientInfo, JoinArgs, str_bytes};
 use super::codec::{self, decode, encode};
+use super::offsets::view_for;
 use super::{GroupCoordinator, GroupError, code, offsets};
-
-/// The group type of classic groups (ListGroups v5).
-const CLASSIC_GROUP_TYPE: &str = "classic";
 
 /// One Kafka group request to answer.
 #[derive(Debug)]
@@ -97,27 +93,35 @@ impl Call<'_> {
                 self.encode(&self.delete(request).await?)
             }
             ApiKey::ConsumerGroupHeartbeat => {
-                // The KIP-848 protocol is not served yet: answer as a broker
-                // without it would, so clients fall back to the classic one.
-                let response = ConsumerGroupHeartbeatResponse::default()
-                    .with_error_code(code::UNSUPPORTED_VERSION)
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "the consumer group protocol is not supported",
-                    )));
+                let request: ConsumerGroupHeartbeatRequest = self.decode()?;
+                let names = request.subscribed_topic_names.iter().flatten();
+                let topics = view_for(self.coordinator, names.map(|n| n.0.as_str())).await?;
+                let version = self.version;
+                let response = self
+                    .coordinator
+                    .ask(|reply| Command::ConsumerHeartbeat {
+                        request,
+                        version,
+                        topics,
+                        reply,
+                    })
+                    .await?;
                 self.encode(&response)
             }
             ApiKey::ConsumerGroupDescribe => {
                 let request: ConsumerGroupDescribeRequest = self.decode()?;
-                let groups = request
-                    .group_ids
-                    .into_iter()
-                    .map(|group_id| {
-                        DescribedConsumerGroup::default()
-                            .with_group_id(group_id)
-                            .with_error_code(code::UNSUPPORTED_VERSION)
+                let topics = self.coordinator.inner.topics.get().await?;
+                let version = self.version;
+                let response = self
+                    .coordinator
+                    .ask(|reply| Command::ConsumerDescribe {
+                        request,
+                        version,
+                        topics,
+                        reply,
                     })
-                    .collect();
-                self.encode(&ConsumerGroupDescribeResponse::default().with_groups(groups))
+                    .await?;
+                self.encode(&response)
             }
             _ => Err(GroupError::Unsupported {
                 api_key: self.key as i16,
@@ -201,14 +205,14 @@ impl Call<'_> {
         };
         let mut groups: Vec<ListedGroup> = listed
             .into_iter()
-            .filter(|g| wanted(&request.states_filter, g.state.name()))
-            .filter(|_| wanted(&request.types_filter, CLASSIC_GROUP_TYPE))
+            .filter(|g| wanted(&request.states_filter, g.state))
+            .filter(|g| wanted(&request.types_filter, g.group_type))
             .map(|g| {
                 ListedGroup::default()
                     .with_group_id(str_bytes(&g.group_id).into())
                     .with_protocol_type(str_bytes(&g.protocol_type))
-                    .with_group_state(str_bytes(g.state.name()))
-                    .with_group_type(StrBytes::from_static_str(CLASSIC_GROUP_TYPE))
+                    .with_group_state(StrBytes::from_static_str(g.state))
+                    .with_group_type(StrBytes::from_static_str(g.group_type))
             })
             .collect();
         codec::fit_listed(&mut groups, self.version);

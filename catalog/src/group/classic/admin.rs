@@ -46,12 +46,18 @@ impl Subscriptions {
     }
 }
 
+/// The group type of classic groups (ListGroups v5).
+pub(crate) const CLASSIC_GROUP_TYPE: &str = "classic";
+
 /// A group as ListGroups shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ListedClassicGroup {
+pub(crate) struct ListedGroupInfo {
     pub(crate) group_id: String,
     pub(crate) protocol_type: String,
-    pub(crate) state: GroupState,
+    /// Kafka's name of the state.
+    pub(crate) state: &'static str,
+    /// `classic` or `consumer`.
+    pub(crate) group_type: &'static str,
 }
 
 impl ClassicGroups {
@@ -95,18 +101,36 @@ impl ClassicGroups {
     }
 
     /// Every classic group, sorted by id.
-    pub(crate) fn list(&self) -> Vec<ListedClassicGroup> {
-        let mut groups: Vec<ListedClassicGroup> = self
+    pub(crate) fn list(&self) -> Vec<ListedGroupInfo> {
+        let mut groups: Vec<ListedGroupInfo> = self
             .groups
             .values()
-            .map(|g| ListedClassicGroup {
+            .map(|g| ListedGroupInfo {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
+                state: g.state.name(),
+                group_type: CLASSIC_GROUP_TYPE,
             })
             .collect();
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         groups
+    }
+
+    /// Whether a classic group exists (`None`), and whether it has members
+    /// or member ids handed out.
+    pub(crate) fn has_members(&self, group_id: &str) -> Option<bool> {
+        let group = self.groups.get(group_id)?;
+        Some(!group.members.is_empty() || !group.pending_members.is_empty())
+    }
+
+    /// Forgets a classic group without members (its offsets stay in the
+    /// store), so a consumer-protocol group can take its id over.
+    pub(crate) fn forget_empty(&mut self, group_id: &str) {
+        if self.has_members(group_id) == Some(false) {
+            self.cancel_timer(group_id, TimerKind::Join);
+            self.cancel_timer(group_id, TimerKind::Sync);
+            self.groups.remove(group_id);
+        }
     }
 
     /// DeleteGroups of one group: only an Empty group can be deleted. On

@@ -512,7 +512,7 @@ fn list_and_delete_groups() {
         .groups
         .list()
         .into_iter()
-        .map(|g| (g.group_id, g.state.name()))
+        .map(|g| (g.group_id, g.state))
         .collect();
     assert_eq!(
         listed,
