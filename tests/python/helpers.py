@@ -98,8 +98,8 @@ def produce_all(p: Producer, topic: str, messages: list[dict]) -> list[Delivered
 def consumer(bootstrap: str, **config) -> Consumer:
     conf = {
         "bootstrap.servers": bootstrap,
-        # Strata has no group coordinator yet: group.id is required by the client but unused
-        # with assign(); nothing is ever committed.
+        # These consumers read with assign() and explicit offsets; group.id is required by
+        # the client but nothing is committed (test_groups.py covers groups).
         "group.id": "strata-tests-unused",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -339,3 +339,43 @@ def test_bad_group_requests_get_kafka_error_codes(strata, topic):
     # Still serving.
     create_topic(strata.bootstrap, topic)
     assert AdminClient({"bootstrap.servers": strata.bootstrap}).list_topics(timeout=20).topics.get(topic)
+
+
+def test_aiokafka_group_members_split_and_commit(strata, topic):
+    # Goal: aiokafka's group consumer (a third protocol implementation) joins a group with
+    # another member, consumes its share, commits, and the offsets are visible to others.
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition as ATP
+
+    create_topic(strata.bootstrap, topic, partitions=2)
+    fill(strata.bootstrap, topic, 2, 5)
+    group = group_name()
+
+    async def run() -> list[tuple[int, int]]:
+        members = [AIOKafkaConsumer(topic, bootstrap_servers=strata.bootstrap, group_id=group,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    session_timeout_ms=10000, heartbeat_interval_ms=500)
+                   for _ in range(2)]
+        for m in members:
+            await m.start()
+        try:
+            seen: list[tuple[int, int]] = []
+            deadline = asyncio.get_running_loop().time() + 45
+            while len(seen) < 10 and asyncio.get_running_loop().time() < deadline:
+                for m in members:
+                    batch = await m.getmany(timeout_ms=200)
+                    for records in batch.values():
+                        seen.extend((r.partition, r.offset) for r in records)
+                        await m.commit()
+            owned = [m.assignment() for m in members]
+            assert all(owned) and not (owned[0] & owned[1]), owned
+            committed = [await members[0].committed(ATP(topic, p)) for p in range(2)]
+            assert committed == [5, 5], committed
+            return seen
+        finally:
+            for m in members:
+                await m.stop()
+
+    seen = asyncio.run(run())
+    assert sorted(seen) == [(p, o) for p in range(2) for o in range(5)]
