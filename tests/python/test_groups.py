@@ -379,3 +379,38 @@ def test_aiokafka_group_members_split_and_commit(strata, topic):
 
     seen = asyncio.run(run())
     assert sorted(seen) == [(p, o) for p in range(2) for o in range(5)]
+
+
+def test_cli_reset_offsets_then_consumer_resumes_there(strata, topic):
+    # Goal: `strata group reset-offsets` moves an idle group's offsets, and the group's next
+    # consumer starts exactly there; --dry-run changes nothing.
+    from conftest import find_strata_bin
+    create_topic(strata.bootstrap, topic, partitions=1)
+    fill(strata.bootstrap, topic, 1, 10)
+    group = group_name()
+    c = group_consumer(strata.bootstrap, group)
+    c.commit(offsets=[TopicPartition(topic, 0, 8)], asynchronous=False)
+    c.close()
+
+    def strata_group(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(find_strata_bin()), "group", "--bootstrap", strata.bootstrap, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    dry = strata_group("reset-offsets", group, "--topic", topic, "--to-offset", "3", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    probe = group_consumer(strata.bootstrap, group)
+    assert probe.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 8
+    probe.close()
+
+    done = strata_group("reset-offsets", group, "--topic", topic, "--to-offset", "3")
+    assert done.returncode == 0, done.stderr
+    c = group_consumer(strata.bootstrap, group)
+    c.subscribe([topic])
+    try:
+        m = wait_until(lambda: (m := c.poll(0.1)) is not None and not m.error() and m, 30, "a record")
+        assert m.offset() == 3
+    finally:
+        c.close()
+    listed = strata_group("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert group in listed.stdout
