@@ -63,8 +63,9 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 pub(crate) fn is_supported(key: ApiKey, version: i16) -> bool {
     SUPPORTED
         .iter()
-        .chain(group::GROUP_APIS)
-        .any(|&(k, min, max)| k == key && (min..=max).contains(&version))
+        .copied()
+        .chain(group::group_apis())
+        .any(|(k, min, max)| k == key && (min..=max).contains(&version))
 }
 
 /// Starts a decoded request. Work that must happen in arrival order is done

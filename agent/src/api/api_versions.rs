@@ -9,8 +9,9 @@ use crate::error_code;
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
-        .chain(super::group::GROUP_APIS)
-        .map(|&(key, min, max)| {
+        .copied()
+        .chain(super::group::group_apis())
+        .map(|(key, min, max)| {
             ApiVersion::default()
                 .with_api_key(key as i16)
                 .with_min_version(min)
@@ -49,7 +50,11 @@ mod tests {
     #[test]
     fn every_advertised_range_is_decodable_by_the_codec() {
         // Goal: never advertise a version the codec cannot decode.
-        for &(key, min, max) in SUPPORTED.iter().chain(super::super::group::GROUP_APIS) {
+        for (key, min, max) in SUPPORTED
+            .iter()
+            .copied()
+            .chain(super::super::group::group_apis())
+        {
             let mut range = key.valid_versions();
             if key == ApiKey::Produce {
                 // v0-v2 are decoded through v3 (frame::decode_legacy_produce).

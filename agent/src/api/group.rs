@@ -14,25 +14,16 @@ use tracing::warn;
 use super::{Pending, Reply};
 use crate::server::Shared;
 
-/// The group APIs and the versions the coordinator implements.
-pub(crate) const GROUP_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    (ApiKey::ConsumerGroupDescribe, 0, 1),
-];
+/// The group APIs and versions the coordinator serves, as API keys.
+pub(crate) fn group_apis() -> impl Iterator<Item = (ApiKey, i16, i16)> {
+    strata_catalog_api::GROUP_API_VERSIONS
+        .iter()
+        .filter_map(|&(key, min, max)| Some((ApiKey::try_from(key).ok()?, min, max)))
+}
 
 /// Whether `key` is forwarded to the group coordinator.
 pub(crate) fn is_group_api(key: ApiKey) -> bool {
-    GROUP_APIS.iter().any(|&(k, _, _)| k == key)
+    group_apis().any(|(k, _, _)| k == key)
 }
 
 /// Forwards one group request (its body after the header) to the catalog.

@@ -26,6 +26,25 @@ use proto::catalog_server::Catalog;
 use proto::*;
 use tonic::{Request, Status};
 
+/// The Kafka group APIs the catalog's group coordinator serves over
+/// `Catalog.GroupCall`, as (API key, lowest version, highest version).
+/// Agents advertise exactly these in ApiVersions; the coordinator refuses
+/// anything else.
+pub const GROUP_API_VERSIONS: &[(i16, i16, i16)] = &[
+    (8, 2, 9),  // OffsetCommit
+    (9, 1, 9),  // OffsetFetch
+    (11, 0, 9), // JoinGroup
+    (12, 0, 4), // Heartbeat
+    (13, 0, 5), // LeaveGroup
+    (14, 0, 5), // SyncGroup
+    (15, 0, 5), // DescribeGroups
+    (16, 0, 5), // ListGroups
+    (42, 0, 2), // DeleteGroups
+    (47, 0, 0), // OffsetDelete
+    (68, 0, 1), // ConsumerGroupHeartbeat
+    (69, 0, 1), // ConsumerGroupDescribe
+];
+
 /// A stream of commit events.
 pub type CommitStream = BoxStream<'static, Result<CommitEvent, Status>>;
 

@@ -11,27 +11,12 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::{GroupError, code};
 
-/// The group APIs and the versions the coordinator serves.
-pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    (ApiKey::ConsumerGroupDescribe, 0, 1),
-];
-
-/// Whether the coordinator serves `key` at `version`.
+/// Whether the coordinator serves `key` at `version` (the list is shared
+/// with the agents, which advertise it).
 pub(crate) fn supported(key: ApiKey, version: i16) -> bool {
-    SUPPORTED
+    strata_catalog_api::GROUP_API_VERSIONS
         .iter()
-        .any(|&(k, min, max)| k == key && (min..=max).contains(&version))
+        .any(|&(k, min, max)| k == key as i16 && (min..=max).contains(&version))
 }
 
 /// Decodes a request body at `version`.
