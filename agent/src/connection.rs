@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures::FutureExt;
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -130,8 +131,21 @@ async fn start_request(
 
 async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tcp::OwnedWriteHalf) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(pending) = rx.recv().await {
-        let frame = match pending.await {
+    while let Some(mut pending) = rx.recv().await {
+        // Responses already written stay buffered only while the next one
+        // is ready too: before waiting on a response that is not (a
+        // produce waiting for its flush, a long-polling fetch), send what
+        // is buffered, or pipelined clients would wait for nothing.
+        let reply = match (&mut pending).now_or_never() {
+            Some(reply) => reply,
+            None => {
+                if writer.flush().await.is_err() {
+                    return;
+                }
+                pending.await
+            }
+        };
+        let frame = match reply {
             api::Reply::Frame(frame) => frame,
             api::Reply::Nothing => continue,
             api::Reply::Close => break,
@@ -139,7 +153,6 @@ async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tc
         if writer.write_all(&frame).await.is_err() {
             return;
         }
-        // Write out now unless more responses are already waiting.
         if rx.is_empty() && writer.flush().await.is_err() {
             return;
         }

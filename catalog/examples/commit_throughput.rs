@@ -1,6 +1,9 @@
-//! Group-commit throughput of SqliteStore: a measurement, not a test. Run
-//! with `cargo run -p strata-catalog --release --example commit_throughput`
-//! (`CHUNKS=1` for one chunk per commit). Results go to BENCHMARKS.md.
+//! Group-commit throughput of SqliteStore, or of PostgresStore when
+//! `PG_URL` is set: a measurement, not a test. Run with
+//! `cargo run -p strata-catalog --release --example commit_throughput`
+//! (`CHUNKS=1` for one chunk per commit; `PG_URL=$(scripts/pg.sh url)` for
+//! PostgreSQL, measured on a fresh database that is dropped afterwards).
+//! Results go to BENCHMARKS.md.
 #![expect(clippy::unwrap_used, reason = "a benchmark program")]
 
 use std::sync::Arc;
@@ -9,7 +12,9 @@ use std::time::Instant;
 use strata_catalog::conformance::{
     chunk_write, commit_request, create_topic, plain_batch, producer_batch,
 };
-use strata_catalog::{CatalogStore, ProducerIdAndEpoch, SqliteOptions, SqliteStore};
+use strata_catalog::{
+    CatalogStore, PostgresOptions, PostgresStore, ProducerIdAndEpoch, SqliteOptions, SqliteStore,
+};
 use strata_catalog_api::proto::InitProducerIdRequest;
 
 /// Goal: measure commits per second with many agents committing at once.
@@ -18,9 +23,13 @@ use strata_catalog_api::proto::InitProducerIdRequest;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn CatalogStore> = Arc::new(
-        SqliteStore::open(dir.path().join("catalog.db"), SqliteOptions::default()).unwrap(),
-    );
+    let pg_url = std::env::var("PG_URL").ok();
+    let store: Arc<dyn CatalogStore> = match &pg_url {
+        Some(url) => Arc::new(open_postgres(url).await),
+        None => Arc::new(
+            SqliteStore::open(dir.path().join("catalog.db"), SqliteOptions::default()).unwrap(),
+        ),
+    };
     let topic = create_topic(store.as_ref(), "throughput", 64).await;
     let (tasks, commits_per_task) = (64_u32, 400_u32);
     let chunks_per_commit: u32 = std::env::var("CHUNKS")
@@ -72,8 +81,50 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     let commits = f64::from(tasks * commits_per_task);
+    let kind = if pg_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     eprintln!(
-        "{commits} commits ({chunks_per_commit} chunks each) in {elapsed:?}: {:.0} commits/s",
+        "{kind}: {commits} commits ({chunks_per_commit} chunks each) in {elapsed:?}: {:.0} commits/s",
         commits / elapsed.as_secs_f64()
     );
+    drop(store);
+    if let Some(url) = &pg_url {
+        admin(
+            url,
+            &format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"),
+        )
+        .await;
+    }
+}
+
+/// The database the PostgreSQL measurement creates and drops.
+const BENCH_DATABASE: &str = "strata_commit_throughput";
+
+/// A PostgresStore on a fresh database of the server at `url`.
+async fn open_postgres(url: &str) -> PostgresStore {
+    admin(
+        url,
+        &format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"),
+    )
+    .await;
+    admin(url, &format!("CREATE DATABASE {BENCH_DATABASE}")).await;
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.dbname(BENCH_DATABASE);
+    PostgresStore::open_config(config, PostgresOptions::default())
+        .await
+        .unwrap()
+}
+
+/// Runs one statement on the database at `url`.
+async fn admin(url: &str, statement: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    client.batch_execute(statement).await.unwrap();
+    drop(client);
+    driver.await.unwrap().unwrap();
 }

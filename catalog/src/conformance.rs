@@ -30,8 +30,9 @@ use crate::error_code::{
     UNKNOWN_PRODUCER_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
 use crate::store::{
-    CatalogStore, CommittedOffset, ConfigChange, GroupMemberRecord, GroupRecord, MemberProtocol,
-    NewTopic, ProducerIdAndEpoch, TopicRef,
+    CatalogStore, CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord,
+    ConsumerMemberState, GroupMemberRecord, GroupRecord, MemberProtocol, NewTopic,
+    ProducerIdAndEpoch, SubscribedTopicRecord, TopicPartitionsRecord, TopicRef,
 };
 
 /// Runs every single-store test of the suite on `store`.
@@ -50,6 +51,7 @@ pub async fn run_all(store: &dyn CatalogStore) {
     commit_sequence_is_contiguous(store).await;
     group_offsets(store).await;
     group_records(store).await;
+    consumer_group_records(store).await;
 }
 
 // ---------- helpers ----------
@@ -1244,8 +1246,172 @@ pub async fn group_records(store: &dyn CatalogStore) {
         .expect("delete");
 }
 
-/// Offsets and group records survive reopening the store. `open` must
-/// open the same store each time.
+/// A KIP-848 consumer group record with a stable member and a static
+/// member in the middle of revoking, on `topic`.
+pub fn consumer_group_record(
+    group_id: &str,
+    group_epoch: i32,
+    topic: &Topic,
+) -> ConsumerGroupRecord {
+    let topic_id = topic_uuid(topic);
+    let partitions = |partitions: &[i32]| {
+        vec![TopicPartitionsRecord {
+            topic_id,
+            partitions: partitions.to_vec(),
+        }]
+    };
+    ConsumerGroupRecord {
+        group_id: group_id.to_string(),
+        group_epoch,
+        assignment_epoch: group_epoch,
+        assignor: "uniform".to_string(),
+        subscribed_topics: vec![SubscribedTopicRecord {
+            name: topic.name.clone(),
+            topic_id,
+            partition_count: topic.partition_count,
+        }],
+        members: vec![
+            ConsumerMemberRecord {
+                member_id: "kip848-a".to_string(),
+                rebalance_timeout_ms: 30_000,
+                subscribed_topic_names: vec![topic.name.clone()],
+                member_epoch: group_epoch,
+                previous_member_epoch: group_epoch - 1,
+                assigned: partitions(&[0]),
+                target: partitions(&[0, 1]),
+                state: ConsumerMemberState::UnreleasedPartitions,
+                ..ConsumerMemberRecord::default()
+            },
+            ConsumerMemberRecord {
+                member_id: "kip848-b".to_string(),
+                instance_id: Some("static-b".to_string()),
+                rack_id: Some("rack-1".to_string()),
+                rebalance_timeout_ms: -1,
+                subscribed_topic_names: vec![topic.name.clone()],
+                server_assignor: Some("uniform".to_string()),
+                member_epoch: group_epoch - 1,
+                previous_member_epoch: group_epoch - 2,
+                state: ConsumerMemberState::UnrevokedPartitions,
+                assigned: partitions(&[2]),
+                pending_revocation: partitions(&[1]),
+                target: partitions(&[2]),
+                static_left: true,
+            },
+        ],
+    }
+}
+
+fn find_consumer(records: &[ConsumerGroupRecord], group_id: &str) -> Option<ConsumerGroupRecord> {
+    records.iter().find(|r| r.group_id == group_id).cloned()
+}
+
+async fn load_consumer(store: &dyn CatalogStore) -> Vec<ConsumerGroupRecord> {
+    store
+        .load_consumer_groups()
+        .await
+        .expect("load consumer groups")
+}
+
+/// KIP-848 records: a saved record loads back exactly, a save replaces the
+/// previous record, an emptied group is kept, a group id has one record of
+/// one protocol (a consumer-group save replaces a classic record and vice
+/// versa, and a group with a consumer record and offsets gets no empty
+/// classic record), saving leaves offsets alone, and deleting a group
+/// removes its record and offsets.
+pub async fn consumer_group_records(store: &dyn CatalogStore) {
+    let topic = create_topic(store, "conformance.consumer-groups", 3).await;
+    let group = "conformance-kip848";
+    let record = consumer_group_record(group, 5, &topic);
+    store
+        .save_consumer_group(record.clone())
+        .await
+        .expect("save");
+    assert_eq!(
+        find_consumer(&load_consumer(store).await, group),
+        Some(record.clone()),
+        "the record loads back exactly"
+    );
+    store
+        .commit_offsets(group, vec![committed(&topic, 0, 9, "")])
+        .await
+        .expect("commit");
+    let mut newer = consumer_group_record(group, 6, &topic);
+    newer.members.clear();
+    store
+        .save_consumer_group(newer.clone())
+        .await
+        .expect("save an emptied group");
+    let loaded = load_consumer(store).await;
+    assert_eq!(
+        find_consumer(&loaded, group),
+        Some(newer.clone()),
+        "the newest record wins"
+    );
+    let ids: Vec<&str> = loaded.iter().map(|r| r.group_id.as_str()).collect();
+    assert!(ids.is_sorted(), "sorted by group id: {ids:?}");
+    assert_eq!(
+        fetch(store, group).await,
+        [committed(&topic, 0, 9, "")],
+        "saving keeps the offsets"
+    );
+    let classic = store.load_groups().await.expect("load");
+    assert!(
+        classic.iter().all(|r| r.group_id != group),
+        "a consumer group with offsets is not a classic group"
+    );
+
+    // One record per group id, of the protocol saved last.
+    store
+        .save_group(group_record(group, 2))
+        .await
+        .expect("save classic");
+    assert_eq!(find_consumer(&load_consumer(store).await, group), None);
+    assert_eq!(
+        store
+            .load_groups()
+            .await
+            .expect("load")
+            .iter()
+            .find(|r| r.group_id == group),
+        Some(&group_record(group, 2))
+    );
+    store
+        .save_consumer_group(record.clone())
+        .await
+        .expect("save again");
+    assert!(
+        store
+            .load_groups()
+            .await
+            .expect("load")
+            .iter()
+            .all(|r| r.group_id != group),
+        "the classic record is replaced"
+    );
+    assert_eq!(
+        find_consumer(&load_consumer(store).await, group),
+        Some(record)
+    );
+
+    store.delete_group(group).await.expect("delete");
+    assert_eq!(find_consumer(&load_consumer(store).await, group), None);
+    assert!(fetch(store, group).await.is_empty(), "offsets go too");
+    assert!(
+        store
+            .load_groups()
+            .await
+            .expect("load")
+            .iter()
+            .all(|r| r.group_id != group)
+    );
+    store
+        .delete_group(group)
+        .await
+        .expect("delete is idempotent");
+}
+
+/// Offsets and group records (classic and KIP-848) survive reopening the
+/// store. `open` must open the same store each time.
 pub async fn group_restart_persistence<F, Fut>(mut open: F)
 where
     F: FnMut() -> Fut,
@@ -1263,11 +1429,21 @@ where
         .commit_offsets("conformance-restart-group", offsets.clone())
         .await
         .expect("commit");
+    let consumer = consumer_group_record("conformance-restart-kip848", 3, &topic);
+    store
+        .save_consumer_group(consumer.clone())
+        .await
+        .expect("save a consumer group");
     drop(store);
 
     let store = open().await;
     let loaded = store.load_groups().await.expect("load");
     assert!(loaded.contains(&record), "the record survives");
+    assert_eq!(
+        find_consumer(&load_consumer(store.as_ref()).await, &consumer.group_id),
+        Some(consumer),
+        "the consumer group record survives"
+    );
     assert_eq!(
         fetch(store.as_ref(), "conformance-restart-group").await,
         offsets

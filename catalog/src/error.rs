@@ -128,6 +128,19 @@ pub enum Error {
     /// fails every command in it.
     #[error("sqlite: {0}")]
     Sqlite(#[from] Arc<rusqlite::Error>),
+    /// The PostgreSQL store failed. Shared because one failed group commit
+    /// fails every command in it. Retryable when the connection was lost
+    /// or the server asked for a retry (serialization failure, deadlock,
+    /// shutdown, too many connections).
+    #[error("postgres: {0}")]
+    Postgres(#[source] Arc<tokio_postgres::Error>),
+    /// No PostgreSQL connection could be had in time (the pool timed out
+    /// or the server is unreachable). Retryable.
+    #[error("postgres unavailable: {reason}")]
+    PostgresUnavailable {
+        /// Why no connection could be had.
+        reason: String,
+    },
     /// The store's writer has stopped (shutdown or a crash of its thread).
     #[error("the catalog store is closed")]
     Closed,
@@ -145,6 +158,12 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Postgres(Arc::new(error))
+    }
+}
+
 impl Error {
     /// The coarse kind of this error.
     pub fn kind(&self) -> ErrorKind {
@@ -159,9 +178,12 @@ impl Error {
             | Self::InvalidArgument { .. } => ErrorKind::Invalid,
             Self::InvalidProducerEpoch { .. } | Self::ProducerFenced { .. } => ErrorKind::Fenced,
             Self::Sqlite(e) if is_busy(e) => ErrorKind::Retryable,
-            Self::Closed => ErrorKind::Retryable,
+            Self::Postgres(e) if is_transient_postgres(e) => ErrorKind::Retryable,
+            Self::Closed | Self::PostgresUnavailable { .. } => ErrorKind::Retryable,
             Self::SchemaTooNew { .. } | Self::Corrupt { .. } => ErrorKind::Data,
-            Self::Sqlite(_) | Self::Task(_) | Self::Transport(_) => ErrorKind::Internal,
+            Self::Sqlite(_) | Self::Postgres(_) | Self::Task(_) | Self::Transport(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 
@@ -194,6 +216,28 @@ fn is_busy(error: &rusqlite::Error) -> bool {
         error.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
+}
+
+/// Whether a PostgreSQL error may go away on retry: the connection broke,
+/// or the server reported a connection exception (class 08), a
+/// serialization failure or deadlock (class 40), an operator intervention
+/// such as a shutdown (class 57) or too many connections (53300).
+fn is_transient_postgres(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08")
+                || code.starts_with("40")
+                || code.starts_with("57")
+                || code == "53300"
+        }
+        // No SQLSTATE: an I/O or protocol failure of the connection.
+        None => std::error::Error::source(error)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some()),
+    }
 }
 
 impl From<Error> for Status {

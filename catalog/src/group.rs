@@ -9,12 +9,16 @@
 //!   memory in ONE actor task ([`actor`]) driven by the catalog's [`Clock`];
 //!   the state machine itself ([`classic`]) is synchronous and pure, so it
 //!   is tested with a manual clock.
-//! - Committed offsets and group records (generation, leader, members,
-//!   assignments) are persisted through the [`CatalogStore`]: offsets on
-//!   every OffsetCommit ([`offsets`]), records when a generation completes
-//!   or a group empties ([`persist`]). Records are loaded at startup so
-//!   members keep heartbeating across a catalog restart; their timers
-//!   restart, as in Kafka.
+//! - Committed offsets and group records are persisted through the
+//!   [`CatalogStore`](crate::CatalogStore): offsets on every OffsetCommit
+//!   ([`offsets`]); classic records (generation, leader, members,
+//!   assignments) when a generation completes or a group empties; KIP-848
+//!   records (group epoch, target and current assignments, member epochs,
+//!   subscriptions) whenever one of those changes, an emptied group
+//!   included ([`persist`]). Records are loaded at startup so members of
+//!   either protocol keep heartbeating with their member id and epoch
+//!   across a catalog restart; their timers restart from the load time, as
+//!   in Kafka.
 //! - Classic assignors run in the clients: the coordinator relays the
 //!   members' protocol metadata and the leader's assignments as opaque
 //!   bytes. KIP-848 consumer groups ([`consumer`], server-side assignors in
@@ -30,7 +34,7 @@ mod persist;
 mod requests;
 mod timers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kafka_protocol::messages::ApiKey;
@@ -308,18 +312,31 @@ struct Inner {
 }
 
 impl GroupCoordinator {
-    /// Loads the persisted groups from `store` and starts the coordinator
-    /// actor and its persister on the current tokio runtime.
+    /// Loads the persisted groups (classic and KIP-848) from `store` and
+    /// starts the coordinator actor and its persister on the current tokio
+    /// runtime. Fails if the store cannot be read or holds a record that
+    /// does not decode.
     pub async fn start(store: SharedStore, options: GroupOptions) -> crate::Result<Self> {
-        let records = store.load_groups().await?;
+        let mut records = store.load_groups().await?;
+        let consumer_records = store.load_consumer_groups().await?;
         let now_ms = options.clock.now_ms();
+        // A group id belongs to one protocol; the store keeps one record
+        // per group, so this only guards against a store that does not.
+        let consumer_ids: HashSet<&str> = consumer_records
+            .iter()
+            .map(|record| record.group_id.as_str())
+            .collect();
+        records.retain(|record| !consumer_ids.contains(record.group_id.as_str()));
         let classic = ClassicGroups::load(options.clone(), records, now_ms);
-        let consumer = ConsumerGroups::new(ConsumerGroupOptions {
+        let mut consumer = ConsumerGroups::new(ConsumerGroupOptions {
             session_timeout_ms: options.consumer_session_timeout_ms,
             heartbeat_interval_ms: options.consumer_heartbeat_interval_ms,
             max_size: options.consumer_max_group_size,
             ..ConsumerGroupOptions::default()
         });
+        let loaded = consumer_records.len();
+        consumer.restore(consumer_records, now_ms);
+        tracing::debug!(consumer_groups = loaded, "loaded KIP-848 consumer groups");
         let persister = Persister::start(Arc::clone(&store));
         let (commands, receiver) = mpsc::channel(options.queue_capacity.max(1));
         tokio::spawn(actor::run(

@@ -50,10 +50,12 @@ mod store;
 pub use error::{Error, ErrorKind, Result};
 pub use group::{GroupCoordinator, GroupError, GroupOptions};
 pub use service::{CatalogService, ServiceOptions, serve, validate_topic_name};
+pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange, DeletedTopic,
+    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
+    ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, DeletedTopic,
     GroupMemberRecord, GroupRecord, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
-    SharedStore, SystemClock, TopicRef,
+    SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord, TopicRef,
 };
 pub use strata_catalog_api::topic_config;

@@ -6,6 +6,7 @@
 //! front of a store validates inputs and turns [`Error`](crate::Error)s into
 //! Kafka error codes.
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use std::collections::BTreeMap;
@@ -196,6 +197,94 @@ pub struct GroupRecord {
     pub members: Vec<GroupMemberRecord>,
 }
 
+/// The partitions of one topic, in a KIP-848 consumer group record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicPartitionsRecord {
+    /// The topic's id.
+    pub topic_id: Uuid,
+    /// Partition indexes, ascending, without duplicates.
+    pub partitions: Vec<i32>,
+}
+
+/// Where a KIP-848 member is on its way to its target assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsumerMemberState {
+    /// At the assignment epoch with all of its target partitions.
+    #[default]
+    Stable,
+    /// Must revoke its `pending_revocation` before it may advance.
+    UnrevokedPartitions,
+    /// At the assignment epoch, waiting for other members to release some
+    /// of its target partitions.
+    UnreleasedPartitions,
+}
+
+/// A member of a KIP-848 consumer group as persisted. Its session and
+/// revocation timers are not persisted: they restart with the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberRecord {
+    /// The member id (client-generated from ConsumerGroupHeartbeat v1 on).
+    pub member_id: String,
+    /// The static member's `group.instance.id`.
+    pub instance_id: Option<String>,
+    /// The member's rack.
+    pub rack_id: Option<String>,
+    /// Its rebalance timeout, -1 when never sent.
+    pub rebalance_timeout_ms: i32,
+    /// The topic names it subscribes to, sorted.
+    pub subscribed_topic_names: Vec<String>,
+    /// The server-side assignor it asked for (`uniform`, `range`).
+    pub server_assignor: Option<String>,
+    /// Its current member epoch.
+    pub member_epoch: i32,
+    /// The epoch before `member_epoch` (a heartbeat whose response was lost
+    /// may still carry it).
+    pub previous_member_epoch: i32,
+    /// Its reconciliation state.
+    pub state: ConsumerMemberState,
+    /// The partitions it may use now, by topic id ascending.
+    pub assigned: Vec<TopicPartitionsRecord>,
+    /// The partitions it must give up and still holds.
+    pub pending_revocation: Vec<TopicPartitionsRecord>,
+    /// Its target assignment for the group's assignment epoch.
+    pub target: Vec<TopicPartitionsRecord>,
+    /// A static member that left with epoch -2 and may come back.
+    pub static_left: bool,
+}
+
+/// A subscribed topic as a KIP-848 group last saw it (a change of it bumps
+/// the group epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubscribedTopicRecord {
+    /// The topic name.
+    pub name: String,
+    /// The topic's id.
+    pub topic_id: Uuid,
+    /// Its partition count.
+    pub partition_count: u32,
+}
+
+/// A KIP-848 consumer group as persisted: saved whenever its group epoch,
+/// membership, or a member's epoch, assignment or subscription changes,
+/// loaded when the catalog starts. A group id has at most one record, of
+/// one protocol: saving a consumer-group record replaces a classic
+/// [`GroupRecord`] of the same id and vice versa.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerGroupRecord {
+    /// The group id.
+    pub group_id: String,
+    /// The group epoch.
+    pub group_epoch: i32,
+    /// The group epoch the target assignment was computed for.
+    pub assignment_epoch: i32,
+    /// The assignor that computed the target (`uniform`, `range`).
+    pub assignor: String,
+    /// The subscribed topics that existed, sorted by name.
+    pub subscribed_topics: Vec<SubscribedTopicRecord>,
+    /// The members, sorted by member id; empty for an empty group.
+    pub members: Vec<ConsumerMemberRecord>,
+}
+
 /// The catalog's persistence.
 ///
 /// Every mutation is atomic (all of it happens or none of it), and either
@@ -305,19 +394,29 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()>;
 
     /// Saves a classic group's record, replacing any earlier record of the
-    /// group with its members. Atomic and idempotent.
+    /// group (classic with its members, or KIP-848). Atomic and idempotent.
     async fn save_group(&self, record: GroupRecord) -> Result<()>;
 
-    /// Deletes a group: its record and all its committed offsets, in one
-    /// atomic step (DeleteGroups). Idempotent: deleting an unknown group
-    /// succeeds.
+    /// Saves a KIP-848 consumer group's record, replacing any earlier
+    /// record of the group (KIP-848, or classic with its members). Offsets
+    /// are untouched. Atomic and idempotent.
+    async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()>;
+
+    /// Deletes a group: its record (of either protocol) and all its
+    /// committed offsets, in one atomic step (DeleteGroups). Idempotent:
+    /// deleting an unknown group succeeds.
     async fn delete_group(&self, group_id: &str) -> Result<()>;
 
-    /// Every saved group record (members in the order saved), plus an
-    /// empty record (generation 0, no members, empty protocol type) for
-    /// each group that has committed offsets but no record; sorted by group
-    /// id.
+    /// Every saved classic group record (members in the order saved), plus
+    /// an empty record (generation 0, no members, empty protocol type) for
+    /// each group that has committed offsets but no record of either
+    /// protocol; sorted by group id.
     async fn load_groups(&self) -> Result<Vec<GroupRecord>>;
+
+    /// Every saved KIP-848 consumer group record, exactly as saved; sorted
+    /// by group id. Fails with `Corrupt` if a record does not decode (for
+    /// example one written by a newer build in an unknown format).
+    async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>>;
 }
 
 /// A shared store.

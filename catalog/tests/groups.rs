@@ -561,3 +561,247 @@ async fn malformed_bodies_are_invalid_arguments() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
+
+/// A KIP-848 member as a client sees itself: its id, epoch and partitions.
+#[derive(Debug, Clone, PartialEq)]
+struct Kip848Member {
+    id: String,
+    epoch: i32,
+    /// Partitions by topic id, sorted.
+    owned: Vec<(uuid::Uuid, Vec<i32>)>,
+}
+
+impl Kip848Member {
+    fn owned_request(&self) -> Vec<consumer_group_heartbeat_request::TopicPartitions> {
+        self.owned
+            .iter()
+            .map(|(topic_id, partitions)| {
+                consumer_group_heartbeat_request::TopicPartitions::default()
+                    .with_topic_id(*topic_id)
+                    .with_partitions(partitions.clone())
+            })
+            .collect()
+    }
+
+    /// A full heartbeat (every field set): the response carries the
+    /// assignment.
+    fn full_heartbeat(&self, group_id: &str) -> ConsumerGroupHeartbeatRequest {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group(group_id))
+            .with_member_id(s(&self.id))
+            .with_member_epoch(self.epoch)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]))
+            .with_topic_partitions(Some(self.owned_request()))
+    }
+
+    /// Applies a successful response.
+    fn apply(&mut self, response: &ConsumerGroupHeartbeatResponse) {
+        assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+        if let Some(id) = &response.member_id {
+            self.id = id.as_str().to_string();
+        }
+        self.epoch = response.member_epoch;
+        if let Some(assignment) = &response.assignment {
+            let mut owned: Vec<(uuid::Uuid, Vec<i32>)> = assignment
+                .topic_partitions
+                .iter()
+                .map(|topic| {
+                    let mut partitions = topic.partitions.clone();
+                    partitions.sort_unstable();
+                    (topic.topic_id, partitions)
+                })
+                .filter(|(_, partitions)| !partitions.is_empty())
+                .collect();
+            owned.sort();
+            self.owned = owned;
+        }
+    }
+
+    fn partition_count(&self) -> usize {
+        self.owned
+            .iter()
+            .map(|(_, partitions)| partitions.len())
+            .sum()
+    }
+}
+
+/// Sends a ConsumerGroupHeartbeat at `version`.
+async fn kip848_beat(
+    catalog: &InProcess<CatalogService>,
+    version: i16,
+    request: &ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    call(catalog, ApiKey::ConsumerGroupHeartbeat, version, request).await
+}
+
+/// The consumer group record saved in the SQLite file at `path`, polled
+/// until `done` accepts it: the coordinator saves behind its responses.
+async fn saved_consumer_group(
+    path: &std::path::Path,
+    group_id: &str,
+    done: impl Fn(Option<&strata_catalog::ConsumerGroupRecord>) -> bool,
+) -> Option<strata_catalog::ConsumerGroupRecord> {
+    use strata_catalog::{CatalogStore, SqliteStore};
+    let store = SqliteStore::open(path, SqliteOptions::default()).expect("open the file");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = store.load_consumer_groups().await.expect("load");
+        let record = records.into_iter().find(|r| r.group_id == group_id);
+        if done(record.as_ref()) {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer group was not saved as expected: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Goal: KIP-848 membership, assignments and epochs are catalog state:
+/// after a restart members keep heartbeating with their member id and
+/// epoch (no FENCED_MEMBER_EPOCH, no UNKNOWN_MEMBER_ID) with their
+/// assignment intact and commit offsets with their epoch; an emptied
+/// group is kept with its epoch; DeleteGroups removes it for good.
+/// Method: two members (ConsumerGroupHeartbeat v1 with a client id, v0
+/// with a coordinator-generated one) settle on a 4-partition topic; wait
+/// for the record to be saved, reopen the service on the same file and
+/// heartbeat; then leave, restart, delete, restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip848_groups_survive_a_restart() {
+    const GROUP: &str = "kip848-restart";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let catalog = service(&path).await;
+    create_topic(&catalog, "orders", 4).await;
+
+    let mut a = Kip848Member {
+        id: "kip848-a".to_string(),
+        epoch: 0,
+        owned: Vec::new(),
+    };
+    let mut b = Kip848Member {
+        id: String::new(),
+        ..a.clone()
+    };
+    a.apply(&kip848_beat(&catalog, 1, &a.full_heartbeat(GROUP)).await);
+    assert_eq!((a.epoch, a.partition_count()), (1, 4));
+    b.apply(&kip848_beat(&catalog, 0, &b.full_heartbeat(GROUP)).await);
+    assert!(!b.id.is_empty(), "v0: the coordinator chose the member id");
+    for _ in 0..5 {
+        a.apply(&kip848_beat(&catalog, 1, &a.full_heartbeat(GROUP)).await);
+        b.apply(&kip848_beat(&catalog, 0, &b.full_heartbeat(GROUP)).await);
+    }
+    assert_eq!((a.epoch, b.epoch), (2, 2), "{a:?} {b:?}");
+    assert_eq!((a.partition_count(), b.partition_count()), (2, 2));
+    saved_consumer_group(&path, GROUP, |record| {
+        record.is_some_and(|r| {
+            r.members.len() == 2
+                && r.members.iter().all(|m| {
+                    m.member_epoch == 2
+                        && m.assigned.iter().map(|t| t.partitions.len()).sum::<usize>() == 2
+                })
+        })
+    })
+    .await;
+    drop(catalog);
+
+    let catalog = service(&path).await;
+    for (member, version) in [(&mut a, 1), (&mut b, 0)] {
+        let before = member.clone();
+        let response = kip848_beat(&catalog, version, &member.full_heartbeat(GROUP)).await;
+        member.apply(&response);
+        assert_eq!(*member, before, "the member survives the restart as it was");
+        assert!(response.assignment.is_some(), "a full heartbeat");
+        // A light heartbeat (only id and epoch) works too.
+        let light = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group(GROUP))
+            .with_member_id(s(&member.id))
+            .with_member_epoch(member.epoch);
+        let response = kip848_beat(&catalog, version, &light).await;
+        assert_eq!(
+            (response.error_code, response.member_epoch),
+            (0, before.epoch)
+        );
+    }
+    let commit = commit_request(GROUP, a.epoch, &a.id);
+    let committed: OffsetCommitResponse = call(&catalog, ApiKey::OffsetCommit, 9, &commit).await;
+    assert_eq!(
+        committed.topics[0].partitions[0].error_code, 0,
+        "the member epoch is still valid for commits"
+    );
+    let describe = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group(GROUP)]);
+    let described: ConsumerGroupDescribeResponse =
+        call(&catalog, ApiKey::ConsumerGroupDescribe, 0, &describe).await;
+    let described = &described.groups[0];
+    assert_eq!(
+        (
+            described.group_state.as_str(),
+            described.group_epoch,
+            described.assignment_epoch,
+            described.members.len()
+        ),
+        ("Stable", 2, 2, 2)
+    );
+
+    // Both leave: the group is kept, empty, with its epoch.
+    for (member, version) in [(&a, 1), (&b, 0)] {
+        let leave = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group(GROUP))
+            .with_member_id(s(&member.id))
+            .with_member_epoch(-1);
+        let left = kip848_beat(&catalog, version, &leave).await;
+        assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    }
+    let emptied = saved_consumer_group(&path, GROUP, |record| {
+        record.is_some_and(|r| r.members.is_empty())
+    })
+    .await
+    .expect("the emptied group is saved");
+    assert_eq!(emptied.group_epoch, 4, "two leaves bump the epoch twice");
+    drop(catalog);
+
+    let catalog = service(&path).await;
+    let listed: ListGroupsResponse = call(
+        &catalog,
+        ApiKey::ListGroups,
+        5,
+        &ListGroupsRequest::default(),
+    )
+    .await;
+    let states: Vec<(&str, &str, &str)> = listed
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.0.as_str(),
+                g.group_state.as_str(),
+                g.group_type.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(states, [(GROUP, "Empty", "consumer")]);
+    let stale = kip848_beat(&catalog, 1, &a.full_heartbeat(GROUP)).await;
+    assert_eq!(stale.error_code, 25, "a member that left is unknown");
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group(GROUP)]);
+    let deleted: DeleteGroupsResponse = call(&catalog, ApiKey::DeleteGroups, 2, &delete).await;
+    assert_eq!(deleted.results[0].error_code, 0);
+    saved_consumer_group(&path, GROUP, |record| record.is_none()).await;
+    drop(catalog);
+
+    let catalog = service(&path).await;
+    let listed: ListGroupsResponse = call(
+        &catalog,
+        ApiKey::ListGroups,
+        5,
+        &ListGroupsRequest::default(),
+    )
+    .await;
+    assert!(listed.groups.is_empty(), "{listed:?}");
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group(GROUP))
+        .with_topics(None);
+    let fetched: OffsetFetchResponse = call(&catalog, ApiKey::OffsetFetch, 7, &fetch).await;
+    assert!(fetched.topics.is_empty(), "the offsets went with the group");
+}

@@ -40,6 +40,72 @@ pub(crate) enum Command {
     /// Inspect and manage consumer groups: list, describe, reset offsets,
     /// delete.
     Group(GroupArgs),
+    /// Run the catalog as its own process (production): topics, offsets
+    /// and consumer groups, served to agents over gRPC.
+    Catalog(CatalogArgs),
+    /// Run one agent as its own process (production): the Kafka protocol
+    /// front end, writing to S3 (or a directory) and a remote catalog.
+    Agent(Box<AgentArgs>),
+    /// One-off operations on a deployment, such as checking a bucket.
+    Admin(AdminArgs),
+}
+
+/// Settings of `strata catalog`. Each flag also reads the `STRATA_*`
+/// variable shown and the `[catalog]` section of `--config`; flags win
+/// over the environment, which wins over the file.
+#[derive(Debug, Args)]
+pub(crate) struct CatalogArgs {
+    /// TOML file of settings (see docs/configuration.md).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) catalog: crate::config::CatalogOptions,
+}
+
+/// Settings of `strata agent`. Each flag also reads the `STRATA_*`
+/// variable shown and the `[agent]` / `[s3]` sections of `--config`; flags
+/// win over the environment, which wins over the file.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// TOML file of settings (see docs/configuration.md).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) agent: crate::config::AgentOptions,
+    #[command(flatten)]
+    pub(crate) s3: crate::config::S3Options,
+}
+
+/// Settings of `strata admin`.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    #[command(subcommand)]
+    pub(crate) command: AdminCommand,
+}
+
+/// `strata admin` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Check that an object store has what Strata needs (bucket, writes,
+    /// range GET, conditional PUT, delete) and say what is missing.
+    InitBucket(InitBucketArgs),
+}
+
+/// Settings of `strata admin init-bucket`.
+#[derive(Debug, Args)]
+pub(crate) struct InitBucketArgs {
+    /// TOML file of settings; its `[s3]` section and `[agent]`
+    /// `object_store` apply.
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// The object store to check: s3://bucket/prefix or file:///dir.
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub(crate) object_store: Option<String>,
+    /// Create the bucket when it does not exist.
+    #[arg(long)]
+    pub(crate) create: bool,
+    #[command(flatten)]
+    pub(crate) s3: crate::config::S3Options,
 }
 
 /// Settings of `strata dev`.

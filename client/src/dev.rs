@@ -86,7 +86,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         stop_http.clone(),
     ));
 
-    shutdown_signal().await;
+    crate::shutdown::signal().await;
     info!("shutting down: flushing buffered writes");
     for agent in agents {
         agent.shutdown().await;
@@ -168,26 +168,4 @@ fn ulid_like() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{:x}{:x}", nanos, std::process::id())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

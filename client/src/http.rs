@@ -54,3 +54,37 @@ pub(crate) async fn serve(listener: TcpListener, render: Renderer, stop: Cancell
         });
     }
 }
+
+/// A running endpoint; [`Endpoint::stop`] ends it.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Endpoint {
+    /// Binds `address` and serves `render` there. `setting` names the
+    /// flag that moves it, for the error message.
+    pub(crate) async fn start(
+        address: std::net::SocketAddr,
+        setting: &str,
+        render: Renderer,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(address).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {address} for /metrics: {e} (choose another with {setting})"
+            )
+        })?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, render, stop.clone()));
+        Ok(Self { stop, task })
+    }
+
+    /// Stops serving and waits for the accept loop to end.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        if let Err(e) = self.task.await {
+            debug!(error = %e, "metrics endpoint ended abnormally");
+        }
+    }
+}

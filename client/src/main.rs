@@ -2,10 +2,16 @@
 
 use clap::Parser;
 
+mod admin_cmd;
+mod agent_cmd;
+mod catalog_cmd;
 mod cli;
+mod config;
 mod dev;
 mod group_cmd;
 mod http;
+mod object_store_url;
+mod shutdown;
 mod telemetry;
 
 /// Survives hostile array lengths in Kafka frames; see
@@ -30,6 +36,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             cli::Command::Dev(args) => dev::run(args).await,
             cli::Command::Group(args) => group_cmd::run(args).await,
+            cli::Command::Catalog(args) => catalog_cmd::run(args).await,
+            cli::Command::Agent(args) => agent_cmd::run(*args).await,
+            cli::Command::Admin(args) => admin_cmd::run(args).await,
         }
     });
     match result {

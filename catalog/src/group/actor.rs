@@ -6,6 +6,13 @@
 //! due timers on the catalog's clock (sleeping until the earliest deadline,
 //! at most `tick_max_ms`), and hands the resulting writes to the persister.
 //! It never awaits the store.
+//!
+//! Classic writes are handed over after every command. KIP-848 groups are
+//! snapshotted when the command queue is empty, or after at most
+//! [`CONSUMER_SAVE_BATCH`] commands: during a rebalance every member's
+//! heartbeat changes the group, and one snapshot after a burst of them
+//! costs one copy of the group instead of one per heartbeat. The
+//! persister keeps only the latest record of a group anyway.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +38,10 @@ use crate::store::Clock;
 
 /// The protocol type and group type of KIP-848 groups.
 const CONSUMER: &str = "consumer";
+
+/// The most commands handled between two snapshots of the changed KIP-848
+/// groups while commands keep arriving.
+const CONSUMER_SAVE_BATCH: usize = 64;
 
 /// The outcome of deleting one group: an error code, or a receiver for the
 /// outcome of the store write.
@@ -121,10 +132,12 @@ pub(crate) async fn run(
     clock: Arc<dyn Clock>,
     tick_max_ms: u64,
 ) {
+    // Commands handled since a KIP-848 group changed without being saved.
+    let mut unsaved = 0;
     loop {
         let now_ms = clock.now_ms();
         groups.expire(now_ms);
-        flush(&mut groups, &persister);
+        flush(&mut groups, &persister, &commands, &mut unsaved);
         let wait_ms = groups
             .next_deadline_ms()
             .map_or(tick_max_ms, |deadline_ms| {
@@ -134,22 +147,53 @@ pub(crate) async fn run(
         let wake = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         tokio::select! {
             command = commands.recv() => match command {
-                Some(command) => handle(&mut groups, command, clock.now_ms()),
+                Some(command) => {
+                    handle(&mut groups, command, clock.now_ms());
+                    unsaved += 1;
+                }
                 None => break,
             },
             () = tokio::time::sleep_until(wake) => {}
         }
-        flush(&mut groups, &persister);
+        flush(&mut groups, &persister, &commands, &mut unsaved);
     }
+    flush_classic(&mut groups, &persister);
+    save_consumer_groups(&mut groups, &persister);
     tracing::debug!("group coordinator stopped");
 }
 
-fn flush(groups: &mut Groups, persister: &Persister) {
+/// Hands the classic writes to the persister, and the changed KIP-848
+/// groups too when no command is waiting or enough were handled.
+fn flush(
+    groups: &mut Groups,
+    persister: &Persister,
+    commands: &mpsc::Receiver<Command>,
+    unsaved: &mut usize,
+) {
+    flush_classic(groups, persister);
+    if !groups.consumer.has_dirty() {
+        *unsaved = 0;
+    } else if commands.is_empty() || *unsaved >= CONSUMER_SAVE_BATCH {
+        save_consumer_groups(groups, persister);
+        *unsaved = 0;
+    }
+}
+
+fn flush_classic(groups: &mut Groups, persister: &Persister) {
     groups
         .classic
         .take_effects()
         .into_iter()
         .for_each(|effect| persister.push(effect));
+}
+
+/// Queues a save of every KIP-848 group changed since the last call.
+fn save_consumer_groups(groups: &mut Groups, persister: &Persister) {
+    for group_id in groups.consumer.take_dirty() {
+        if let Some(record) = groups.consumer.snapshot(&group_id) {
+            persister.push(Effect::SaveConsumer(record));
+        }
+    }
 }
 
 /// Applies one command. Callers that went away need no answer.

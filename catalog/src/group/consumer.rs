@@ -21,6 +21,14 @@
 //! `group.rs` owns a [`ConsumerGroups`], passes the clock in, and calls
 //! [`ConsumerGroups::expire`] at [`ConsumerGroups::next_deadline_ms`].
 //!
+//! Persistence stays outside too: every call that changes what a group's
+//! [`ConsumerGroupRecord`] would hold (group epoch, membership, a member's
+//! epoch, assignment, reconciliation state or subscription) marks the
+//! group dirty; the actor drains [`ConsumerGroups::take_dirty`], takes a
+//! [`ConsumerGroups::snapshot`] of each group still there and hands it to
+//! the persister. [`ConsumerGroups::restore`] rebuilds groups from records
+//! at startup, with fresh timers.
+//!
 //! Not supported: `subscribed_topic_regex` (answered with INVALID_REQUEST),
 //! rack-aware assignment, client-side assignors, and conversion from or to
 //! classic groups.
@@ -40,6 +48,10 @@ use uuid::Uuid;
 
 use super::TopicsView;
 use super::assignor::{AssignmentSpec, Assignor, MemberSpec, TopicPartitionSet};
+use crate::store::{
+    ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, SubscribedTopicRecord,
+    TopicPartitionsRecord,
+};
 
 /// The member epoch a client sends to join or rejoin.
 const JOIN_EPOCH: i32 = 0;
@@ -94,6 +106,9 @@ pub(crate) struct ConsumerGroups {
     groups: BTreeMap<String, Group>,
     /// Makes coordinator-generated member ids (v0 joins) unique.
     member_serial: u64,
+    /// Groups whose persisted record is out of date (see
+    /// [`ConsumerGroups::take_dirty`]).
+    dirty: BTreeSet<String>,
 }
 
 /// Where a member is on its way to its target assignment.
@@ -109,6 +124,7 @@ enum MemberState {
 }
 
 /// One member of a consumer group, keyed by member id in [`Group::members`].
+/// Everything but the two deadlines is persisted (see [`Member::persisted_eq`]).
 #[derive(Debug, Clone)]
 struct Member {
     instance_id: Option<String>,
@@ -190,7 +206,45 @@ impl ConsumerGroups {
             default_assignor,
             groups: BTreeMap::new(),
             member_serial: 0,
+            dirty: BTreeSet::new(),
         }
+    }
+
+    /// Adds the groups of `records` (as loaded from the store), replacing
+    /// groups of the same id. Members keep their ids, epochs, assignments
+    /// and reconciliation state; their timers restart at `now_ms` (a full
+    /// session, or a full rebalance timeout for a member still revoking),
+    /// as Kafka's do after a coordinator failover. Unknown assignor names
+    /// fall back to the default assignor (group) or no preference
+    /// (member). Restored groups are not dirty.
+    pub(crate) fn restore(&mut self, records: Vec<ConsumerGroupRecord>, now_ms: i64) {
+        for record in records {
+            let group_id = record.group_id.clone();
+            let group = Group::restore(record, &self.options, self.default_assignor, now_ms);
+            self.dirty.remove(&group_id);
+            self.groups.insert(group_id, group);
+        }
+    }
+
+    /// The record to persist for `group_id`, `None` if there is no such
+    /// consumer group. Members are sorted by member id; sets are sorted.
+    pub(crate) fn snapshot(&self, group_id: &str) -> Option<ConsumerGroupRecord> {
+        let group = self.groups.get(group_id)?;
+        Some(group.snapshot(group_id))
+    }
+
+    /// Takes the ids of the groups changed since the last call, sorted.
+    /// A group deleted since ([`ConsumerGroups::delete`]) is left out: its
+    /// deletion is the caller's write. Callers skip any id whose
+    /// [`ConsumerGroups::snapshot`] is `None`.
+    pub(crate) fn take_dirty(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// Whether some group changed since the last
+    /// [`ConsumerGroups::take_dirty`].
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     /// Handles one `ConsumerGroupHeartbeat` (v0 or v1). Errors are returned in
@@ -244,6 +298,7 @@ impl ConsumerGroups {
             if !expired.is_empty() {
                 tracing::info!(group_id, ?expired, "consumer group members expired");
                 group.remove_members(&expired, self.default_assignor);
+                self.dirty.insert(group_id.clone());
             }
         }
     }
@@ -304,6 +359,7 @@ impl ConsumerGroups {
             Some(group) if !group.members.is_empty() => Err(ResponseError::NonEmptyGroup.code()),
             Some(_) => {
                 self.groups.remove(group_id);
+                self.dirty.remove(group_id);
                 Ok(())
             }
         }
@@ -328,6 +384,12 @@ impl ConsumerGroups {
             .groups
             .entry(heartbeat.group_id.clone())
             .or_insert_with(|| Group::new(default_assignor));
+        // What the record holds besides this member changes only with the
+        // group epoch (targets and topic metadata are recomputed under a
+        // new one) or a static replacement (a new member id: `before` is
+        // `None` then).
+        let group_epoch = group.group_epoch;
+        let before = group.members.get(&member_id).cloned();
         let joined = if joining {
             group.join(&member_id, heartbeat, self.options.max_size)
         } else {
@@ -349,7 +411,7 @@ impl ConsumerGroups {
                 "consumer group member joined"
             );
         }
-        group.heartbeat(
+        let response = group.heartbeat(
             &member_id,
             heartbeat,
             joined,
@@ -357,7 +419,17 @@ impl ConsumerGroups {
             default_assignor,
             now_ms,
             topics,
-        )
+        );
+        let unchanged = group.group_epoch == group_epoch
+            && match (&before, group.members.get(&member_id)) {
+                (Some(before), Some(after)) => before.persisted_eq(after),
+                (None, None) => true,
+                _ => false,
+            };
+        if !unchanged {
+            self.dirty.insert(heartbeat.group_id.clone());
+        }
+        response
     }
 
     fn leave(
@@ -378,6 +450,7 @@ impl ConsumerGroups {
         } else {
             group.remove_members(std::slice::from_ref(&member_id), self.default_assignor);
         }
+        self.dirty.insert(heartbeat.group_id.clone());
         tracing::info!(
             group_id = heartbeat.group_id,
             member_id,
@@ -525,6 +598,76 @@ impl Group {
             instances: BTreeMap::new(),
             target: BTreeMap::new(),
             metadata: BTreeMap::new(),
+        }
+    }
+
+    /// The group of a persisted record, with every member's timers
+    /// starting at `now_ms`.
+    fn restore(
+        record: ConsumerGroupRecord,
+        options: &ConsumerGroupOptions,
+        default_assignor: Assignor,
+        now_ms: i64,
+    ) -> Self {
+        let assignor = Assignor::from_name(&record.assignor).unwrap_or_else(|| {
+            tracing::warn!(
+                group_id = record.group_id,
+                assignor = record.assignor,
+                "restored consumer group names an unknown assignor; using the default"
+            );
+            default_assignor
+        });
+        let mut group = Self::new(assignor);
+        group.group_epoch = record.group_epoch;
+        group.assignment_epoch = record.assignment_epoch;
+        group.metadata = record
+            .subscribed_topics
+            .into_iter()
+            .map(|topic| (topic.name, (topic.topic_id, topic.partition_count)))
+            .collect();
+        for member in record.members {
+            let member_id = member.member_id.clone();
+            group
+                .target
+                .insert(member_id.clone(), from_records(&member.target));
+            let member = Member::restore(member, options.session_timeout_ms, now_ms);
+            if let Some(instance_id) = &member.instance_id {
+                group
+                    .instances
+                    .insert(instance_id.clone(), member_id.clone());
+            }
+            group.members.insert(member_id, member);
+        }
+        group
+    }
+
+    /// The record of this group, named `group_id`.
+    fn snapshot(&self, group_id: &str) -> ConsumerGroupRecord {
+        let empty = TopicPartitionSet::new();
+        ConsumerGroupRecord {
+            group_id: group_id.to_owned(),
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor.name().to_owned(),
+            subscribed_topics: self
+                .metadata
+                .iter()
+                .map(
+                    |(name, &(topic_id, partition_count))| SubscribedTopicRecord {
+                        name: name.clone(),
+                        topic_id,
+                        partition_count,
+                    },
+                )
+                .collect(),
+            members: self
+                .members
+                .iter()
+                .map(|(member_id, member)| {
+                    let target = self.target.get(member_id).unwrap_or(&empty);
+                    member.record(member_id, target)
+                })
+                .collect(),
         }
     }
 
@@ -964,6 +1107,96 @@ impl Member {
         }
     }
 
+    /// The member of a persisted record; its session (or, while it is
+    /// revoking, its rebalance timeout) starts at `now_ms`.
+    fn restore(record: ConsumerMemberRecord, session_timeout_ms: i64, now_ms: i64) -> Self {
+        let state = match record.state {
+            ConsumerMemberState::Stable => MemberState::Stable,
+            ConsumerMemberState::UnrevokedPartitions => MemberState::UnrevokedPartitions,
+            ConsumerMemberState::UnreleasedPartitions => MemberState::UnreleasedPartitions,
+        };
+        let revocation_deadline_ms = (state == MemberState::UnrevokedPartitions).then(|| {
+            let timeout_ms = match record.rebalance_timeout_ms {
+                timeout_ms if timeout_ms > 0 => i64::from(timeout_ms),
+                _ => session_timeout_ms,
+            };
+            now_ms.saturating_add(timeout_ms)
+        });
+        Self {
+            instance_id: record.instance_id,
+            rack_id: record.rack_id,
+            rebalance_timeout_ms: record.rebalance_timeout_ms,
+            subscribed_topic_names: record.subscribed_topic_names.into_iter().collect(),
+            server_assignor: record
+                .server_assignor
+                .as_deref()
+                .and_then(Assignor::from_name),
+            member_epoch: record.member_epoch,
+            previous_member_epoch: record.previous_member_epoch,
+            state,
+            assigned: from_records(&record.assigned),
+            pending_revocation: from_records(&record.pending_revocation),
+            static_left: record.static_left,
+            session_deadline_ms: now_ms.saturating_add(session_timeout_ms),
+            revocation_deadline_ms,
+        }
+    }
+
+    /// The record of this member, `member_id`, whose target is `target`.
+    fn record(&self, member_id: &str, target: &TopicPartitionSet) -> ConsumerMemberRecord {
+        ConsumerMemberRecord {
+            member_id: member_id.to_owned(),
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            subscribed_topic_names: self.subscribed_topic_names.iter().cloned().collect(),
+            server_assignor: self
+                .server_assignor
+                .map(|assignor| assignor.name().to_owned()),
+            member_epoch: self.member_epoch,
+            previous_member_epoch: self.previous_member_epoch,
+            state: match self.state {
+                MemberState::Stable => ConsumerMemberState::Stable,
+                MemberState::UnrevokedPartitions => ConsumerMemberState::UnrevokedPartitions,
+                MemberState::UnreleasedPartitions => ConsumerMemberState::UnreleasedPartitions,
+            },
+            assigned: to_records(&self.assigned),
+            pending_revocation: to_records(&self.pending_revocation),
+            target: to_records(target),
+            static_left: self.static_left,
+        }
+    }
+
+    /// Whether the persisted fields (all but the deadlines) are equal.
+    fn persisted_eq(&self, other: &Self) -> bool {
+        let Self {
+            instance_id,
+            rack_id,
+            rebalance_timeout_ms,
+            subscribed_topic_names,
+            server_assignor,
+            member_epoch,
+            previous_member_epoch,
+            state,
+            assigned,
+            pending_revocation,
+            static_left,
+            session_deadline_ms: _,
+            revocation_deadline_ms: _,
+        } = self;
+        *instance_id == other.instance_id
+            && *rack_id == other.rack_id
+            && *rebalance_timeout_ms == other.rebalance_timeout_ms
+            && *subscribed_topic_names == other.subscribed_topic_names
+            && *server_assignor == other.server_assignor
+            && *member_epoch == other.member_epoch
+            && *previous_member_epoch == other.previous_member_epoch
+            && *state == other.state
+            && *assigned == other.assigned
+            && *pending_revocation == other.pending_revocation
+            && *static_left == other.static_left
+    }
+
     /// The response to a successful heartbeat. `before` is what the member
     /// was assigned before it.
     fn heartbeat_response(
@@ -1182,6 +1415,31 @@ fn to_topic_partition_set(owned: &[OwnedPartitions]) -> TopicPartitionSet {
         set.entry(topic.topic_id)
             .or_default()
             .extend(topic.partitions.iter().copied());
+    }
+    set.retain(|_, partitions| !partitions.is_empty());
+    set
+}
+
+/// A partition set as persisted: topics by id, partitions ascending,
+/// empty topics left out.
+fn to_records(partitions: &TopicPartitionSet) -> Vec<TopicPartitionsRecord> {
+    partitions
+        .iter()
+        .filter(|(_, partitions)| !partitions.is_empty())
+        .map(|(&topic_id, partitions)| TopicPartitionsRecord {
+            topic_id,
+            partitions: partitions.iter().copied().collect(),
+        })
+        .collect()
+}
+
+/// The partition set of persisted records (topics listed twice merge).
+fn from_records(records: &[TopicPartitionsRecord]) -> TopicPartitionSet {
+    let mut set = TopicPartitionSet::new();
+    for record in records {
+        set.entry(record.topic_id)
+            .or_default()
+            .extend(record.partitions.iter().copied());
     }
     set.retain(|_, partitions| !partitions.is_empty());
     set
@@ -1926,6 +2184,120 @@ mod tests {
         );
     }
 
+    /// What the catalog holds after a restart: a new coordinator restored
+    /// at `now_ms` from the snapshots of `groups`' dirty groups (as the
+    /// persister would have written them) on top of what was saved before.
+    /// Asserts that a restored group snapshots exactly as it was saved.
+    fn restarted(groups: &mut ConsumerGroups, now_ms: i64) -> ConsumerGroups {
+        groups.take_dirty();
+        let records: Vec<ConsumerGroupRecord> = groups
+            .list()
+            .into_iter()
+            .filter_map(|(group_id, _)| groups.snapshot(&group_id))
+            .collect();
+        let mut restored = coordinator();
+        restored.restore(records.clone(), now_ms);
+        assert!(!restored.has_dirty(), "restoring dirties nothing");
+        for record in records {
+            assert_eq!(restored.snapshot(&record.group_id), Some(record));
+        }
+        restored
+    }
+
+    /// Goal: a restart loses nothing members rely on: they keep heartbeating
+    /// with their member id and epoch and keep their assignments, a
+    /// rebalance in progress completes without double assignment, and
+    /// sessions restart at the load time. Method: settle two members,
+    /// start a third (so partitions are being revoked), restart from the
+    /// snapshot, then heartbeat as before.
+    #[test]
+    fn restored_groups_carry_on() {
+        let topics = view(&[("orders", 6)]);
+        let mut groups = coordinator();
+        let mut clients = vec![Client::new("a", &["orders"]), Client::new("b", &["orders"])];
+        clients[1].instance_id = Some("host-b".to_owned());
+        settle(&mut groups, &mut clients, 0, &topics);
+        clients.push(Client::new("c", &["orders"]));
+        clients[2].beat(&mut groups, 10, &topics, true);
+        let before = groups.snapshot(GROUP).unwrap();
+        assert_eq!(before.members.len(), 3);
+        assert_eq!(before.assignor, "uniform");
+        assert_eq!(before.subscribed_topics[0].partition_count, 6);
+
+        let mut groups = restarted(&mut groups, 100_000);
+        assert_eq!(
+            groups.member_epoch_valid(GROUP, "a", clients[0].epoch),
+            Some(true)
+        );
+        // Timers restarted at the load time, not at the saved heartbeats.
+        assert_eq!(groups.next_deadline_ms(), Some(100_000 + 45_000));
+        groups.expire(100_000 + 44_999);
+        assert_eq!(group(&groups).members.len(), 3);
+        let response = clients[0].beat(&mut groups, 100_010, &topics, true);
+        assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+        settle(&mut groups, &mut clients, 100_020, &topics);
+        assert!(clients.iter().all(|client| count(&client.owned) == 2));
+        // The static member is still known by its instance id.
+        let impostor = join_request("b2", &["orders"])
+            .with_instance_id(Some(StrBytes::from_static_str("host-b")));
+        let response = groups.heartbeat(impostor, V1, 100_030, &topics);
+        assert_eq!(
+            response.error_code,
+            ResponseError::UnreleasedInstanceId.code()
+        );
+    }
+
+    /// Goal: exactly the changes a record holds mark a group dirty.
+    /// Method: drive one group through a join, idle heartbeats, a
+    /// subscription change, a leave, an expiry and a delete.
+    #[test]
+    fn changes_mark_groups_dirty() {
+        let topics = view(&[("orders", 2), ("audit", 1)]);
+        let mut groups = coordinator();
+        let dirty = |groups: &mut ConsumerGroups| groups.take_dirty() == [GROUP.to_owned()];
+        let mut a = Client::new("a", &["orders"]);
+        a.beat(&mut groups, 0, &topics, true);
+        assert!(dirty(&mut groups), "a join");
+        a.beat(&mut groups, 10, &topics, true);
+        a.beat(&mut groups, 20, &topics, false);
+        assert!(!dirty(&mut groups), "heartbeats that change nothing");
+        let rejected = groups.heartbeat(request("ghost", 3), V1, 25, &topics);
+        assert_eq!(rejected.error_code, ResponseError::UnknownMemberId.code());
+        assert!(!dirty(&mut groups), "a rejected heartbeat");
+        let resubscribe = request("a", a.epoch).with_subscribed_topic_names(Some(vec![
+            TopicName(StrBytes::from_static_str("orders")),
+            TopicName(StrBytes::from_static_str("audit")),
+        ]));
+        let response = groups.heartbeat(resubscribe, V1, 30, &topics);
+        assert_eq!(response.error_code, 0);
+        assert!(dirty(&mut groups), "a subscription change");
+        let rack = request("a", response.member_epoch)
+            .with_rack_id(Some(StrBytes::from_static_str("rack-1")));
+        groups.heartbeat(rack, V1, 40, &topics);
+        assert!(dirty(&mut groups), "a member field");
+
+        let mut b = Client::new("b", &["orders"]);
+        b.beat(&mut groups, 50, &topics, true);
+        groups.take_dirty();
+        groups.heartbeat(request("b", LEAVE_EPOCH), V1, 60, &topics);
+        assert!(dirty(&mut groups), "a leave");
+        groups.expire(1_000_000);
+        assert!(dirty(&mut groups), "an expiry");
+        let empty = groups.snapshot(GROUP).unwrap();
+        assert!(empty.members.is_empty(), "an emptied group is kept");
+        assert!(empty.group_epoch > 0);
+
+        a = Client::new("a", &["orders"]);
+        a.beat(&mut groups, 1_000_010, &topics, true);
+        groups.heartbeat(request("a", LEAVE_EPOCH), V1, 1_000_020, &topics);
+        assert_eq!(groups.delete(GROUP), Ok(()));
+        assert!(
+            groups.take_dirty().is_empty(),
+            "a deleted group is left out"
+        );
+        assert_eq!(groups.snapshot(GROUP), None);
+    }
+
     /// A tiny deterministic generator so the randomized test needs no crate.
     struct XorShift(u64);
 
@@ -2020,6 +2392,11 @@ mod tests {
                     7 | 8 if !clients.is_empty() => {
                         let index = random.below(clients.len());
                         clients[index].finish_revocation();
+                    }
+                    9 => {
+                        // The catalog restarts: the group comes back from
+                        // its record, mid-rebalance or not.
+                        groups = restarted(&mut groups, now_ms);
                     }
                     _ if !clients.is_empty() => {
                         let index = random.below(clients.len());

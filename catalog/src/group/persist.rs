@@ -4,7 +4,11 @@
 //! The actor never awaits the store. It hands each write ([`Effect`]) to
 //! the [`Persister`], which keeps at most one pending delete and one
 //! pending save per group (a newer save replaces an older one: only the
-//! latest state matters), and a task that applies them. Responses that
+//! latest state matters, and a group id belongs to one protocol at a time,
+//! so a KIP-848 record replaces a pending classic one and vice versa), and
+//! a task that applies them. A group's pending delete is applied before
+//! its pending save: a delete queued after a save supersedes it, a save
+//! queued after a delete follows it. Responses that
 //! Kafka sends only after the group is stored (SyncGroup completing a
 //! generation, a static member's rejoin, DeleteGroups) travel with the
 //! write as [`Deferred`]s and are sent when it is done.
@@ -16,7 +20,7 @@ use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use tokio::sync::{mpsc, oneshot};
 
 use super::code;
-use crate::store::{GroupRecord, SharedStore};
+use crate::store::{ConsumerGroupRecord, GroupRecord, SharedStore};
 
 /// A response waiting for a write.
 #[derive(Debug)]
@@ -55,8 +59,12 @@ impl Deferred {
 /// A write of group state.
 #[derive(Debug)]
 pub(crate) enum Effect {
-    /// Save the record (replacing the group's previous one).
+    /// Save the classic record (replacing the group's previous one).
     Save(GroupRecord, Vec<Deferred>),
+    /// Save the KIP-848 consumer group record (replacing the group's
+    /// previous one). Nothing waits for it: the actor answers heartbeats
+    /// at once.
+    SaveConsumer(ConsumerGroupRecord),
     /// Delete the group's record and offsets.
     Delete(String, Vec<Deferred>),
 }
@@ -65,16 +73,33 @@ impl Effect {
     /// Completes the deferred responses without writing (tests).
     #[cfg(test)]
     pub(crate) fn complete(self) {
-        let (Self::Save(_, deferred) | Self::Delete(_, deferred)) = self;
-        deferred.into_iter().for_each(|d| d.complete(None));
+        if let Self::Save(_, deferred) | Self::Delete(_, deferred) = self {
+            deferred.into_iter().for_each(|d| d.complete(None));
+        }
     }
+}
+
+/// A record to save.
+#[derive(Debug)]
+enum Record {
+    Classic(GroupRecord),
+    Consumer(ConsumerGroupRecord),
 }
 
 /// The writes pending for one group, applied delete first.
 #[derive(Debug, Default)]
 struct Pending {
     delete: Option<Vec<Deferred>>,
-    save: Option<(GroupRecord, Vec<Deferred>)>,
+    save: Option<(Record, Vec<Deferred>)>,
+}
+
+impl Pending {
+    /// Replaces the pending save; its waiters carry over to the new one.
+    fn save(&mut self, record: Record, deferred: Vec<Deferred>) {
+        let mut waiting = self.save.take().map(|(_, d)| d).unwrap_or_default();
+        waiting.extend(deferred);
+        self.save = Some((record, waiting));
+    }
 }
 
 /// Hands writes to the persister task.
@@ -99,12 +124,14 @@ impl Persister {
         {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             match effect {
-                Effect::Save(record, deferred) => {
-                    let entry = pending.entry(record.group_id.clone()).or_default();
-                    let mut waiting = entry.save.take().map(|(_, d)| d).unwrap_or_default();
-                    waiting.extend(deferred);
-                    entry.save = Some((record, waiting));
-                }
+                Effect::Save(record, deferred) => pending
+                    .entry(record.group_id.clone())
+                    .or_default()
+                    .save(Record::Classic(record), deferred),
+                Effect::SaveConsumer(record) => pending
+                    .entry(record.group_id.clone())
+                    .or_default()
+                    .save(Record::Consumer(record), Vec::new()),
                 Effect::Delete(group_id, deferred) => {
                     let entry = pending.entry(group_id).or_default();
                     // The delete supersedes an older save; its waiters are
@@ -164,7 +191,11 @@ async fn write(store: &SharedStore, group_id: String, pending: Pending) {
         deferred.into_iter().for_each(|d| d.complete(error));
     }
     if let Some((record, deferred)) = pending.save {
-        let error = match store.save_group(record).await {
+        let saved = match record {
+            Record::Classic(record) => store.save_group(record).await,
+            Record::Consumer(record) => store.save_consumer_group(record).await,
+        };
+        let error = match saved {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, group_id, "saving a group failed");

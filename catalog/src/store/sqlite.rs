@@ -8,6 +8,7 @@
 //! blocking pool; WAL lets them run beside the writer.
 
 mod commit;
+mod consumer_groups;
 mod groups;
 mod producers;
 mod reads;
@@ -28,8 +29,9 @@ use uuid::Uuid;
 
 use self::writer::Command;
 use crate::store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange, DeletedTopic,
-    GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch, SystemClock, TopicRef,
+    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
+    ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
+    SystemClock, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -304,6 +306,12 @@ impl CatalogStore for SqliteStore {
         self.write(|reply| Command::SaveGroup(record, reply)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
+    async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()> {
+        self.write(|reply| Command::SaveConsumerGroup(record, reply))
+            .await
+    }
+
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete_group(&self, group_id: &str) -> Result<()> {
         let group_id = group_id.to_string();
@@ -314,6 +322,12 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_groups(&self) -> Result<Vec<GroupRecord>> {
         self.read(|connection, _| groups::load_groups(connection))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
+        self.read(|connection, _| consumer_groups::load(connection))
             .await
     }
 }

@@ -1,8 +1,10 @@
-//! Consumer groups: committed offsets and classic group records.
+//! Consumer groups: committed offsets and classic group records (KIP-848
+//! records are in `consumer_groups.rs`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
+use super::consumer_groups;
 use super::topics::parse_topic_id;
 use super::writer::WriteContext;
 use crate::store::{CommittedOffset, GroupMemberRecord, GroupRecord, MemberProtocol};
@@ -104,10 +106,12 @@ pub(super) fn delete_offsets(
     Ok(())
 }
 
-/// Replaces a group's record and members.
+/// Replaces a group's record (of either protocol: a group id belongs to
+/// one protocol at a time) with a classic record and its members.
 pub(super) fn save_group(context: &mut WriteContext<'_>, record: &GroupRecord) -> Result<()> {
     let connection = context.connection;
-    delete_record(connection, &record.group_id)?;
+    delete_classic_record(connection, &record.group_id)?;
+    consumer_groups::delete(connection, &record.group_id)?;
     connection
         .prepare_cached(
             "INSERT INTO classic_groups (group_id, protocol_type, protocol_name, generation_id,
@@ -145,7 +149,8 @@ pub(super) fn save_group(context: &mut WriteContext<'_>, record: &GroupRecord) -
     Ok(())
 }
 
-fn delete_record(connection: &Connection, group_id: &str) -> Result<()> {
+/// Deletes a group's classic record and members, if any.
+pub(super) fn delete_classic_record(connection: &Connection, group_id: &str) -> Result<()> {
     for table in ["classic_groups", "classic_group_members"] {
         connection
             .prepare_cached(&format!("DELETE FROM {table} WHERE group_id = ?1"))?
@@ -154,9 +159,10 @@ fn delete_record(connection: &Connection, group_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a group's record, members and offsets.
+/// Deletes a group's record (of either protocol), members and offsets.
 pub(super) fn delete_group(context: &mut WriteContext<'_>, group_id: &str) -> Result<()> {
-    delete_record(context.connection, group_id)?;
+    delete_classic_record(context.connection, group_id)?;
+    consumer_groups::delete(context.connection, group_id)?;
     context
         .connection
         .prepare_cached("DELETE FROM group_offsets WHERE group_id = ?1")?
@@ -164,7 +170,8 @@ pub(super) fn delete_group(context: &mut WriteContext<'_>, group_id: &str) -> Re
     Ok(())
 }
 
-/// Every group record, plus empty records for groups with only offsets.
+/// Every classic group record, plus empty records for groups with only
+/// offsets (no record of either protocol).
 pub(super) fn load_groups(connection: &Connection) -> Result<Vec<GroupRecord>> {
     // One read transaction, so records and members agree.
     let transaction = connection.unchecked_transaction()?;
@@ -193,7 +200,8 @@ pub(super) fn load_groups(connection: &Connection) -> Result<Vec<GroupRecord>> {
     }
     let mut statement = transaction.prepare_cached(
         "SELECT DISTINCT group_id FROM group_offsets
-         WHERE group_id NOT IN (SELECT group_id FROM classic_groups)",
+         WHERE group_id NOT IN (SELECT group_id FROM classic_groups)
+             AND group_id NOT IN (SELECT group_id FROM consumer_groups)",
     )?;
     let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
     for group_id in rows {

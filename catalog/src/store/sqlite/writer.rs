@@ -8,10 +8,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use uuid::Uuid;
 
-use super::{SqliteOptions, commit, groups, producers, topics};
+use super::{SqliteOptions, commit, consumer_groups, groups, producers, topics};
 use crate::store::{
-    CommitOutcome, CommittedOffset, ConfigChange, DeletedTopic, GroupRecord, NewTopic,
-    ProducerIdAndEpoch, TopicRef,
+    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
+    NewTopic, ProducerIdAndEpoch, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -34,6 +34,7 @@ pub(super) enum Command {
     CommitOffsets(String, Vec<CommittedOffset>, Reply<()>),
     DeleteOffsets(String, Vec<(Uuid, u32)>, Reply<()>),
     SaveGroup(GroupRecord, Reply<()>),
+    SaveConsumerGroup(ConsumerGroupRecord, Reply<()>),
     DeleteGroup(String, Reply<()>),
 }
 
@@ -127,6 +128,9 @@ impl Command {
                 groups::delete_offsets(context, &group_id, &partitions),
             ),
             Self::SaveGroup(record, reply) => answered(reply, groups::save_group(context, &record)),
+            Self::SaveConsumerGroup(record, reply) => {
+                answered(reply, consumer_groups::save(context, &record))
+            }
             Self::DeleteGroup(group_id, reply) => {
                 answered(reply, groups::delete_group(context, &group_id))
             }
@@ -146,6 +150,7 @@ impl Command {
             Self::CommitOffsets(_, _, reply)
             | Self::DeleteOffsets(_, _, reply)
             | Self::SaveGroup(_, reply)
+            | Self::SaveConsumerGroup(_, reply)
             | Self::DeleteGroup(_, reply) => drop(reply.send(Err(error()))),
         }
     }

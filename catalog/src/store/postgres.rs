@@ -1,0 +1,371 @@
+//! [`PostgresStore`]: the catalog in a PostgreSQL database, for
+//! deployments with a separate catalog process (`strata catalog --store
+//! postgres://...`).
+//!
+//! Writes go to one writer task over a bounded channel; the task applies
+//! every queued command (up to a bound) in ONE transaction (group commit).
+//! Consecutive segment commits are applied together: their rows are loaded
+//! with a few set-based queries (partitions `SELECT ... FOR UPDATE`), the
+//! offsets and producer checks run in memory with the same pure rules as
+//! every store ([`crate::producer`]), and the results are written back with
+//! a few set-based statements, so a batch costs a handful of round trips
+//! however many commits it holds. Other commands run one by one, each in its
+//! own savepoint, so one failure does not fail its neighbours.
+//!
+//! Every write transaction first locks the `commit_sequence` row, so
+//! writers of several processes sharing one database serialize: the commit
+//! sequence stays gap-free and monotonic, and offsets are never assigned
+//! twice. Producer ids come from a database sequence, unique across
+//! processes and restarts.
+//!
+//! Reads use the pool directly, in read-only transactions where a read needs
+//! several statements to agree.
+//!
+//! Connections are unencrypted (`NoTls`) for now: run the catalog next to
+//! PostgreSQL or on a trusted network. TLS comes later.
+
+mod commit;
+mod consumer_groups;
+mod groups;
+mod producers;
+mod reads;
+mod schema;
+mod topics;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use strata_catalog_api::proto::{
+    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, Topic,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use self::writer::Command;
+use crate::store::{
+    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
+    ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
+    SystemClock, TopicRef,
+};
+use crate::{Error, Result};
+
+/// Settings of a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Producer state untouched for this long is forgotten (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// The most commands applied in one transaction.
+    pub group_commit_max: usize,
+    /// Capacity of the writer's command queue.
+    pub queue_capacity: usize,
+    /// The most connections open at once (the writer's included).
+    pub pool_size: usize,
+    /// How long a call waits for a pooled connection, and a new connection
+    /// for the server, before failing with a retryable error.
+    pub connect_timeout_ms: u64,
+    /// The clock for creation times and expiry.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            producer_id_expiration_ms: 86_400_000,
+            group_commit_max: 256,
+            queue_capacity: 4096,
+            pool_size: 8,
+            connect_timeout_ms: 5_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The catalog store on PostgreSQL.
+#[derive(Debug)]
+pub struct PostgresStore {
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    pool: Pool,
+    options: PostgresOptions,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`,
+    /// or any libpq-style connection string), applies schema migrations
+    /// and starts the writer task. Must be called inside a tokio runtime.
+    ///
+    /// Fails with `InvalidArgument` for a malformed URL, a retryable error
+    /// when the server cannot be reached, `SchemaTooNew` when the database
+    /// was migrated by a newer build.
+    #[tracing::instrument(level = "info", skip_all)]
+    pub async fn open(url: &str, options: PostgresOptions) -> Result<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| Error::InvalidArgument {
+            field: "postgres url",
+            reason: format!("{e}"),
+        })?;
+        Self::open_config(config, options).await
+    }
+
+    /// Like [`open`](Self::open), with an already parsed connection
+    /// config (its connect timeout and application name are filled in
+    /// when unset).
+    pub async fn open_config(
+        config: tokio_postgres::Config,
+        options: PostgresOptions,
+    ) -> Result<Self> {
+        let pool = connect_pool(config, &options)?;
+        let mut client = get(&pool).await?;
+        schema::migrate(&mut client).await?;
+        drop(client);
+        let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
+        let writer = tokio::spawn(writer::run(pool.clone(), receiver, options.clone()));
+        tracing::info!(
+            schema_version = schema::newest_version(),
+            "postgres catalog store open"
+        );
+        Ok(Self {
+            commands: Some(sender),
+            writer: Some(writer),
+            pool,
+            options,
+        })
+    }
+
+    /// Stops accepting writes, waits for the writer to apply the commands
+    /// already queued, and closes the pool. Dropping the store does the
+    /// same without waiting.
+    pub async fn close(mut self) {
+        drop(self.commands.take());
+        if let Some(writer) = self.writer.take()
+            && writer.await.is_err()
+        {
+            tracing::error!("the postgres catalog writer task panicked");
+        }
+        self.pool.close();
+    }
+
+    /// Sends a command to the writer and waits for its answer.
+    async fn write<T>(&self, command: impl FnOnce(writer::Reply<T>) -> Command) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let commands = self.commands.as_ref().ok_or(Error::Closed)?;
+        commands
+            .send(command(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for PostgresStore {
+    /// Closes the queue; the writer task applies what is queued and stops.
+    fn drop(&mut self) {
+        drop(self.commands.take());
+    }
+}
+
+/// Builds the connection pool (connections open lazily).
+fn connect_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -> Result<Pool> {
+    let timeout = Duration::from_millis(options.connect_timeout_ms.max(1));
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("strata-catalog");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(2))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .build()
+        .map_err(|e| Error::InvalidArgument {
+            field: "postgres pool",
+            reason: e.to_string(),
+        })
+}
+
+/// A pooled connection, or a retryable error.
+async fn get(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get().await.map_err(pool_error)
+}
+
+/// Maps a pool failure: the server's own errors keep their SQLSTATE,
+/// timeouts and a closed pool are retryable.
+fn pool_error(error: deadpool_postgres::PoolError) -> Error {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => Error::from(error),
+        other => Error::PostgresUnavailable {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// A `u64` as a `BIGINT`, or `InvalidArgument` if it does not fit.
+fn to_bigint(field: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::InvalidArgument {
+        field,
+        reason: format!("{value} does not fit in a signed 64-bit integer"),
+    })
+}
+
+/// A stored `BIGINT` as a `u32`, or `Corrupt`.
+fn to_u32(what: &str, value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Corrupt {
+        what: format!("{what} {value}"),
+    })
+}
+
+/// A stored `BIGINT` as a `u64`, or `Corrupt`.
+fn to_u64(what: &str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::Corrupt {
+        what: format!("{what} {value}"),
+    })
+}
+
+#[async_trait::async_trait]
+impl CatalogStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %topic.name))]
+    async fn create_topic(&self, topic: NewTopic) -> Result<Topic> {
+        self.write(|reply| Command::CreateTopic(topic, reply)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn delete_topic(&self, topic: TopicRef) -> Result<DeletedTopic> {
+        self.write(|reply| Command::DeleteTopic(topic, reply)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn create_partitions(&self, name: &str, new_count: u32) -> Result<Topic> {
+        let name = name.to_string();
+        self.write(|reply| Command::CreatePartitions(name, new_count, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn list_topics(&self, names: &[String]) -> Result<Vec<Topic>> {
+        topics::list(&get(&self.pool).await?, names).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, change))]
+    async fn alter_topic_configs(&self, name: &str, change: ConfigChange) -> Result<Topic> {
+        let name = name.to_string();
+        self.write(|reply| Command::AlterConfigs(name, change, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.segment_id))]
+    async fn commit_segment(&self, request: CommitSegmentRequest) -> Result<CommitOutcome> {
+        self.write(|reply| Command::CommitSegment(request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn lookup_chunks(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        offset: i64,
+        max_chunks: u32,
+    ) -> Result<ChunkLookup> {
+        let mut client = get(&self.pool).await?;
+        reads::lookup_chunks(&mut client, topic_id, partition, offset, max_chunks).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn partition_offsets(&self, topic_id: Uuid, partition: u32) -> Result<PartitionOffsets> {
+        let mut client = get(&self.pool).await?;
+        reads::partition_offsets(&mut client, topic_id, partition).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn find_chunk_by_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<Option<Chunk>> {
+        let mut client = get(&self.pool).await?;
+        reads::find_chunk_by_timestamp(&mut client, topic_id, partition, timestamp).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
+    async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch> {
+        self.write(|reply| Command::InitProducerId(request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn describe_producers(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+    ) -> Result<Vec<ProducerState>> {
+        let live_since_ms = self.options.clock.now_ms() - self.options.producer_id_expiration_ms;
+        let client = get(&self.pool).await?;
+        producers::describe(&client, topic_id, partition, live_since_ms).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn last_commit_sequence(&self) -> Result<u64> {
+        reads::last_commit_sequence(&get(&self.pool).await?).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, offsets), fields(partitions = offsets.len()))]
+    async fn commit_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
+        let group_id = group_id.to_string();
+        self.write(|reply| Command::CommitOffsets(group_id, offsets, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
+        groups::fetch_offsets(&get(&self.pool).await?, group_id).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, partitions))]
+    async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()> {
+        let group_id = group_id.to_string();
+        self.write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
+    async fn save_group(&self, record: GroupRecord) -> Result<()> {
+        self.write(|reply| Command::SaveGroup(record, reply)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
+    async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()> {
+        self.write(|reply| Command::SaveConsumerGroup(record, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let group_id = group_id.to_string();
+        self.write(|reply| Command::DeleteGroup(group_id, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn load_groups(&self) -> Result<Vec<GroupRecord>> {
+        let mut client = get(&self.pool).await?;
+        groups::load_groups(&mut client).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
+        consumer_groups::load(&get(&self.pool).await?).await
+    }
+}

@@ -1,0 +1,217 @@
+//! Reads of the chunk index, partition offsets and the commit sequence.
+//!
+//! Reads that take several statements run in one read-only REPEATABLE READ
+//! transaction, so the chunks and the offsets they return agree.
+
+use deadpool_postgres::{GenericClient, Object};
+use strata_catalog_api::proto::Chunk;
+use tokio_postgres::{IsolationLevel, Row};
+use uuid::Uuid;
+
+use super::{to_u32, to_u64};
+use crate::store::{ChunkLookup, PartitionOffsets};
+use crate::{Error, Result};
+
+/// The most chunks one lookup returns.
+const LOOKUP_CHUNKS_MAX: u32 = 10_000;
+
+const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, object_key, object_size,
+    position, length, batch_count, max_timestamp";
+
+/// A partition's row.
+#[derive(Debug, Clone, Copy)]
+struct PartitionRow {
+    log_start_offset: i64,
+    next_offset: i64,
+    max_timestamp: i64,
+    max_timestamp_offset: i64,
+}
+
+/// The partition's row; `UnknownPartition` if it does not exist.
+async fn partition(
+    client: &impl GenericClient,
+    topic_id: Uuid,
+    partition: u32,
+) -> Result<PartitionRow> {
+    let statement = client
+        .prepare_cached(
+            "SELECT log_start_offset, next_offset, max_timestamp, max_timestamp_offset
+             FROM partitions WHERE topic_id = $1 AND partition = $2",
+        )
+        .await?;
+    let row = client
+        .query_opt(
+            &statement,
+            &[&topic_id.as_bytes().as_slice(), &i64::from(partition)],
+        )
+        .await?
+        .ok_or(Error::UnknownPartition {
+            topic_id,
+            partition,
+        })?;
+    Ok(PartitionRow {
+        log_start_offset: row.try_get(0)?,
+        next_offset: row.try_get(1)?,
+        max_timestamp: row.try_get(2)?,
+        max_timestamp_offset: row.try_get(3)?,
+    })
+}
+
+/// Starts a read-only snapshot transaction.
+async fn snapshot(client: &mut Object) -> Result<deadpool_postgres::Transaction<'_>> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
+/// Chunks holding offsets >= `offset`, starting with the one containing it.
+pub(super) async fn lookup_chunks(
+    client: &mut Object,
+    topic_id: Uuid,
+    partition_index: u32,
+    offset: i64,
+    max_chunks: u32,
+) -> Result<ChunkLookup> {
+    let transaction = snapshot(client).await?;
+    let row = partition(&transaction, topic_id, partition_index).await?;
+    let offset = offset.max(row.log_start_offset);
+    // The chunk containing `offset` is the last one starting at or before
+    // it; both bounds use the primary key.
+    let statement = transaction
+        .prepare_cached(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks
+             WHERE topic_id = $1 AND partition = $2
+               AND base_offset >= COALESCE(
+                   (SELECT MAX(base_offset) FROM chunks
+                    WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3), $3)
+               AND end_offset > $3
+             ORDER BY base_offset LIMIT $4"
+        ))
+        .await?;
+    let limit = i64::from(max_chunks.clamp(1, LOOKUP_CHUNKS_MAX));
+    let rows = transaction
+        .query(
+            &statement,
+            &[
+                &topic_id.as_bytes().as_slice(),
+                &i64::from(partition_index),
+                &offset,
+                &limit,
+            ],
+        )
+        .await?;
+    let chunks = rows.iter().map(chunk_from_row).collect::<Result<_>>()?;
+    transaction.commit().await?;
+    Ok(ChunkLookup {
+        chunks,
+        log_start_offset: row.log_start_offset,
+        high_watermark: row.next_offset,
+    })
+}
+
+/// A partition's offsets and the chunk holding its greatest timestamp.
+pub(super) async fn partition_offsets(
+    client: &mut Object,
+    topic_id: Uuid,
+    partition_index: u32,
+) -> Result<PartitionOffsets> {
+    let transaction = snapshot(client).await?;
+    let row = partition(&transaction, topic_id, partition_index).await?;
+    let max_timestamp_chunk = if row.max_timestamp_offset >= 0 {
+        let statement = transaction
+            .prepare_cached(&format!(
+                "SELECT {CHUNK_COLUMNS} FROM chunks
+                 WHERE topic_id = $1 AND partition = $2 AND base_offset = $3"
+            ))
+            .await?;
+        transaction
+            .query_opt(
+                &statement,
+                &[
+                    &topic_id.as_bytes().as_slice(),
+                    &i64::from(partition_index),
+                    &row.max_timestamp_offset,
+                ],
+            )
+            .await?
+            .as_ref()
+            .map(chunk_from_row)
+            .transpose()?
+    } else {
+        None
+    };
+    transaction.commit().await?;
+    Ok(PartitionOffsets {
+        log_start_offset: row.log_start_offset,
+        high_watermark: row.next_offset,
+        max_timestamp: row.max_timestamp,
+        max_timestamp_chunk,
+    })
+}
+
+/// The first chunk by offset whose max timestamp is >= `timestamp`.
+///
+/// `running_max_timestamp` (the greatest timestamp up to and including a
+/// chunk) never decreases with the offset, and the first chunk where it
+/// reaches `timestamp` is the first chunk whose own max does, so an index
+/// range scan finds it.
+pub(super) async fn find_chunk_by_timestamp(
+    client: &mut Object,
+    topic_id: Uuid,
+    partition_index: u32,
+    timestamp: i64,
+) -> Result<Option<Chunk>> {
+    let transaction = snapshot(client).await?;
+    let row = partition(&transaction, topic_id, partition_index).await?;
+    let statement = transaction
+        .prepare_cached(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks
+             WHERE topic_id = $1 AND partition = $2 AND running_max_timestamp >= $3
+               AND end_offset > $4
+             ORDER BY running_max_timestamp, base_offset LIMIT 1"
+        ))
+        .await?;
+    let chunk = transaction
+        .query_opt(
+            &statement,
+            &[
+                &topic_id.as_bytes().as_slice(),
+                &i64::from(partition_index),
+                &timestamp,
+                &row.log_start_offset,
+            ],
+        )
+        .await?
+        .as_ref()
+        .map(chunk_from_row)
+        .transpose()?;
+    transaction.commit().await?;
+    Ok(chunk)
+}
+
+/// The last commit-stream sequence handed out.
+pub(super) async fn last_commit_sequence(client: &impl GenericClient) -> Result<u64> {
+    let statement = client
+        .prepare_cached("SELECT value FROM meta WHERE key = 'commit_sequence'")
+        .await?;
+    let sequence: i64 = client.query_one(&statement, &[]).await?.try_get(0)?;
+    to_u64("commit sequence", sequence)
+}
+
+fn chunk_from_row(row: &Row) -> Result<Chunk> {
+    Ok(Chunk {
+        topic_id: row.try_get(0)?,
+        partition: to_u32("partition index", row.try_get(1)?)?,
+        base_offset: row.try_get(2)?,
+        end_offset: row.try_get(3)?,
+        object_key: row.try_get(4)?,
+        object_size: to_u64("object size", row.try_get(5)?)?,
+        position: to_u64("chunk position", row.try_get(6)?)?,
+        length: to_u64("chunk length", row.try_get(7)?)?,
+        batch_count: to_u32("batch count", row.try_get(8)?)?,
+        max_timestamp: row.try_get(9)?,
+    })
+}

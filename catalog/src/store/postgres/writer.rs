@@ -1,0 +1,446 @@
+//! The writer task: group commit of queued commands in one transaction.
+//!
+//! A batch is split into units: each run of consecutive segment commits is
+//! one unit (applied set-wise by `commit.rs`), every other command is a unit
+//! of its own. Each unit runs in a savepoint, rolled back if it fails, so a
+//! failed unit leaves no trace and does not fail the others. A failure
+//! outside the savepoints (the connection broke, the final COMMIT failed)
+//! fails every command of the batch, and nothing of it is written.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use futures::FutureExt;
+use strata_catalog_api::proto::{CommitSegmentRequest, InitProducerIdRequest, Topic};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{PostgresOptions, commit, consumer_groups, groups, pool_error, producers, topics};
+use crate::store::{
+    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
+    NewTopic, ProducerIdAndEpoch, TopicRef,
+};
+use crate::{Error, Result};
+
+/// How often expired producer state is deleted (lookups ignore expired
+/// state anyway; the sweep only reclaims space).
+const SWEEP_INTERVAL_MS: i64 = 60_000;
+
+/// Where a command's answer goes.
+pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// The writer's open transaction.
+pub(super) type Transaction<'c> = deadpool_postgres::Transaction<'c>;
+
+/// One write operation and its reply channel.
+#[derive(Debug)]
+pub(super) enum Command {
+    CreateTopic(NewTopic, Reply<Topic>),
+    DeleteTopic(TopicRef, Reply<DeletedTopic>),
+    CreatePartitions(String, u32, Reply<Topic>),
+    AlterConfigs(String, ConfigChange, Reply<Topic>),
+    CommitSegment(CommitSegmentRequest, Reply<CommitOutcome>),
+    InitProducerId(InitProducerIdRequest, Reply<ProducerIdAndEpoch>),
+    CommitOffsets(String, Vec<CommittedOffset>, Reply<()>),
+    DeleteOffsets(String, Vec<(Uuid, u32)>, Reply<()>),
+    SaveGroup(GroupRecord, Reply<()>),
+    SaveConsumerGroup(ConsumerGroupRecord, Reply<()>),
+    DeleteGroup(String, Reply<()>),
+}
+
+/// What a command needs to run inside the open transaction.
+#[derive(Debug)]
+pub(super) struct WriteContext<'a, 'c> {
+    pub(super) transaction: &'a Transaction<'c>,
+    /// The last commit-stream sequence handed out (persisted at COMMIT).
+    pub(super) sequence: u64,
+    pub(super) now_ms: i64,
+    pub(super) options: &'a PostgresOptions,
+}
+
+impl WriteContext<'_, '_> {
+    /// Takes the next commit-stream sequence.
+    pub(super) fn next_sequence(&mut self) -> u64 {
+        self.sequence += 1;
+        self.sequence
+    }
+}
+
+/// A failure that fails a whole batch or unit: shared by every command in
+/// it.
+#[derive(Debug, Clone)]
+pub(super) struct Failure(Arc<Error>);
+
+impl Failure {
+    /// An error for one of the commands it fails.
+    fn error(&self) -> Error {
+        match self.0.as_ref() {
+            Error::Postgres(error) => Error::Postgres(Arc::clone(error)),
+            Error::PostgresUnavailable { reason } => Error::PostgresUnavailable {
+                reason: reason.clone(),
+            },
+            Error::Corrupt { what } => Error::Corrupt { what: what.clone() },
+            Error::Closed => Error::Closed,
+            other => Error::Task(other.to_string()),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::from(Error::from(error))
+    }
+}
+
+/// A command's result, waiting for the transaction to commit.
+trait Answer: Send {
+    /// Sends the result, or the batch's failure if the transaction failed.
+    fn send(self: Box<Self>, failure: Option<&Failure>);
+}
+
+struct Answered<T> {
+    reply: Reply<T>,
+    result: Result<T>,
+}
+
+impl<T: Send> Answer for Answered<T> {
+    fn send(self: Box<Self>, failure: Option<&Failure>) {
+        let result = match failure {
+            Some(failure) if self.result.is_ok() => Err(failure.error()),
+            _ => self.result,
+        };
+        // The caller may have gone away; the write stands regardless.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// A unit's answers and whether it failed (and must be rolled back).
+struct UnitAnswers {
+    answers: Vec<Box<dyn Answer>>,
+    failed: bool,
+}
+
+fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> UnitAnswers {
+    UnitAnswers {
+        failed: result.is_err(),
+        answers: vec![Box::new(Answered { reply, result })],
+    }
+}
+
+impl Command {
+    /// Runs the command in the open transaction.
+    async fn apply(self, context: &mut WriteContext<'_, '_>) -> UnitAnswers {
+        match self {
+            Self::CreateTopic(topic, reply) => {
+                answered(reply, topics::create(context, topic).await)
+            }
+            Self::DeleteTopic(topic, reply) => {
+                answered(reply, topics::delete(context, &topic).await)
+            }
+            Self::CreatePartitions(name, count, reply) => answered(
+                reply,
+                topics::create_partitions(context, &name, count).await,
+            ),
+            Self::AlterConfigs(name, change, reply) => {
+                answered(reply, topics::alter_configs(context, &name, change).await)
+            }
+            Self::CommitSegment(request, reply) => {
+                commit_run(context, vec![(request, reply)]).await
+            }
+            Self::InitProducerId(request, reply) => {
+                answered(reply, producers::init_producer_id(context, &request).await)
+            }
+            Self::CommitOffsets(group_id, offsets, reply) => answered(
+                reply,
+                groups::commit_offsets(context, &group_id, &offsets).await,
+            ),
+            Self::DeleteOffsets(group_id, partitions, reply) => answered(
+                reply,
+                groups::delete_offsets(context, &group_id, &partitions).await,
+            ),
+            Self::SaveGroup(record, reply) => {
+                answered(reply, groups::save_group(context, &record).await)
+            }
+            Self::SaveConsumerGroup(record, reply) => {
+                answered(reply, consumer_groups::save(context, &record).await)
+            }
+            Self::DeleteGroup(group_id, reply) => {
+                answered(reply, groups::delete_group(context, &group_id).await)
+            }
+        }
+    }
+
+    /// Answers the command with `failure` without running it.
+    fn fail(self, failure: &Failure) {
+        let error = || failure.error();
+        // Callers that went away need no answer.
+        match self {
+            Self::CreateTopic(_, reply)
+            | Self::CreatePartitions(_, _, reply)
+            | Self::AlterConfigs(_, _, reply) => drop(reply.send(Err(error()))),
+            Self::DeleteTopic(_, reply) => drop(reply.send(Err(error()))),
+            Self::CommitSegment(_, reply) => drop(reply.send(Err(error()))),
+            Self::InitProducerId(_, reply) => drop(reply.send(Err(error()))),
+            Self::CommitOffsets(_, _, reply)
+            | Self::DeleteOffsets(_, _, reply)
+            | Self::SaveGroup(_, reply)
+            | Self::SaveConsumerGroup(_, reply)
+            | Self::DeleteGroup(_, reply) => drop(reply.send(Err(error()))),
+        }
+    }
+}
+
+/// Applies a run of segment commits set-wise; a failure of the run fails
+/// each of its commits.
+async fn commit_run(
+    context: &mut WriteContext<'_, '_>,
+    commits: Vec<(CommitSegmentRequest, Reply<CommitOutcome>)>,
+) -> UnitAnswers {
+    let (requests, replies): (Vec<_>, Vec<_>) = commits.into_iter().unzip();
+    match commit::apply_run(context, &requests).await {
+        Ok(outcomes) => UnitAnswers {
+            failed: false,
+            answers: replies
+                .into_iter()
+                .zip(outcomes)
+                .map(|(reply, result)| Box::new(Answered { reply, result }) as Box<dyn Answer>)
+                .collect(),
+        },
+        Err(error) => {
+            let failure = Failure::from(error);
+            UnitAnswers {
+                failed: true,
+                answers: replies
+                    .into_iter()
+                    .map(|reply| {
+                        Box::new(Answered {
+                            reply,
+                            result: Err(failure.error()),
+                        }) as Box<dyn Answer>
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// The writer task's loop: runs until every sender is dropped.
+pub(super) async fn run(
+    pool: Pool,
+    mut receiver: mpsc::Receiver<Command>,
+    options: PostgresOptions,
+) {
+    let batch_max = options.group_commit_max.max(1);
+    let mut last_sweep_ms = i64::MIN / 2;
+    while let Some(first) = receiver.recv().await {
+        let mut batch = Vec::with_capacity(batch_max);
+        batch.push(first);
+        while batch.len() < batch_max {
+            match receiver.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let applied = AssertUnwindSafe(apply_batch(&pool, &options, batch, &mut last_sweep_ms))
+            .catch_unwind()
+            .await;
+        if applied.is_err() {
+            // The transaction was dropped (rolled back); the batch's callers
+            // see their reply channels closed (`Error::Closed`, retryable).
+            tracing::error!("postgres catalog writer panicked; the batch was rolled back");
+        }
+    }
+    tracing::debug!("postgres catalog writer stopped");
+}
+
+/// Applies `batch` in one transaction and answers every command.
+async fn apply_batch(
+    pool: &Pool,
+    options: &PostgresOptions,
+    batch: Vec<Command>,
+    last_sweep_ms: &mut i64,
+) {
+    let mut client = match pool.get().await {
+        Ok(client) => client,
+        Err(error) => {
+            let failure = Failure::from(pool_error(error));
+            batch.into_iter().for_each(|command| command.fail(&failure));
+            return;
+        }
+    };
+    let (transaction, sequence) = match begin(&mut client).await {
+        Ok(begun) => begun,
+        Err(failure) => {
+            tracing::warn!(error = %failure.0, "catalog write transaction did not start");
+            batch.into_iter().for_each(|command| command.fail(&failure));
+            return;
+        }
+    };
+    let mut context = WriteContext {
+        transaction: &transaction,
+        sequence,
+        now_ms: options.clock.now_ms(),
+        options,
+    };
+    let (answers, mut poisoned) = apply_units(&mut context, batch).await;
+    if poisoned.is_none() && context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
+        *last_sweep_ms = context.now_ms;
+        poisoned = sweep(&context).await;
+    }
+    let new_sequence = context.sequence;
+    let committed = match poisoned {
+        Some(failure) => Err(failure),
+        None => finish(transaction, sequence, new_sequence).await,
+    };
+    match committed {
+        Ok(()) => answers.into_iter().for_each(|answer| answer.send(None)),
+        Err(failure) => {
+            tracing::error!(error = %failure.0, commands = answers.len(), "catalog group commit failed");
+            answers
+                .into_iter()
+                .for_each(|answer| answer.send(Some(&failure)));
+        }
+    }
+}
+
+/// Starts the transaction and locks the commit-sequence row, which
+/// serializes the writers of every process sharing the database.
+async fn begin(client: &mut deadpool_postgres::Object) -> Result<(Transaction<'_>, u64), Failure> {
+    let transaction = client.transaction().await?;
+    let statement = transaction
+        .prepare_cached("SELECT value FROM meta WHERE key = 'commit_sequence' FOR UPDATE")
+        .await?;
+    let value: i64 = transaction.query_one(&statement, &[]).await?.try_get(0)?;
+    let sequence = super::to_u64("commit sequence", value)?;
+    Ok((transaction, sequence))
+}
+
+/// Saves the commit sequence (if it moved) and commits.
+async fn finish(transaction: Transaction<'_>, before: u64, after: u64) -> Result<(), Failure> {
+    if after != before {
+        let value = super::to_bigint("commit sequence", after)?;
+        let statement = transaction
+            .prepare_cached("UPDATE meta SET value = $1 WHERE key = 'commit_sequence'")
+            .await?;
+        transaction.execute(&statement, &[&value]).await?;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Runs the batch unit by unit. Returns the answers, and the failure that
+/// poisoned the transaction (then nothing of the batch may be committed).
+async fn apply_units(
+    context: &mut WriteContext<'_, '_>,
+    batch: Vec<Command>,
+) -> (Vec<Box<dyn Answer>>, Option<Failure>) {
+    let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(batch.len());
+    let mut commits = Vec::new();
+    let mut poisoned = None;
+    let mut commands = batch.into_iter();
+    while poisoned.is_none() {
+        let next = commands.next();
+        match next {
+            Some(Command::CommitSegment(request, reply)) => commits.push((request, reply)),
+            other => {
+                if !commits.is_empty() {
+                    let run = std::mem::take(&mut commits);
+                    poisoned = in_savepoint(context, Unit::Commits(run), &mut answers).await;
+                }
+                match other {
+                    Some(command) if poisoned.is_none() => {
+                        poisoned =
+                            in_savepoint(context, Unit::Command(command), &mut answers).await;
+                    }
+                    Some(command) => {
+                        let failure = poisoned.clone().expect("checked by the guard");
+                        command.fail(&failure);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    if let Some(failure) = &poisoned {
+        commits
+            .into_iter()
+            .for_each(|(request, reply)| Command::CommitSegment(request, reply).fail(failure));
+        commands.for_each(|command| command.fail(failure));
+    }
+    (answers, poisoned)
+}
+
+/// What one savepoint holds.
+enum Unit {
+    Commits(Vec<(CommitSegmentRequest, Reply<CommitOutcome>)>),
+    Command(Command),
+}
+
+/// Runs one unit in a savepoint, rolled back if it fails. Returns a
+/// failure if the transaction can no longer be used.
+async fn in_savepoint(
+    context: &mut WriteContext<'_, '_>,
+    unit: Unit,
+    answers: &mut Vec<Box<dyn Answer>>,
+) -> Option<Failure> {
+    if let Err(error) = context.transaction.batch_execute("SAVEPOINT unit").await {
+        let failure = Failure::from(error);
+        match unit {
+            Unit::Commits(commits) => commits.into_iter().for_each(|(request, reply)| {
+                Command::CommitSegment(request, reply).fail(&failure);
+            }),
+            Unit::Command(command) => command.fail(&failure),
+        }
+        return Some(failure);
+    }
+    let before = context.sequence;
+    let applied = match unit {
+        Unit::Commits(commits) => commit_run(context, commits).await,
+        Unit::Command(command) => command.apply(context).await,
+    };
+    answers.extend(applied.answers);
+    let end = if applied.failed {
+        context.sequence = before;
+        "ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit"
+    } else {
+        "RELEASE SAVEPOINT unit"
+    };
+    context
+        .transaction
+        .batch_execute(end)
+        .await
+        .err()
+        .map(Failure::from)
+}
+
+/// Deletes expired producer state in a savepoint: a failed sweep only
+/// warns. Returns a failure if the transaction can no longer be used.
+async fn sweep(context: &WriteContext<'_, '_>) -> Option<Failure> {
+    let transaction = context.transaction;
+    let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
+    if let Err(error) = transaction.batch_execute("SAVEPOINT sweep").await {
+        return Some(Failure::from(error));
+    }
+    let end = match producers::sweep_expired(transaction, live_since_ms).await {
+        Ok(removed) => {
+            tracing::debug!(removed, "swept expired producer state");
+            "RELEASE SAVEPOINT sweep"
+        }
+        Err(error) => {
+            tracing::warn!(%error, "sweeping expired producer state failed");
+            "ROLLBACK TO SAVEPOINT sweep; RELEASE SAVEPOINT sweep"
+        }
+    };
+    transaction
+        .batch_execute(end)
+        .await
+        .err()
+        .map(Failure::from)
+}

@@ -1,0 +1,343 @@
+//! The conformance suite against `PostgresStore`, each test on a fresh,
+//! uniquely named database of the server at `STRATA_TEST_PG_URL` (start
+//! one with `scripts/pg.sh start`; `scripts/pg.sh url` prints the URL).
+//! Without the variable the tests print a skip notice and pass, except
+//! under `CI=true`, where they fail.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use strata_catalog::conformance::{
+    chunk_write, commit_request, create_topic, plain_batch, producer_batch,
+};
+use strata_catalog::{CatalogStore, PostgresOptions, PostgresStore, conformance};
+use strata_catalog_api::proto::InitProducerIdRequest;
+use tokio_postgres::NoTls;
+
+/// A database created for one test, dropped when the test passes.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    config: tokio_postgres::Config,
+}
+
+impl TestDatabase {
+    /// Creates `strata_test_<test>_<pid>_<n>`; `None` when the tests are
+    /// skipped.
+    async fn create(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var("STRATA_TEST_PG_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "STRATA_TEST_PG_URL is not set: run `scripts/pg.sh start` and export \
+                 STRATA_TEST_PG_URL=$(scripts/pg.sh url)"
+            );
+            eprintln!(
+                "skipping {test}: STRATA_TEST_PG_URL is not set (run scripts/pg.sh start, \
+                 then export STRATA_TEST_PG_URL=$(scripts/pg.sh url))"
+            );
+            return None;
+        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "strata_test_{test}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin(
+            &admin_url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+        admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+        let mut config: tokio_postgres::Config = admin_url.parse().expect("a valid URL");
+        config.dbname(&name);
+        Some(Self {
+            admin_url,
+            name,
+            config,
+        })
+    }
+
+    async fn open(&self) -> PostgresStore {
+        self.open_with(PostgresOptions::default()).await
+    }
+
+    async fn open_with(&self, options: PostgresOptions) -> PostgresStore {
+        PostgresStore::open_config(self.config.clone(), options)
+            .await
+            .expect("open the store")
+    }
+
+    async fn shared(&self) -> Arc<dyn CatalogStore> {
+        Arc::new(self.open().await)
+    }
+
+    /// Drops the database (call at the end of a passing test).
+    async fn drop_database(self) {
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        admin(&self.admin_url, &statement).await;
+    }
+}
+
+/// Runs one statement on the admin database.
+async fn admin(url: &str, statement: &str) {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e} (is scripts/pg.sh start running?)"));
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    drop(client);
+    let _ = driver.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_suite() {
+    let Some(database) = TestDatabase::create("suite").await else {
+        return;
+    };
+    let store = database.open().await;
+    conformance::run_all(&store).await;
+    store.close().await;
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_commits() {
+    let Some(database) = TestDatabase::create("concurrent").await else {
+        return;
+    };
+    let store = database.shared().await;
+    conformance::concurrent_commits_are_contiguous(store, 32, 50).await;
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_persistence() {
+    let Some(database) = TestDatabase::create("restart").await else {
+        return;
+    };
+    conformance::restart_persistence(|| database.shared()).await;
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_restart_persistence() {
+    let Some(database) = TestDatabase::create("group_restart").await else {
+        return;
+    };
+    conformance::group_restart_persistence(|| database.shared()).await;
+    database.drop_database().await;
+}
+
+/// Goal: two catalogs sharing one database (two processes) never assign
+/// an offset, a commit sequence or a producer id twice. Method: two stores
+/// on the same database, 16 committers each, plus producer ids from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_stores_share_one_database() {
+    let Some(database) = TestDatabase::create("two_stores").await else {
+        return;
+    };
+    let (first, second) = tokio::join!(database.open(), database.open());
+    let stores: [Arc<dyn CatalogStore>; 2] = [Arc::new(first), Arc::new(second)];
+    let topic = create_topic(stores[0].as_ref(), "shared", 2).await;
+    let mut tasks = Vec::new();
+    for task in 0..32_u32 {
+        let store = Arc::clone(&stores[(task % 2) as usize]);
+        let topic = topic.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for index in 0..20 {
+                let write = chunk_write(&topic, index % 2, 0, vec![plain_batch(3, 0)]);
+                let request = commit_request(&format!("shared-{task}-{index}"), vec![write]);
+                let response = store.commit_segment(request).await.unwrap().response;
+                let batch = response.chunks[0].batches[0];
+                assert_eq!(batch.error_code, 0);
+                seen.push((response.sequence, index % 2, batch.base_offset));
+            }
+            let init = InitProducerIdRequest {
+                producer_id: -1,
+                producer_epoch: -1,
+                ..Default::default()
+            };
+            let producer = store.init_producer_id(init).await.unwrap().producer_id;
+            (seen, producer)
+        }));
+    }
+    let mut sequences = Vec::new();
+    let mut offsets = [Vec::new(), Vec::new()];
+    let mut producers = Vec::new();
+    for task in tasks {
+        let (seen, producer) = task.await.unwrap();
+        producers.push(producer);
+        for (sequence, partition, offset) in seen {
+            sequences.push(sequence);
+            offsets[partition as usize].push(offset);
+        }
+    }
+    sequences.sort_unstable();
+    let expected: Vec<u64> = (1..=640).collect();
+    assert_eq!(sequences, expected, "gap-free, unique sequences");
+    for mut partition in offsets {
+        partition.sort_unstable();
+        let expected: Vec<i64> = (0..320).map(|i| i * 3).collect();
+        assert_eq!(partition, expected, "unique, contiguous offsets");
+    }
+    producers.sort_unstable();
+    producers.dedup();
+    assert_eq!(producers.len(), 32, "unique producer ids");
+    drop(stores);
+    database.drop_database().await;
+}
+
+/// Goal: migrations are safe when several catalogs start at once.
+/// Method: open four stores on a fresh database concurrently, then use one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_migrations() {
+    let Some(database) = TestDatabase::create("migrations").await else {
+        return;
+    };
+    let stores = futures::future::join_all((0..4).map(|_| database.open())).await;
+    let topic = create_topic(&stores[3], "migrated", 1).await;
+    assert_eq!(
+        stores[0].list_topics(&[]).await.unwrap(),
+        vec![topic],
+        "one schema, shared"
+    );
+    drop(stores);
+    database.drop_database().await;
+}
+
+/// Goal: OffsetCommit throughput on PostgreSQL (group commit). Method: 64
+/// concurrent committers, 8,000 single-partition commits; asserts a low
+/// bar (1,000/s) so slow machines do not flake, and logs the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_offset_commit_throughput() {
+    let Some(database) = TestDatabase::create("offset_throughput").await else {
+        return;
+    };
+    let store = database.shared().await;
+    let topic = create_topic(store.as_ref(), "throughput", 64).await;
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..64u32)
+        .map(|worker| {
+            let store = Arc::clone(&store);
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                for offset in 0..125 {
+                    let commit = conformance::committed(&topic, worker, offset, "");
+                    store
+                        .commit_offsets(&format!("group-{}", worker % 8), vec![commit])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rate = 8_000.0 / started.elapsed().as_secs_f64();
+    eprintln!("postgres offset commits per second: {rate:.0}");
+    assert!(rate > 1_000.0, "{rate:.0} commits/s");
+    drop(store);
+    database.drop_database().await;
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug, Default)]
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl strata_catalog::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Goal: producer state expires after `producer_id_expiration_ms`.
+/// Method: a manual clock; produce, move past the expiration, produce again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_producer_state_expires() {
+    let Some(database) = TestDatabase::create("expiry").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::default());
+    let options = PostgresOptions {
+        producer_id_expiration_ms: 1_000,
+        clock: clock.clone(),
+        ..PostgresOptions::default()
+    };
+    let store = database.open_with(options).await;
+    let topic = create_topic(&store, "expiry", 1).await;
+    let init = InitProducerIdRequest {
+        producer_id: -1,
+        producer_epoch: -1,
+        ..Default::default()
+    };
+    let producer = store.init_producer_id(init).await.unwrap();
+    let commit = |segment: &str, sequence| {
+        let batch = producer_batch(producer, sequence, 1);
+        commit_request(segment, vec![chunk_write(&topic, 0, 0, vec![batch])])
+    };
+    let code =
+        |outcome: strata_catalog::CommitOutcome| outcome.response.chunks[0].batches[0].error_code;
+    assert_eq!(
+        code(store.commit_segment(commit("e1", 0)).await.unwrap()),
+        0
+    );
+    clock.0.store(900, Ordering::SeqCst);
+    let live = code(store.commit_segment(commit("e2", 1)).await.unwrap());
+    assert_eq!(live, 0, "still live");
+    let id = conformance::topic_uuid(&topic);
+    assert_eq!(store.describe_producers(id, 0).await.unwrap().len(), 1);
+    clock.0.store(2_000, Ordering::SeqCst);
+    let expired = code(store.commit_segment(commit("e3", 2)).await.unwrap());
+    assert_eq!(
+        expired,
+        i32::from(strata_catalog::error_code::UNKNOWN_PRODUCER_ID)
+    );
+    assert!(store.describe_producers(id, 0).await.unwrap().is_empty());
+    let again = InitProducerIdRequest {
+        producer_id: producer.producer_id,
+        producer_epoch: 0,
+        ..Default::default()
+    };
+    let fresh = store.init_producer_id(again).await.unwrap();
+    assert_ne!(
+        fresh.producer_id, producer.producer_id,
+        "an expired id is replaced"
+    );
+    store.close().await;
+    database.drop_database().await;
+}
+
+/// Goal: an exhausted epoch rotates to a new producer id (KIP-360).
+/// Method: bump one producer until its epoch is exhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_exhausted_epoch_takes_a_new_id() {
+    let Some(database) = TestDatabase::create("exhausted").await else {
+        return;
+    };
+    let store = database.open().await;
+    let init = InitProducerIdRequest {
+        producer_id: -1,
+        producer_epoch: -1,
+        ..Default::default()
+    };
+    let first = store.init_producer_id(init).await.unwrap();
+    let mut current = first;
+    while current.producer_id == first.producer_id {
+        let bump = InitProducerIdRequest {
+            producer_id: current.producer_id,
+            producer_epoch: current.producer_epoch,
+            ..Default::default()
+        };
+        current = store.init_producer_id(bump).await.unwrap();
+    }
+    assert_eq!(current.producer_epoch, 0);
+    assert_ne!(current.producer_id, first.producer_id);
+    store.close().await;
+    database.drop_database().await;
+}

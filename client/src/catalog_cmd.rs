@@ -1,0 +1,144 @@
+//! `strata catalog`: the catalog role as its own process, serving agents
+//! over gRPC.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use strata_catalog::{
+    CatalogService, PostgresOptions, PostgresStore, ServiceOptions, SqliteOptions,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cli::CatalogArgs;
+use crate::config::{CatalogSettings, ConfigFile};
+
+/// Runs the catalog until SIGTERM or Ctrl-C, then finishes the requests
+/// in flight and exits.
+pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
+    let file = ConfigFile::load(args.config.as_deref())?;
+    let settings = CatalogSettings::resolve(args.catalog.or(file.catalog))?;
+    info!(?settings, "starting the catalog");
+    let service = open(&settings).await?;
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the catalog (choose another with --listen)",
+                settings.listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let grpc = tokio::spawn(strata_catalog::serve(listener, service, stop.clone()));
+    let http = crate::http::Endpoint::start(
+        settings.metrics_listen,
+        "--metrics-listen",
+        Arc::new(render_metrics),
+    )
+    .await?;
+    info!(%address, metrics = %settings.metrics_listen, "the catalog is ready");
+
+    crate::shutdown::signal().await;
+    info!("shutting down the catalog");
+    http.stop().await;
+    stop.cancel();
+    grpc.await
+        .context("the catalog's gRPC server task failed")?
+        .context("the catalog's gRPC server failed")?;
+    info!("bye");
+    Ok(())
+}
+
+/// Opens the store named by `settings.store`.
+async fn open(settings: &CatalogSettings) -> anyhow::Result<CatalogService> {
+    match store_kind(&settings.store)? {
+        StoreKind::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let sqlite = SqliteOptions {
+                fsync: settings.fsync,
+                ..SqliteOptions::default()
+            };
+            CatalogService::open_sqlite(&path, sqlite, ServiceOptions::default())
+                .await
+                .with_context(|| format!("cannot open the SQLite catalog {}", path.display()))
+        }
+        StoreKind::Postgres => {
+            let store = PostgresStore::open(&settings.store, PostgresOptions::default())
+                .await
+                .context(
+                    "cannot open the PostgreSQL catalog (is the server up, and does the URL \
+                     name an existing database and user?)",
+                )?;
+            CatalogService::new(Arc::new(store), ServiceOptions::default())
+                .await
+                .context("cannot start the catalog over PostgreSQL")
+        }
+    }
+}
+
+/// A parsed `--store` URL.
+#[derive(Debug, PartialEq, Eq)]
+enum StoreKind {
+    /// `sqlite:///absolute/path` or `sqlite://relative/path`.
+    Sqlite(std::path::PathBuf),
+    /// `postgres://...` or `postgresql://...` (the URL is passed on whole).
+    Postgres,
+}
+
+fn store_kind(url: &str) -> anyhow::Result<StoreKind> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        anyhow::ensure!(
+            !path.is_empty(),
+            "`{url}` names no file: use sqlite:///path/catalog.db"
+        );
+        return Ok(StoreKind::Sqlite(path.into()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(StoreKind::Postgres);
+    }
+    anyhow::bail!(
+        "unsupported catalog store `{url}`: use sqlite:///path/catalog.db or \
+         postgres://user@host:port/database"
+    )
+}
+
+/// The catalog's `/metrics`: liveness and version for now.
+fn render_metrics() -> String {
+    format!(
+        "# HELP strata_catalog_up 1 while the catalog serves.\n\
+         # TYPE strata_catalog_up gauge\n\
+         strata_catalog_up 1\n\
+         # HELP strata_build_info The running version.\n\
+         # TYPE strata_build_info gauge\n\
+         strata_build_info{{role=\"catalog\",version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(
+            store_kind("sqlite:///var/lib/strata/catalog.db").expect("valid"),
+            StoreKind::Sqlite("/var/lib/strata/catalog.db".into())
+        );
+        assert_eq!(
+            store_kind("sqlite://catalog.db").expect("valid"),
+            StoreKind::Sqlite("catalog.db".into())
+        );
+        assert_eq!(
+            store_kind("postgres://strata@db:5432/strata").expect("valid"),
+            StoreKind::Postgres
+        );
+        assert!(store_kind("sqlite://").is_err());
+        assert!(store_kind("mysql://db").is_err());
+    }
+}

@@ -1,0 +1,519 @@
+//! Settings of the production roles (`strata catalog`, `strata agent`,
+//! `strata admin`): one model, four layers.
+//!
+//! Every setting can come from, in order of precedence (highest first):
+//!
+//! 1. a command-line flag (`--flush-interval-ms 50`),
+//! 2. a `STRATA_*` environment variable (`STRATA_FLUSH_INTERVAL_MS=50`),
+//! 3. the TOML file named by `--config` / `STRATA_CONFIG`
+//!    (`[agent] flush_interval_ms = 50`),
+//! 4. the built-in default (the `DEFAULT_*` constants below).
+//!
+//! Flags and environment are parsed by clap (a flag wins over its variable);
+//! the file and the defaults are layered underneath here. Keys are
+//! snake_case with units last; the file has one section per role
+//! (`[catalog]`, `[agent]`) plus `[s3]` for the S3 client, so one file can
+//! serve a whole deployment. `docs/configuration.md` lists every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use strata_agent::AgentConfig;
+
+use crate::object_store_url::ObjectStoreUrl;
+
+/// Default catalog gRPC listener.
+pub(crate) const DEFAULT_CATALOG_LISTEN: &str = "127.0.0.1:9093";
+/// Default catalog `/metrics` listener.
+pub(crate) const DEFAULT_CATALOG_METRICS_LISTEN: &str = "127.0.0.1:9645";
+/// Default agent Kafka listener.
+pub(crate) const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:9092";
+/// Default agent `/metrics` listener.
+pub(crate) const DEFAULT_AGENT_METRICS_LISTEN: &str = "127.0.0.1:9644";
+/// Default catalog endpoint of an agent.
+pub(crate) const DEFAULT_CATALOG_ENDPOINT: &str = "http://127.0.0.1:9093";
+/// Default cluster id reported to Kafka clients.
+pub(crate) const DEFAULT_CLUSTER_ID: &str = "strata";
+/// Production flushes wait this long for more data: every flush is one
+/// paid PUT on S3.
+pub(crate) const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
+/// Default flush size.
+pub(crate) const DEFAULT_FLUSH_BYTES: usize = 4 * 1024 * 1024;
+/// Default wait for a produce to become durable before REQUEST_TIMED_OUT.
+pub(crate) const DEFAULT_PRODUCE_TIMEOUT_MS: u64 = 30_000;
+/// Default memory tier of the block cache.
+pub(crate) const DEFAULT_CACHE_MEMORY_MB: usize = 256;
+/// Default disk tier of the block cache: on in production, where every
+/// miss is a paid GET.
+pub(crate) const DEFAULT_CACHE_DISK_MB: usize = 1024;
+/// Default attempts after a failed object-store request.
+pub(crate) const DEFAULT_S3_RETRIES_MAX: usize = 10;
+/// Default bound on the time spent retrying one object-store request. With
+/// the request timeout it stays within the default produce timeout, so a
+/// retried flush never outlives the produce waiting for it.
+pub(crate) const DEFAULT_S3_RETRY_TIMEOUT_MS: u64 = 20_000;
+/// Default timeout of one object-store request.
+pub(crate) const DEFAULT_S3_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Default timeout for opening a connection to the object store.
+pub(crate) const DEFAULT_S3_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Declares a struct of optional settings that clap and serde both fill,
+/// and `or`, which layers one over another field by field.
+macro_rules! layered {
+    (
+        $(#[$meta:meta])*
+        pub(crate) struct $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub(crate) struct $name {
+            $( $(#[$field_meta])* pub(crate) $field: Option<$ty>, )*
+        }
+
+        impl $name {
+            /// `self`'s settings, each falling back to `lower`'s.
+            pub(crate) fn or(self, lower: Self) -> Self {
+                Self { $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+    };
+}
+
+layered! {
+    /// Settings of `strata catalog` (file section `[catalog]`).
+    #[derive(Debug, Default, Clone, Args, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct CatalogOptions {
+        /// Where the catalog keeps its state: sqlite:///path/catalog.db or
+        /// postgres://user@host:port/database.
+        #[arg(long, env = "STRATA_STORE")]
+        store: String,
+        /// gRPC listener for agents and tools [default: 127.0.0.1:9093].
+        #[arg(long, env = "STRATA_LISTEN")]
+        listen: SocketAddr,
+        /// HTTP endpoint for /metrics, /health and /ready
+        /// [default: 127.0.0.1:9645].
+        #[arg(long, env = "STRATA_METRICS_LISTEN")]
+        metrics_listen: SocketAddr,
+        /// SQLite synchronous=FULL: commits survive power loss, not only a
+        /// crash [default: true].
+        #[arg(long, env = "STRATA_FSYNC", action = clap::ArgAction::Set)]
+        fsync: bool,
+    }
+}
+
+layered! {
+    /// Settings of `strata agent` (file section `[agent]`).
+    #[derive(Debug, Default, Clone, Args, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct AgentOptions {
+        /// The catalog's gRPC endpoint [default: http://127.0.0.1:9093].
+        #[arg(long, env = "STRATA_CATALOG")]
+        catalog: String,
+        /// Where data lives: s3://bucket/prefix or file:///directory.
+        #[arg(long, env = "STRATA_OBJECT_STORE")]
+        object_store: String,
+        /// Kafka listener [default: 127.0.0.1:9092].
+        #[arg(long, env = "STRATA_LISTEN")]
+        listen: SocketAddr,
+        /// host:port clients are told to connect to [default: the listener].
+        #[arg(long, env = "STRATA_ADVERTISE")]
+        advertise: String,
+        /// Broker id reported in Metadata; unique per agent [default: 0].
+        #[arg(long, env = "STRATA_NODE_ID")]
+        node_id: i32,
+        /// Id this agent commits under [default: agent-<node_id>].
+        #[arg(long, env = "STRATA_AGENT_ID")]
+        agent_id: String,
+        /// Availability zone (Kafka's broker.rack) [default: none].
+        #[arg(long, env = "STRATA_ZONE")]
+        zone: String,
+        /// Cluster id reported to clients; the same on every agent
+        /// [default: strata].
+        #[arg(long, env = "STRATA_CLUSTER_ID")]
+        cluster_id: String,
+        /// HTTP endpoint for /metrics, /health and /ready
+        /// [default: 127.0.0.1:9644].
+        #[arg(long, env = "STRATA_METRICS_LISTEN")]
+        metrics_listen: SocketAddr,
+        /// Flush once the oldest buffered batch is this old [default: 100].
+        #[arg(long, env = "STRATA_FLUSH_INTERVAL_MS")]
+        flush_interval_ms: u64,
+        /// Also flush whenever no flush is in flight (more, smaller objects)
+        /// [default: false].
+        #[arg(long, env = "STRATA_FLUSH_EAGER", action = clap::ArgAction::Set)]
+        flush_eager: bool,
+        /// Flush once the buffer holds this many bytes [default: 4194304].
+        #[arg(long, env = "STRATA_FLUSH_BYTES")]
+        flush_bytes: usize,
+        /// Answer a produce with REQUEST_TIMED_OUT when its data is not
+        /// durable after this long [default: 30000].
+        #[arg(long, env = "STRATA_PRODUCE_TIMEOUT_MS")]
+        produce_timeout_ms: u64,
+        /// Create unknown topics on Metadata requests [default: true].
+        #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", action = clap::ArgAction::Set)]
+        auto_create_topics: bool,
+        /// Partitions of auto-created topics [default: 1].
+        #[arg(long, env = "STRATA_DEFAULT_PARTITIONS")]
+        default_partitions: u32,
+        /// Memory tier of the block cache, in MiB [default: 256].
+        #[arg(long, env = "STRATA_CACHE_MEMORY_MB")]
+        cache_memory_mb: usize,
+        /// Disk tier of the block cache, in MiB; 0 turns it off
+        /// [default: 1024].
+        #[arg(long, env = "STRATA_CACHE_DISK_MB")]
+        cache_disk_mb: usize,
+        /// Directory of the disk tier; one per agent
+        /// [default: <temp dir>/strata-cache-<listen port>].
+        #[arg(long, env = "STRATA_CACHE_DIR")]
+        cache_dir: PathBuf,
+    }
+}
+
+layered! {
+    /// The S3 client (file section `[s3]`). Unset keys fall back to the
+    /// standard AWS environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
+    #[derive(Debug, Default, Clone, Args, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct S3Options {
+        /// S3 endpoint, for MinIO and other S3-compatible servers
+        /// [default: AWS_ENDPOINT_URL, else AWS S3].
+        #[arg(long = "s3-endpoint", env = "STRATA_S3_ENDPOINT")]
+        endpoint: String,
+        /// Region [default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1].
+        #[arg(long = "s3-region", env = "STRATA_S3_REGION")]
+        region: String,
+        /// Path-style URLs (endpoint/bucket/key) instead of virtual-hosted
+        /// (bucket.endpoint/key) [default: true].
+        #[arg(long = "s3-path-style", env = "STRATA_S3_PATH_STYLE", action = clap::ArgAction::Set)]
+        path_style: bool,
+        /// Allow plain http:// endpoints [default: true when the endpoint
+        /// starts with http://].
+        #[arg(long = "s3-allow-http", env = "STRATA_S3_ALLOW_HTTP", action = clap::ArgAction::Set)]
+        allow_http: bool,
+        /// Retries of a failed request (with exponential backoff)
+        /// [default: 10].
+        #[arg(long = "s3-retries-max", env = "STRATA_S3_RETRIES_MAX")]
+        retries_max: usize,
+        /// Stop retrying a request after this long [default: 20000].
+        #[arg(long = "s3-retry-timeout-ms", env = "STRATA_S3_RETRY_TIMEOUT_MS")]
+        retry_timeout_ms: u64,
+        /// Timeout of one request [default: 10000].
+        #[arg(long = "s3-request-timeout-ms", env = "STRATA_S3_REQUEST_TIMEOUT_MS")]
+        request_timeout_ms: u64,
+        /// Timeout for opening a connection [default: 5000].
+        #[arg(long = "s3-connect-timeout-ms", env = "STRATA_S3_CONNECT_TIMEOUT_MS")]
+        connect_timeout_ms: u64,
+    }
+}
+
+/// The `--config` TOML file: one optional section per role.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    /// `[catalog]`.
+    #[serde(default)]
+    pub(crate) catalog: CatalogOptions,
+    /// `[agent]`.
+    #[serde(default)]
+    pub(crate) agent: AgentOptions,
+    /// `[s3]`.
+    #[serde(default)]
+    pub(crate) s3: S3Options,
+}
+
+impl ConfigFile {
+    /// Reads `path`, or an empty file when there is none.
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| {
+            format!(
+                "invalid config file {} (keys are listed in docs/configuration.md)",
+                path.display()
+            )
+        })
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+/// `strata catalog`, fully resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct CatalogSettings {
+    /// The store URL (`sqlite://...` or `postgres://...`).
+    pub(crate) store: String,
+    /// gRPC listener.
+    pub(crate) listen: SocketAddr,
+    /// HTTP listener.
+    pub(crate) metrics_listen: SocketAddr,
+    /// SQLite `synchronous=FULL`.
+    pub(crate) fsync: bool,
+}
+
+impl CatalogSettings {
+    /// Applies the defaults; fails when a required setting is missing.
+    pub(crate) fn resolve(options: CatalogOptions) -> anyhow::Result<Self> {
+        let store = options.store.context(
+            "no catalog store: pass --store sqlite:///path/catalog.db (or set STRATA_STORE, \
+             or `store` under [catalog] in the --config file)",
+        )?;
+        Ok(Self {
+            store,
+            listen: options.listen.unwrap_or(addr(DEFAULT_CATALOG_LISTEN)),
+            metrics_listen: options
+                .metrics_listen
+                .unwrap_or(addr(DEFAULT_CATALOG_METRICS_LISTEN)),
+            fsync: options.fsync.unwrap_or(true),
+        })
+    }
+}
+
+/// `strata agent`, fully resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentSettings {
+    /// The catalog's gRPC endpoint.
+    pub(crate) catalog: String,
+    /// Where objects live.
+    pub(crate) object_store: ObjectStoreUrl,
+    /// HTTP listener.
+    pub(crate) metrics_listen: SocketAddr,
+    /// Availability zone, if any.
+    pub(crate) zone: Option<String>,
+    /// The agent's own settings.
+    pub(crate) agent: AgentConfig,
+}
+
+impl AgentSettings {
+    /// Applies the production defaults; fails when a required setting is
+    /// missing or malformed.
+    pub(crate) fn resolve(options: AgentOptions) -> anyhow::Result<Self> {
+        let object_store = options.object_store.as_deref().context(
+            "no object store: pass --object-store s3://bucket/prefix or \
+             --object-store file:///directory (or set STRATA_OBJECT_STORE)",
+        )?;
+        let object_store = ObjectStoreUrl::parse(object_store)?;
+        let listen = options.listen.unwrap_or(addr(DEFAULT_AGENT_LISTEN));
+        let mut agent = AgentConfig::dev(listen, None);
+        let (host, port) = match options.advertise.as_deref() {
+            Some(advertise) => parse_host_port(advertise)?,
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        agent.advertise_host = host;
+        agent.advertise_port = port;
+        agent.node_id = options.node_id.unwrap_or(0);
+        apply_flush_options(&mut agent, &options);
+        apply_cache_options(&mut agent, &options, listen);
+        agent.agent_id = options
+            .agent_id
+            .unwrap_or_else(|| format!("agent-{}", agent.node_id));
+        agent.cluster_id = options
+            .cluster_id
+            .unwrap_or_else(|| DEFAULT_CLUSTER_ID.to_string());
+        Ok(Self {
+            catalog: options
+                .catalog
+                .unwrap_or_else(|| DEFAULT_CATALOG_ENDPOINT.to_string()),
+            object_store,
+            metrics_listen: options
+                .metrics_listen
+                .unwrap_or(addr(DEFAULT_AGENT_METRICS_LISTEN)),
+            zone: options.zone,
+            agent,
+        })
+    }
+}
+
+fn apply_flush_options(agent: &mut AgentConfig, options: &AgentOptions) {
+    agent.flush_interval = Duration::from_millis(
+        options
+            .flush_interval_ms
+            .unwrap_or(DEFAULT_FLUSH_INTERVAL_MS),
+    );
+    agent.flush_eager = options.flush_eager.unwrap_or(false);
+    agent.flush_bytes = options.flush_bytes.unwrap_or(DEFAULT_FLUSH_BYTES);
+    agent.produce_timeout = Duration::from_millis(
+        options
+            .produce_timeout_ms
+            .unwrap_or(DEFAULT_PRODUCE_TIMEOUT_MS),
+    );
+    agent.auto_create_topics = options.auto_create_topics.unwrap_or(true);
+    agent.default_partitions = options.default_partitions.unwrap_or(1).max(1);
+}
+
+fn apply_cache_options(agent: &mut AgentConfig, options: &AgentOptions, listen: SocketAddr) {
+    let mib = 1024 * 1024;
+    agent.cache.memory_bytes = options.cache_memory_mb.unwrap_or(DEFAULT_CACHE_MEMORY_MB) * mib;
+    let disk_mb = options.cache_disk_mb.unwrap_or(DEFAULT_CACHE_DISK_MB);
+    agent.cache.disk_bytes = disk_mb * mib;
+    agent.cache.disk_dir = (disk_mb > 0).then(|| {
+        options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("strata-cache-{}", listen.port())))
+    });
+}
+
+/// The S3 client settings with Strata's defaults applied where Strata
+/// has one; `None` leaves the key to the AWS environment.
+#[derive(Debug, Clone)]
+pub(crate) struct S3Settings {
+    /// Endpoint override.
+    pub(crate) endpoint: Option<String>,
+    /// Region override.
+    pub(crate) region: Option<String>,
+    /// Path-style override.
+    pub(crate) path_style: Option<bool>,
+    /// Plain-HTTP override.
+    pub(crate) allow_http: Option<bool>,
+    /// Retries per request.
+    pub(crate) retries_max: usize,
+    /// Retry budget per request.
+    pub(crate) retry_timeout: Duration,
+    /// Timeout per request.
+    pub(crate) request_timeout: Duration,
+    /// Timeout per connection attempt.
+    pub(crate) connect_timeout: Duration,
+}
+
+impl S3Settings {
+    /// Applies the defaults.
+    pub(crate) fn resolve(options: S3Options) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            endpoint: options.endpoint,
+            region: options.region,
+            path_style: options.path_style,
+            allow_http: options.allow_http,
+            retries_max: options.retries_max.unwrap_or(DEFAULT_S3_RETRIES_MAX),
+            retry_timeout: ms(options
+                .retry_timeout_ms
+                .unwrap_or(DEFAULT_S3_RETRY_TIMEOUT_MS)),
+            request_timeout: ms(options
+                .request_timeout_ms
+                .unwrap_or(DEFAULT_S3_REQUEST_TIMEOUT_MS)),
+            connect_timeout: ms(options
+                .connect_timeout_ms
+                .unwrap_or(DEFAULT_S3_CONNECT_TIMEOUT_MS)),
+        }
+    }
+}
+
+/// Parses `host:port` (the host may be a name, an IPv4 address or a
+/// bracketed IPv6 address).
+pub(crate) fn parse_host_port(text: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("`{text}` is not host:port (e.g. agent-1.internal:9092)"))?;
+    let port = port
+        .parse::<u16>()
+        .with_context(|| format!("`{text}`: the port must be a number from 0 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    anyhow::ensure!(!host.is_empty(), "`{text}`: the host is empty");
+    Ok((host.to_string(), port))
+}
+
+/// One of the `DEFAULT_*` listener constants as an address.
+fn addr(constant: &'static str) -> SocketAddr {
+    constant
+        .parse()
+        .expect("the DEFAULT_* listener constants are valid socket addresses")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct AgentCli {
+        #[command(flatten)]
+        agent: AgentOptions,
+        #[command(flatten)]
+        s3: S3Options,
+    }
+
+    fn flags(args: &[&str]) -> AgentCli {
+        AgentCli::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))
+            .expect("valid flags")
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = ConfigFile::parse(
+            r#"
+            [agent]
+            object_store = "file:///tmp/objects"
+            flush_interval_ms = 250
+            node_id = 7
+
+            [s3]
+            region = "eu-west-1"
+            "#,
+        )
+        .expect("valid file");
+        let cli = flags(&["--flush-interval-ms", "20", "--s3-region", "us-west-2"]);
+        let settings = AgentSettings::resolve(cli.agent.or(file.agent)).expect("complete settings");
+        assert_eq!(settings.agent.flush_interval, Duration::from_millis(20));
+        assert_eq!(settings.agent.node_id, 7);
+        assert_eq!(settings.agent.agent_id, "agent-7");
+        assert!(!settings.agent.flush_eager, "production default");
+        assert_eq!(settings.catalog, DEFAULT_CATALOG_ENDPOINT);
+        let s3 = S3Settings::resolve(cli.s3.or(file.s3));
+        assert_eq!(s3.region.as_deref(), Some("us-west-2"));
+        assert_eq!(s3.retries_max, DEFAULT_S3_RETRIES_MAX);
+    }
+
+    #[test]
+    fn production_defaults_turn_the_disk_cache_on() {
+        let options = AgentOptions {
+            object_store: Some("s3://bucket/prefix".to_string()),
+            listen: Some(addr("127.0.0.1:19092")),
+            ..AgentOptions::default()
+        };
+        let settings = AgentSettings::resolve(options).expect("complete settings");
+        assert_eq!(
+            settings.agent.flush_interval,
+            Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS)
+        );
+        assert_eq!(settings.agent.cache.disk_bytes, DEFAULT_CACHE_DISK_MB << 20);
+        let dir = settings.agent.cache.disk_dir.expect("disk tier on");
+        assert!(dir.ends_with("strata-cache-19092"), "{}", dir.display());
+    }
+
+    #[test]
+    fn missing_object_store_says_how_to_set_it() {
+        let error = AgentSettings::resolve(AgentOptions::default()).expect_err("incomplete");
+        assert!(error.to_string().contains("--object-store"), "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let error = ConfigFile::parse("[agent]\nflush_interval = 5\n").expect_err("typo");
+        assert!(format!("{error:#}").contains("flush_interval"), "{error:#}");
+    }
+
+    #[test]
+    fn host_port_accepts_names_and_ipv6() {
+        assert_eq!(
+            parse_host_port("agent-1:9092").expect("valid"),
+            ("agent-1".to_string(), 9092)
+        );
+        assert_eq!(
+            parse_host_port("[::1]:9092").expect("valid"),
+            ("::1".to_string(), 9092)
+        );
+        assert!(parse_host_port("agent-1").is_err());
+    }
+}

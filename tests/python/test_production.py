@@ -1,0 +1,207 @@
+"""Production mode: `strata catalog` and `strata agent` as separate processes over S3 (moto).
+
+Fixtures live in production.py: an S3 server for the session, and per test a fresh bucket,
+a catalog on SQLite and two agents, each its own process with its own ports.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from conftest import find_strata_bin, port_open
+from helpers import consume_partition, create_topic, produce_all, producer
+# `cluster` and `s3_endpoint` are fixtures: importing them here makes pytest use them.
+from production import (Process, cluster, free_port, http_get, init_bucket, role_env,  # noqa: F401
+                        s3_endpoint, unique_bucket)
+
+
+def test_init_bucket_reports_a_missing_bucket_then_creates_and_checks_it(s3_endpoint):
+    # Goal: `strata admin init-bucket` says in plain words what is missing, creates the
+    # bucket with --create, and confirms range GET and conditional PUT on a real S3 server.
+    bucket = unique_bucket()
+    missing = init_bucket(s3_endpoint, bucket)
+    assert missing.returncode != 0
+    assert "MISSING  bucket" in missing.stdout and "--create" in missing.stdout, missing.stdout
+
+    created = init_bucket(s3_endpoint, bucket, "--create")
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert f"`{bucket}` created" in created.stdout
+    for feature in ("write", "range GET", "conditional PUT", "delete"):
+        assert f"ok       {feature}:" in created.stdout, created.stdout
+    assert "is ready for Strata" in created.stdout
+
+    again = init_bucket(s3_endpoint, bucket)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"`{bucket}` exists" in again.stdout
+
+
+def test_produce_through_one_agent_consume_through_another(cluster, topic):
+    # Goal: agents share nothing but the catalog and the bucket: what one acknowledges
+    # (acks=all), another serves with the same offsets, record for record.
+    writer, reader = cluster.agents[0].bootstrap, cluster.agents[1].bootstrap
+    create_topic(writer, topic, partitions=3)
+    p = producer(writer, acks="all", enable_idempotence=True)
+    messages = [{"key": f"k{i % 7}".encode(), "value": f"value-{i}".encode(),
+                 "partition": i % 3} for i in range(600)]
+    delivered = produce_all(p, topic, messages)
+
+    for partition in range(3):
+        expected = sorted((d.offset, d.key, d.value) for d in delivered if d.partition == partition)
+        assert [o for o, _, _ in expected] == list(range(len(expected))), "offsets have gaps"
+        records = consume_partition(reader, topic, partition, start=0, expect=len(expected))
+        got = [(m.offset(), m.key(), m.value()) for m in records]
+        assert got == expected, f"partition {partition} differs between the agents"
+
+
+def test_every_role_serves_metrics_health_and_ready(cluster, topic):
+    create_topic(cluster.agents[0].bootstrap, topic)
+    produce_all(producer(cluster.agents[0].bootstrap, acks="all"), topic, [{"value": b"x"}])
+    ports = [cluster.catalog_metrics_port, *(a.metrics_port for a in cluster.agents)]
+    for port in ports:
+        for path in ("/health", "/ready"):
+            assert http_get(port, path) == (200, "ok\n"), (port, path)
+        status, body = http_get(port, "/metrics")
+        assert status == 200 and "# TYPE" in body, (port, body[:200])
+    assert "strata_catalog_up 1" in http_get(cluster.catalog_metrics_port, "/metrics")[1]
+
+
+def test_sigterm_flushes_buffered_writes_before_the_agent_exits(cluster, topic):
+    # Goal: SIGTERM is a clean shutdown: an agent holding unflushed writes (a flush interval
+    # far longer than the test) flushes and commits them, acknowledges them, and exits 0.
+    slow = cluster.agents[0].process
+    assert slow.stop(signal.SIGTERM) == 0
+    slow.argv += ["--flush-interval-ms", "60000", "--flush-bytes", str(64 * 1024 * 1024)]
+    slow.start()
+    bootstrap = cluster.agents[0].bootstrap
+    create_topic(bootstrap, topic)
+
+    p = producer(bootstrap, acks="all", enable_idempotence=True)
+    acked: list[tuple[int, bytes]] = []
+    p_errors: list[str] = []
+
+    def report(err, msg):
+        if err is None:
+            acked.append((msg.offset(), msg.value()))
+        else:
+            p_errors.append(str(err))
+
+    for i in range(50):
+        p.produce(topic, value=f"buffered-{i}".encode(), partition=0, on_delivery=report)
+    p.poll(1.0)
+    assert not acked, "acknowledged before any flush: the flush interval did not apply"
+    assert slow.stop(signal.SIGTERM) == 0, slow.log_tail()
+    assert p.flush(30) == 0 and not p_errors, p_errors
+    assert len(acked) == 50
+
+    records = consume_partition(cluster.agents[1].bootstrap, topic, 0, start=0, expect=50)
+    assert [(m.offset(), m.value()) for m in records] == sorted(acked)
+
+
+def test_settings_layer_flags_over_environment_over_file(tmp_path):
+    # Goal: one config model: the TOML file sets everything, STRATA_* overrides it, and a
+    # flag overrides both. Observed through the ports the catalog opens.
+    file_port, env_port, flag_port = free_port(), free_port(), free_port()
+    file_metrics, env_metrics = free_port(), free_port()
+    config = tmp_path / "strata.toml"
+    config.write_text(textwrap.dedent(f"""
+        [catalog]
+        store = "sqlite://{tmp_path / 'catalog.db'}"
+        listen = "127.0.0.1:{file_port}"
+        metrics_listen = "127.0.0.1:{file_metrics}"
+    """))
+    env = {**role_env(), "STRATA_LISTEN": f"127.0.0.1:{env_port}",
+           "STRATA_METRICS_LISTEN": f"127.0.0.1:{env_metrics}"}
+    argv = [str(find_strata_bin()), "catalog", "--config", str(config),
+            "--listen", f"127.0.0.1:{flag_port}"]
+    catalog = Process("strata catalog", argv, tmp_path / "catalog.log", flag_port, env=env)
+    catalog.start()
+    try:
+        assert http_get(env_metrics, "/health") == (200, "ok\n"), "STRATA_METRICS_LISTEN ignored"
+        assert not port_open(file_port) and not port_open(env_port)
+        assert not port_open(file_metrics)
+    finally:
+        assert catalog.stop(signal.SIGTERM) == 0, catalog.log_tail()
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[agent]\nflush_interval = 5\n")
+    result = subprocess.run([str(find_strata_bin()), "agent", "--config", str(bad)],
+                            capture_output=True, text=True, env=role_env(), timeout=30)
+    assert result.returncode != 0
+    assert "flush_interval" in result.stderr and "docs/configuration.md" in result.stderr
+
+
+PRODUCER = textwrap.dedent("""
+    import json, sys
+    from confluent_kafka import Producer
+    bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 5, "message.timeout.ms": 120000, "retry.backoff.ms": 100,
+                  "reconnect.backoff.max.ms": 500})
+    def report(err, msg):
+        if err is None:
+            print(json.dumps({"acked": int(msg.value()), "offset": msg.offset()}), flush=True)
+        else:
+            print(json.dumps({"failed": int(msg.value()), "error": str(err)}), flush=True)
+    for i in range(count):
+        while True:
+            try:
+                p.produce(topic, value=str(i).encode(), partition=0, on_delivery=report)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    left = p.flush(150)
+    print(json.dumps({"done": True, "left": left}), flush=True)
+""")
+
+
+def test_kill9_of_an_agent_under_idempotent_load_loses_and_duplicates_nothing(cluster, topic):
+    # Goal (promise 1): with acks=all and idempotence, every acknowledged record survives a
+    # kill -9 of the agent it was produced through, exactly once and in order. The producer
+    # knows only agent 1, which is restarted on the same port; agent 2 reads everything back.
+    writer = cluster.agents[0]
+    create_topic(writer.bootstrap, topic)
+    count = 10000
+    proc = subprocess.Popen([sys.executable, "-c", PRODUCER, writer.bootstrap, topic, str(count)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    acked: dict[int, int] = {}
+    failed: list[dict] = []
+    killed = False
+    done = None
+    deadline = time.monotonic() + 180
+    for line in proc.stdout:
+        event = json.loads(line)
+        if "acked" in event:
+            acked[event["acked"]] = event["offset"]
+        elif "failed" in event:
+            failed.append(event)
+        elif "done" in event:
+            done = event
+            break
+        if not killed and len(acked) >= 2000:
+            writer.process.kill9()
+            killed = True
+            acked_at_kill = len(acked)
+            time.sleep(0.5)
+            writer.process.start()
+        assert time.monotonic() < deadline, "the producer did not finish in time"
+    proc.wait(timeout=30)
+    assert killed, "the agent was never killed (too few acknowledgements?)"
+    assert acked_at_kill < count, "the producer had finished before the kill"
+    assert done is not None and done["left"] == 0, done
+    assert not failed, failed[:5]
+    assert len(acked) == count
+
+    records = consume_partition(cluster.agents[1].bootstrap, topic, 0, start=0, expect=count)
+    values = [int(m.value()) for m in records]
+    assert len(values) == len(set(values)), "a record is stored twice"
+    assert values == sorted(values), "records are out of order"
+    assert set(values) == set(range(count)), "an acknowledged record is missing"
+    assert {int(m.value()): m.offset() for m in records} == acked, "offsets differ from the acks"
+    assert [m.offset() for m in records] == list(range(count)), "offsets have gaps"
