@@ -341,3 +341,85 @@ async fn postgres_exhausted_epoch_takes_a_new_id() {
     store.close().await;
     database.drop_database().await;
 }
+
+/// Goal: a lost connection gives retryable errors, and the store recovers
+/// by itself. Method: terminate every server connection of the test
+/// database, then commit with retries; every error must be retryable and
+/// a retry must succeed, with offsets continuing where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_recovers_from_lost_connections() {
+    let Some(database) = TestDatabase::create("reconnect").await else {
+        return;
+    };
+    let store = database.open().await;
+    let topic = create_topic(&store, "reconnect", 1).await;
+    let write = || chunk_write(&topic, 0, 0, vec![plain_batch(2, 0)]);
+    let first = store
+        .commit_segment(commit_request("before", vec![write()]))
+        .await
+        .unwrap();
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        database.name
+    );
+    admin(&database.admin_url, &terminate).await;
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        match store
+            .commit_segment(commit_request("after", vec![write()]))
+            .await
+        {
+            Ok(outcome) => break outcome,
+            Err(error) => {
+                eprintln!("attempt {attempts} after the termination: {error}");
+                assert!(error.is_retryable(), "not retryable: {error:?}");
+                assert!(attempts < 5, "no recovery after {attempts} attempts");
+            }
+        }
+    };
+    assert_eq!(outcome.response.sequence, first.response.sequence + 1);
+    assert_eq!(outcome.response.chunks[0].batches[0].base_offset, 2);
+    let offsets = loop {
+        match store
+            .partition_offsets(conformance::topic_uuid(&topic), 0)
+            .await
+        {
+            Ok(offsets) => break offsets,
+            Err(error) => assert!(error.is_retryable(), "not retryable: {error:?}"),
+        }
+    };
+    assert_eq!(offsets.high_watermark, 4);
+    store.close().await;
+    database.drop_database().await;
+}
+
+/// Goal: a database migrated by a newer build is refused, not damaged.
+/// Method: record schema version 99, then open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_newer_schema() {
+    let Some(database) = TestDatabase::create("newer_schema").await else {
+        return;
+    };
+    database.open().await.close().await;
+    let (client, connection) = database.config.connect(NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute("INSERT INTO schema_version (version) VALUES (99)")
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    let opened = PostgresStore::open_config(database.config.clone(), PostgresOptions::default())
+        .await
+        .map(|_| ());
+    assert!(
+        matches!(
+            opened,
+            Err(strata_catalog::Error::SchemaTooNew { found: 99, .. })
+        ),
+        "{opened:?}"
+    );
+    database.drop_database().await;
+}

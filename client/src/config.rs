@@ -248,8 +248,9 @@ impl ConfigFile {
     }
 }
 
-/// `strata catalog`, fully resolved.
-#[derive(Debug, Clone)]
+/// `strata catalog`, fully resolved. Its `Debug` hides a password in the
+/// store URL, so the settings can be logged.
+#[derive(Clone)]
 pub(crate) struct CatalogSettings {
     /// The store URL (`sqlite://...` or `postgres://...`).
     pub(crate) store: String,
@@ -259,6 +260,29 @@ pub(crate) struct CatalogSettings {
     pub(crate) metrics_listen: SocketAddr,
     /// SQLite `synchronous=FULL`.
     pub(crate) fsync: bool,
+}
+
+impl std::fmt::Debug for CatalogSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogSettings")
+            .field("store", &redact_password(&self.store))
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("fsync", &self.fsync)
+            .finish()
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`.
+pub(crate) fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Fails only for URLs that cannot have a password at all.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 impl CatalogSettings {
@@ -502,6 +526,22 @@ mod tests {
     fn unknown_keys_in_the_file_are_errors() {
         let error = ConfigFile::parse("[agent]\nflush_interval = 5\n").expect_err("typo");
         assert!(format!("{error:#}").contains("flush_interval"), "{error:#}");
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logged_settings() {
+        let settings = CatalogSettings::resolve(CatalogOptions {
+            store: Some("postgres://strata:secret@db:5432/strata".to_string()),
+            ..CatalogOptions::default()
+        })
+        .expect("complete settings");
+        let logged = format!("{settings:?}");
+        assert!(!logged.contains("secret"), "{logged}");
+        assert!(
+            logged.contains("postgres://strata:***@db:5432/strata"),
+            "{logged}"
+        );
+        assert_eq!(redact_password("sqlite:///a/b.db"), "sqlite:///a/b.db");
     }
 
     #[test]

@@ -206,10 +206,10 @@ class Cluster:
         return [self.catalog, *(a.process for a in self.agents)]
 
 
-def _catalog(base: Path) -> tuple[Process, int]:
+def _catalog(base: Path, store: str | None) -> tuple[Process, int]:
     port, metrics = free_port(), free_port()
     argv = [str(find_strata_bin()), "catalog",
-            "--store", f"sqlite://{base / 'catalog' / 'catalog.db'}",
+            "--store", store or f"sqlite://{base / 'catalog' / 'catalog.db'}",
             "--listen", f"127.0.0.1:{port}",
             "--metrics-listen", f"127.0.0.1:{metrics}"]
     return Process("strata catalog", argv, base / "catalog.log", port), metrics
@@ -234,12 +234,13 @@ def _agent(base: Path, endpoint: str, bucket: str, catalog_port: int, node_id: i
 
 
 def start_cluster(base: Path, endpoint: str, agents: int = 2,
-                  agent_args: list[str] | None = None) -> Cluster:
-    """init-bucket --create, then a catalog and `agents` agents, all started and listening."""
+                  agent_args: list[str] | None = None, store: str | None = None) -> Cluster:
+    """init-bucket --create, then a catalog (SQLite unless `store` names another) and `agents`
+    agents, all started and listening."""
     bucket = unique_bucket()
     created = init_bucket(endpoint, bucket, "--create")
     assert created.returncode == 0, f"init-bucket failed:\n{created.stdout}\n{created.stderr}"
-    catalog, catalog_metrics = _catalog(base)
+    catalog, catalog_metrics = _catalog(base, store)
     cluster = Cluster(base, endpoint, bucket, catalog, catalog_metrics)
     try:
         catalog.start()
