@@ -6,6 +6,7 @@
 //! front of a store validates inputs and turns [`Error`](crate::Error)s into
 //! Kafka error codes.
 
+mod consumer_group_codec;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
