@@ -6,19 +6,17 @@ a catalog on SQLite and two agents, each its own process with its own ports.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 import uuid
 
 import pytest
 
 from conftest import find_strata_bin, port_open
+from load import assert_log_matches, produce_through_a_kill
 from helpers import consume_partition, create_topic, produce_all, producer
 # `cluster` and `s3_endpoint` are fixtures: importing them here makes pytest use them.
 from production import (Process, cluster, free_port, http_get, init_bucket, role_env,  # noqa: F401
@@ -140,31 +138,6 @@ def test_settings_layer_flags_over_environment_over_file(tmp_path):
     assert "flush_interval" in result.stderr and "docs/configuration.md" in result.stderr
 
 
-PRODUCER = textwrap.dedent("""
-    import json, sys
-    from confluent_kafka import Producer
-    bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                  "linger.ms": 5, "message.timeout.ms": 120000, "retry.backoff.ms": 100,
-                  "reconnect.backoff.max.ms": 500})
-    def report(err, msg):
-        if err is None:
-            print(json.dumps({"acked": int(msg.value()), "offset": msg.offset()}), flush=True)
-        else:
-            print(json.dumps({"failed": int(msg.value()), "error": str(err)}), flush=True)
-    for i in range(count):
-        while True:
-            try:
-                p.produce(topic, value=str(i).encode(), partition=0, on_delivery=report)
-                break
-            except BufferError:
-                p.poll(0.05)
-        p.poll(0)
-    left = p.flush(150)
-    print(json.dumps({"done": True, "left": left}), flush=True)
-""")
-
-
 def test_kill9_of_an_agent_under_idempotent_load_loses_and_duplicates_nothing(cluster, topic):
     # Goal (promise 1): with acks=all and idempotence, every acknowledged record survives a
     # kill -9 of the agent it was produced through, exactly once and in order. The producer
@@ -172,44 +145,10 @@ def test_kill9_of_an_agent_under_idempotent_load_loses_and_duplicates_nothing(cl
     writer = cluster.agents[0]
     create_topic(writer.bootstrap, topic)
     count = 10000
-    proc = subprocess.Popen([sys.executable, "-c", PRODUCER, writer.bootstrap, topic, str(count)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    acked: dict[int, int] = {}
-    failed: list[dict] = []
-    killed = False
-    done = None
-    deadline = time.monotonic() + 180
-    for line in proc.stdout:
-        event = json.loads(line)
-        if "acked" in event:
-            acked[event["acked"]] = event["offset"]
-        elif "failed" in event:
-            failed.append(event)
-        elif "done" in event:
-            done = event
-            break
-        if not killed and len(acked) >= 2000:
-            writer.process.kill9()
-            killed = True
-            acked_at_kill = len(acked)
-            time.sleep(0.5)
-            writer.process.start()
-        assert time.monotonic() < deadline, "the producer did not finish in time"
-    proc.wait(timeout=30)
-    assert killed, "the agent was never killed (too few acknowledgements?)"
-    assert acked_at_kill < count, "the producer had finished before the kill"
-    assert done is not None and done["left"] == 0, done
-    assert not failed, failed[:5]
-    assert len(acked) == count
-
+    acked = produce_through_a_kill(writer.bootstrap, topic, count, kill_after=2000,
+                                   kill=writer.process.kill9, restart=writer.process.start)
     records = consume_partition(cluster.agents[1].bootstrap, topic, 0, start=0, expect=count)
-    values = [int(m.value()) for m in records]
-    assert len(values) == len(set(values)), "a record is stored twice"
-    assert values == sorted(values), "records are out of order"
-    assert set(values) == set(range(count)), "an acknowledged record is missing"
-    assert {int(m.value()): m.offset() for m in records} == acked, "offsets differ from the acks"
-    assert [m.offset() for m in records] == list(range(count)), "offsets have gaps"
+    assert_log_matches(records, acked, count)
 
 
 def test_catalog_on_postgresql_serves_two_agents(request, tmp_path, s3_endpoint, topic):
