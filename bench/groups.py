@@ -677,7 +677,8 @@ def report(d: Path) -> str:
     meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
     if meta:
         out.append(f"- machine: {meta.get('nproc')} cores, {meta.get('cpu_model')}, "
-                   f"{meta.get('mem_total_gib')} GiB RAM; {meta.get('date')}; git {meta.get('git_rev')}; "
+                   f"{meta.get('mem_total_gib')} GiB RAM; {meta.get('date')}; git {meta.get('git_rev')} "
+                   f"(binary built {meta.get('binary_mtime', '?')}); "
                    f"confluent-kafka {meta.get('confluent_kafka')} / librdkafka {meta.get('librdkafka')}")
     commits = sorted((json.loads(p.read_text()) for p in d.glob("commits-*.json")),
                      key=lambda r: (r["mode"] != "confluent", r["clients"], r.get("depth", 1)))

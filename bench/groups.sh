@@ -161,7 +161,7 @@ for s in "${LIST[@]}"; do
   esac
 done
 
-ROOT="$ROOT" "$PY" - "$OUT/meta.json" <<'EOF'
+ROOT="$ROOT" STRATA="$STRATA" "$PY" - "$OUT/meta.json" <<'EOF'
 import json, os, subprocess, sys, datetime
 import confluent_kafka
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -170,7 +170,9 @@ rev = subprocess.run(["git", "-C", os.environ["ROOT"], "rev-parse", "--short", "
 json.dump({
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     "nproc": os.cpu_count(), "cpu_model": cpu, "mem_total_gib": round(mem / 1024 / 1024, 1),
-    "git_rev": rev, "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+    "git_rev": rev, "librdkafka": confluent_kafka.libversion()[0],
+    "confluent_kafka": (lambda v: v[0] if isinstance(v, tuple) else v)(confluent_kafka.version()),
+    "binary_mtime": datetime.datetime.fromtimestamp(os.path.getmtime(os.environ["STRATA"]), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
 }, open(sys.argv[1], "w"), indent=2)
 EOF
 "$PY" "$GROUPS_PY" report "$OUT" | tee "$OUT/summary.md"

@@ -1010,6 +1010,16 @@ impl Group {
         now_ms: i64,
         session_timeout_ms: i64,
     ) {
+        // The set of partitions other members hold costs time in the size
+        // of the group; build it only for a member that actually moves
+        // (steady-state heartbeats do not).
+        let moves = self
+            .members
+            .get(member_id)
+            .is_some_and(|member| member.needs_advance(self.assignment_epoch, owned));
+        if !moves {
+            return;
+        }
         let held_by_others = self.held_by_others(member_id);
         let empty = TopicPartitionSet::new();
         let step = Step {
@@ -1251,10 +1261,18 @@ impl Member {
 
     /// One reconciliation step (Kafka's `CurrentAssignmentBuilder`).
     fn reconcile(&mut self, step: &Step<'_>) {
+        if self.needs_advance(step.target_epoch, step.owned) {
+            self.advance(step);
+        }
+    }
+
+    /// Whether a heartbeat moves this member: not when it is stable at the
+    /// target epoch, nor while it still owns partitions it must revoke.
+    fn needs_advance(&self, target_epoch: i32, owned: Option<&TopicPartitionSet>) -> bool {
         match self.state {
-            MemberState::Stable if self.member_epoch == step.target_epoch => {}
-            MemberState::UnrevokedPartitions if owns_any(step.owned, &self.pending_revocation) => {}
-            _ => self.advance(step),
+            MemberState::Stable if self.member_epoch == target_epoch => false,
+            MemberState::UnrevokedPartitions if owns_any(owned, &self.pending_revocation) => false,
+            _ => true,
         }
     }
 
