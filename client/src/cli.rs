@@ -140,6 +140,14 @@ pub(crate) struct DevArgs {
     /// Partitions of auto-created topics (Kafka's num.partitions).
     #[arg(long, default_value_t = 1, env = "STRATA_DEFAULT_PARTITIONS")]
     pub(crate) default_partitions: u32,
+    /// How long an empty consumer group's first rebalance waits for more
+    /// members (Kafka's group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        default_value_t = 3000,
+        env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS"
+    )]
+    pub(crate) group_initial_rebalance_delay_ms: i64,
     /// Make acknowledged data survive power loss, not only a process crash:
     /// fsync objects and their directories, SQLite synchronous=FULL.
     #[arg(long, env = "STRATA_FSYNC")]

@@ -27,13 +27,11 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         fsync: args.fsync,
         ..SqliteOptions::default()
     };
-    let catalog = CatalogService::open_sqlite(
-        data_dir.join("catalog.db"),
-        sqlite,
-        ServiceOptions::default(),
-    )
-    .await
-    .context("cannot open the SQLite catalog")?;
+    let mut service = ServiceOptions::default();
+    service.groups.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
+    let catalog = CatalogService::open_sqlite(data_dir.join("catalog.db"), sqlite, service)
+        .await
+        .context("cannot open the SQLite catalog")?;
     let grpc = tokio::net::TcpListener::bind(args.catalog_listen)
         .await
         .with_context(|| {
