@@ -6,9 +6,14 @@
 //! front of a store validates inputs and turns [`Error`](crate::Error)s into
 //! Kafka error codes.
 
+mod command;
+mod commit_plan;
 mod consumer_group_codec;
+mod migrations;
 pub(crate) mod postgres;
+mod producer_rules;
 pub(crate) mod sqlite;
+mod topic_rules;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

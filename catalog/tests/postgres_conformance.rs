@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use strata_catalog::conformance::{
-    chunk_write, commit_request, create_topic, plain_batch, producer_batch,
-};
+use strata_catalog::conformance::{chunk_write, commit_request, create_topic, plain_batch};
 use strata_catalog::{CatalogStore, PostgresOptions, PostgresStore, conformance};
 use strata_catalog_api::proto::InitProducerIdRequest;
 use tokio_postgres::NoTls;
@@ -210,134 +208,45 @@ async fn postgres_concurrent_migrations() {
     database.drop_database().await;
 }
 
-/// Goal: OffsetCommit throughput on PostgreSQL (group commit). Method: 64
-/// concurrent committers, 8,000 single-partition commits; asserts a low
-/// bar (1,000/s) so slow machines do not flake, and logs the rate.
+/// Goal: OffsetCommit throughput on PostgreSQL (group commit); asserts a
+/// low bar (1,000/s) so slow machines do not flake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_offset_commit_throughput() {
     let Some(database) = TestDatabase::create("offset_throughput").await else {
         return;
     };
     let store = database.shared().await;
-    let topic = create_topic(store.as_ref(), "throughput", 64).await;
-    let started = std::time::Instant::now();
-    let tasks: Vec<_> = (0..64u32)
-        .map(|worker| {
-            let store = Arc::clone(&store);
-            let topic = topic.clone();
-            tokio::spawn(async move {
-                for offset in 0..125 {
-                    let commit = conformance::committed(&topic, worker, offset, "");
-                    store
-                        .commit_offsets(&format!("group-{}", worker % 8), vec![commit])
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let rate = 8_000.0 / started.elapsed().as_secs_f64();
-    eprintln!("postgres offset commits per second: {rate:.0}");
-    assert!(rate > 1_000.0, "{rate:.0} commits/s");
+    conformance::offset_commit_throughput(Arc::clone(&store), "postgres ", 1_000.0).await;
     drop(store);
     database.drop_database().await;
 }
 
-/// A clock the test moves by hand.
-#[derive(Debug, Default)]
-struct ManualClock(std::sync::atomic::AtomicI64);
-
-impl strata_catalog::Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// Goal: producer state expires after `producer_id_expiration_ms`.
-/// Method: a manual clock; produce, move past the expiration, produce again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_producer_state_expires() {
     let Some(database) = TestDatabase::create("expiry").await else {
         return;
     };
-    let clock = Arc::new(ManualClock::default());
+    let clock = Arc::new(conformance::ManualClock::default());
     let options = PostgresOptions {
         producer_id_expiration_ms: 1_000,
         clock: clock.clone(),
         ..PostgresOptions::default()
     };
     let store = database.open_with(options).await;
-    let topic = create_topic(&store, "expiry", 1).await;
-    let init = InitProducerIdRequest {
-        producer_id: -1,
-        producer_epoch: -1,
-        ..Default::default()
-    };
-    let producer = store.init_producer_id(init).await.unwrap();
-    let commit = |segment: &str, sequence| {
-        let batch = producer_batch(producer, sequence, 1);
-        commit_request(segment, vec![chunk_write(&topic, 0, 0, vec![batch])])
-    };
-    let code =
-        |outcome: strata_catalog::CommitOutcome| outcome.response.chunks[0].batches[0].error_code;
-    assert_eq!(
-        code(store.commit_segment(commit("e1", 0)).await.unwrap()),
-        0
-    );
-    clock.0.store(900, Ordering::SeqCst);
-    let live = code(store.commit_segment(commit("e2", 1)).await.unwrap());
-    assert_eq!(live, 0, "still live");
-    let id = conformance::topic_uuid(&topic);
-    assert_eq!(store.describe_producers(id, 0).await.unwrap().len(), 1);
-    clock.0.store(2_000, Ordering::SeqCst);
-    let expired = code(store.commit_segment(commit("e3", 2)).await.unwrap());
-    assert_eq!(
-        expired,
-        i32::from(strata_catalog::error_code::UNKNOWN_PRODUCER_ID)
-    );
-    assert!(store.describe_producers(id, 0).await.unwrap().is_empty());
-    let again = InitProducerIdRequest {
-        producer_id: producer.producer_id,
-        producer_epoch: 0,
-        ..Default::default()
-    };
-    let fresh = store.init_producer_id(again).await.unwrap();
-    assert_ne!(
-        fresh.producer_id, producer.producer_id,
-        "an expired id is replaced"
-    );
+    conformance::producer_state_expires(&store, &clock).await;
     store.close().await;
     database.drop_database().await;
 }
 
 /// Goal: an exhausted epoch rotates to a new producer id (KIP-360).
-/// Method: bump one producer until its epoch is exhausted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_exhausted_epoch_takes_a_new_id() {
     let Some(database) = TestDatabase::create("exhausted").await else {
         return;
     };
     let store = database.open().await;
-    let init = InitProducerIdRequest {
-        producer_id: -1,
-        producer_epoch: -1,
-        ..Default::default()
-    };
-    let first = store.init_producer_id(init).await.unwrap();
-    let mut current = first;
-    while current.producer_id == first.producer_id {
-        let bump = InitProducerIdRequest {
-            producer_id: current.producer_id,
-            producer_epoch: current.producer_epoch,
-            ..Default::default()
-        };
-        current = store.init_producer_id(bump).await.unwrap();
-    }
-    assert_eq!(current.producer_epoch, 0);
-    assert_ne!(current.producer_id, first.producer_id);
+    conformance::exhausted_epoch_takes_a_new_id(&store).await;
     store.close().await;
     database.drop_database().await;
 }

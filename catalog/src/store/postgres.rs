@@ -40,11 +40,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use strata_catalog_api::proto::{
     Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, Topic,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use self::writer::Command;
+use crate::store::command::{Command, CommandQueue};
 use crate::store::{
     CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
@@ -87,7 +87,7 @@ impl Default for PostgresOptions {
 /// The catalog store on PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresStore {
-    commands: Option<mpsc::Sender<Command>>,
+    commands: CommandQueue,
     writer: Option<tokio::task::JoinHandle<()>>,
     pool: Pool,
     options: PostgresOptions,
@@ -128,7 +128,7 @@ impl PostgresStore {
             "postgres catalog store open"
         );
         Ok(Self {
-            commands: Some(sender),
+            commands: CommandQueue::new(sender),
             writer: Some(writer),
             pool,
             options,
@@ -139,7 +139,7 @@ impl PostgresStore {
     /// already queued, and closes the pool. Dropping the store does the
     /// same without waiting.
     pub async fn close(mut self) {
-        drop(self.commands.take());
+        self.commands.close();
         if let Some(writer) = self.writer.take()
             && writer.await.is_err()
         {
@@ -147,23 +147,12 @@ impl PostgresStore {
         }
         self.pool.close();
     }
-
-    /// Sends a command to the writer and waits for its answer.
-    async fn write<T>(&self, command: impl FnOnce(writer::Reply<T>) -> Command) -> Result<T> {
-        let (reply, answer) = oneshot::channel();
-        let commands = self.commands.as_ref().ok_or(Error::Closed)?;
-        commands
-            .send(command(reply))
-            .await
-            .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
-    }
 }
 
 impl Drop for PostgresStore {
     /// Closes the queue; the writer task applies what is queued and stops.
     fn drop(&mut self) {
-        drop(self.commands.take());
+        self.commands.close();
     }
 }
 
@@ -237,18 +226,23 @@ fn to_u64(what: &str, value: i64) -> Result<u64> {
 impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, fields(topic = %topic.name))]
     async fn create_topic(&self, topic: NewTopic) -> Result<Topic> {
-        self.write(|reply| Command::CreateTopic(topic, reply)).await
+        self.commands
+            .write(|reply| Command::CreateTopic(topic, reply))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn delete_topic(&self, topic: TopicRef) -> Result<DeletedTopic> {
-        self.write(|reply| Command::DeleteTopic(topic, reply)).await
+        self.commands
+            .write(|reply| Command::DeleteTopic(topic, reply))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn create_partitions(&self, name: &str, new_count: u32) -> Result<Topic> {
         let name = name.to_string();
-        self.write(|reply| Command::CreatePartitions(name, new_count, reply))
+        self.commands
+            .write(|reply| Command::CreatePartitions(name, new_count, reply))
             .await
     }
 
@@ -260,13 +254,15 @@ impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip(self, change))]
     async fn alter_topic_configs(&self, name: &str, change: ConfigChange) -> Result<Topic> {
         let name = name.to_string();
-        self.write(|reply| Command::AlterConfigs(name, change, reply))
+        self.commands
+            .write(|reply| Command::AlterConfigs(name, change, reply))
             .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.segment_id))]
     async fn commit_segment(&self, request: CommitSegmentRequest) -> Result<CommitOutcome> {
-        self.write(|reply| Command::CommitSegment(request, reply))
+        self.commands
+            .write(|reply| Command::CommitSegment(request, reply))
             .await
     }
 
@@ -301,7 +297,8 @@ impl CatalogStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
     async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch> {
-        self.write(|reply| Command::InitProducerId(request, reply))
+        self.commands
+            .write(|reply| Command::InitProducerId(request, reply))
             .await
     }
 
@@ -324,7 +321,8 @@ impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip(self, offsets), fields(partitions = offsets.len()))]
     async fn commit_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
         let group_id = group_id.to_string();
-        self.write(|reply| Command::CommitOffsets(group_id, offsets, reply))
+        self.commands
+            .write(|reply| Command::CommitOffsets(group_id, offsets, reply))
             .await
     }
 
@@ -336,25 +334,30 @@ impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip(self, partitions))]
     async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()> {
         let group_id = group_id.to_string();
-        self.write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
+        self.commands
+            .write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
             .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
     async fn save_group(&self, record: GroupRecord) -> Result<()> {
-        self.write(|reply| Command::SaveGroup(record, reply)).await
+        self.commands
+            .write(|reply| Command::SaveGroup(record, reply))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
     async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()> {
-        self.write(|reply| Command::SaveConsumerGroup(record, reply))
+        self.commands
+            .write(|reply| Command::SaveConsumerGroup(record, reply))
             .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete_group(&self, group_id: &str) -> Result<()> {
         let group_id = group_id.to_string();
-        self.write(|reply| Command::DeleteGroup(group_id, reply))
+        self.commands
+            .write(|reply| Command::DeleteGroup(group_id, reply))
             .await
     }
 

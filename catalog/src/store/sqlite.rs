@@ -24,10 +24,10 @@ use rusqlite::{Connection, OpenFlags};
 use strata_catalog_api::proto::{
     Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, Topic,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use self::writer::Command;
+use crate::store::command::{Command, CommandQueue};
 use crate::store::{
     CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
@@ -70,7 +70,7 @@ impl Default for SqliteOptions {
 /// The catalog store on an embedded SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    commands: Option<mpsc::Sender<Command>>,
+    commands: CommandQueue,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReaderPool>,
 }
@@ -106,21 +106,10 @@ impl SqliteStore {
             options,
         });
         Ok(Self {
-            commands: Some(sender),
+            commands: CommandQueue::new(sender),
             writer: Some(writer),
             readers,
         })
-    }
-
-    /// Sends a command to the writer and waits for its answer.
-    async fn write<T>(&self, command: impl FnOnce(writer::Reply<T>) -> Command) -> Result<T> {
-        let (reply, answer) = oneshot::channel();
-        let commands = self.commands.as_ref().ok_or(Error::Closed)?;
-        commands
-            .send(command(reply))
-            .await
-            .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
     }
 
     /// Runs `read` on a pooled read connection on the blocking pool.
@@ -174,7 +163,7 @@ impl Drop for SqliteStore {
     /// Closes the queue and waits for the writer to finish the commands
     /// already queued, so a reopened store sees all of them.
     fn drop(&mut self) {
-        drop(self.commands.take());
+        self.commands.close();
         if let Some(writer) = self.writer.take()
             && writer.join().is_err()
         {
@@ -187,18 +176,23 @@ impl Drop for SqliteStore {
 impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(topic = %topic.name))]
     async fn create_topic(&self, topic: NewTopic) -> Result<Topic> {
-        self.write(|reply| Command::CreateTopic(topic, reply)).await
+        self.commands
+            .write(|reply| Command::CreateTopic(topic, reply))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn delete_topic(&self, topic: TopicRef) -> Result<DeletedTopic> {
-        self.write(|reply| Command::DeleteTopic(topic, reply)).await
+        self.commands
+            .write(|reply| Command::DeleteTopic(topic, reply))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn create_partitions(&self, name: &str, new_count: u32) -> Result<Topic> {
         let name = name.to_string();
-        self.write(|reply| Command::CreatePartitions(name, new_count, reply))
+        self.commands
+            .write(|reply| Command::CreatePartitions(name, new_count, reply))
             .await
     }
 
@@ -212,13 +206,15 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self, change))]
     async fn alter_topic_configs(&self, name: &str, change: ConfigChange) -> Result<Topic> {
         let name = name.to_string();
-        self.write(|reply| Command::AlterConfigs(name, change, reply))
+        self.commands
+            .write(|reply| Command::AlterConfigs(name, change, reply))
             .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.segment_id))]
     async fn commit_segment(&self, request: CommitSegmentRequest) -> Result<CommitOutcome> {
-        self.write(|reply| Command::CommitSegment(request, reply))
+        self.commands
+            .write(|reply| Command::CommitSegment(request, reply))
             .await
     }
 
@@ -257,7 +253,8 @@ impl CatalogStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
     async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch> {
-        self.write(|reply| Command::InitProducerId(request, reply))
+        self.commands
+            .write(|reply| Command::InitProducerId(request, reply))
             .await
     }
 
@@ -283,7 +280,8 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self, offsets), fields(partitions = offsets.len()))]
     async fn commit_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
         let group_id = group_id.to_string();
-        self.write(|reply| Command::CommitOffsets(group_id, offsets, reply))
+        self.commands
+            .write(|reply| Command::CommitOffsets(group_id, offsets, reply))
             .await
     }
 
@@ -297,25 +295,30 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self, partitions))]
     async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()> {
         let group_id = group_id.to_string();
-        self.write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
+        self.commands
+            .write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
             .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
     async fn save_group(&self, record: GroupRecord) -> Result<()> {
-        self.write(|reply| Command::SaveGroup(record, reply)).await
+        self.commands
+            .write(|reply| Command::SaveGroup(record, reply))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
     async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()> {
-        self.write(|reply| Command::SaveConsumerGroup(record, reply))
+        self.commands
+            .write(|reply| Command::SaveConsumerGroup(record, reply))
             .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete_group(&self, group_id: &str) -> Result<()> {
         let group_id = group_id.to_string();
-        self.write(|reply| Command::DeleteGroup(group_id, reply))
+        self.commands
+            .write(|reply| Command::DeleteGroup(group_id, reply))
             .await
     }
 

@@ -1,6 +1,7 @@
 //! CommitSegment, set-wise: a run of consecutive commits of one batch is
 //! loaded with a few queries, applied in memory in request order with the
-//! shared producer rules, and written back with a few statements.
+//! shared commit rules ([`crate::store::commit_plan`]), and written back
+//! with a few statements.
 //!
 //! Each commit works on its own copy of the rows it touches and merges
 //! them into the run's state only when it succeeds, so a failed commit
@@ -9,40 +10,19 @@
 use std::collections::{BTreeSet, HashMap};
 
 use prost::Message;
-use strata_catalog_api::proto::{
-    BatchMeta, BatchResult, Chunk, ChunkResult, ChunkWrite, CommitEvent, CommitSegmentRequest,
-    CommitSegmentResponse, PartitionOffsets,
-};
+use strata_catalog_api::proto::{CommitSegmentRequest, CommitSegmentResponse};
 
-use super::producers::ProducerRow;
 use super::writer::WriteContext;
 use super::{to_bigint, to_u32};
-use crate::error_code;
-use crate::producer::{self, BatchIdentity, PartitionProducer, Verdict};
+use crate::Result;
+use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
-use crate::{Error, Result};
+use crate::store::commit_plan::{self, Changes, CommitSource, StateKey};
+pub(super) use crate::store::commit_plan::{NewChunk, PartitionKey, PartitionRow};
+use crate::store::producer_rules::ProducerRow;
 
 mod load;
 mod save;
-
-/// A partition, by raw topic id bytes and index.
-pub(super) type PartitionKey = (Vec<u8>, u32);
-
-/// A partition's row as the commit updates it.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PartitionRow {
-    pub(super) log_start_offset: i64,
-    pub(super) next_offset: i64,
-    pub(super) max_timestamp: i64,
-    pub(super) max_timestamp_offset: i64,
-}
-
-/// A chunk to insert, with the partition's greatest timestamp up to it.
-#[derive(Debug, Clone)]
-pub(super) struct NewChunk {
-    pub(super) chunk: Chunk,
-    pub(super) running_max_timestamp: i64,
-}
 
 /// A segment row to insert.
 #[derive(Debug, Clone)]
@@ -95,68 +75,23 @@ fn apply_one(
     request: &CommitSegmentRequest,
 ) -> Result<CommitOutcome> {
     if let Some(response) = state.stored.get(&request.segment_id) {
-        return Ok(CommitOutcome {
-            response: response.clone(),
-            event: None,
-        });
+        return Ok(commit_plan::replayed(response.clone()));
     }
-    let mut work = CommitWork {
-        base: state,
-        request,
-        now_ms: context.now_ms,
-        live_since_ms: context.now_ms - context.options.producer_id_expiration_ms,
-        partitions: HashMap::new(),
-        touched: Vec::new(),
-        producers: HashMap::new(),
-        states: HashMap::new(),
-        new_chunks: Vec::new(),
-    };
-    let mut results = Vec::with_capacity(request.chunks.len());
-    for write in &request.chunks {
-        results.push(work.apply_write(write)?);
-    }
-    let offsets = work.offsets();
-    for result in &mut results {
-        let key = (result.topic_id.clone(), result.partition);
-        if let Some(Some(partition)) = work.partitions.get(&key) {
-            result.log_start_offset = partition.log_start_offset;
-            result.high_watermark = partition.next_offset;
-        }
-    }
+    let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
+    let applied = commit_plan::apply(&*state, request, context.now_ms, live_since_ms)?;
     let sequence = context.sequence + 1;
-    let response = CommitSegmentResponse {
-        chunks: results,
-        sequence,
-    };
+    let stored_sequence = to_bigint("commit sequence", sequence)?;
+    let (outcome, changes) = applied.finish(sequence);
     let segment = SegmentRow {
         segment_id: request.segment_id.clone(),
         object_key: request.object_key.clone(),
         agent_id: request.agent_id.clone(),
-        sequence: to_bigint("commit sequence", sequence)?,
-        response: response.encode_to_vec(),
+        sequence: stored_sequence,
+        response: outcome.response.encode_to_vec(),
     };
-    let changes = work.into_changes();
     context.sequence = sequence;
-    let event = CommitEvent {
-        sequence,
-        chunks: changes.chunks.iter().map(|new| new.chunk.clone()).collect(),
-        offsets,
-        invalidated: Vec::new(),
-    };
-    state.merge(changes, segment, response.clone());
-    Ok(CommitOutcome {
-        response,
-        event: Some(event),
-    })
-}
-
-/// What a successful commit changed.
-#[derive(Debug)]
-struct Changes {
-    partitions: Vec<(PartitionKey, PartitionRow)>,
-    producers: Vec<(i64, ProducerRow)>,
-    states: Vec<((i64, PartitionKey), PartitionProducer)>,
-    chunks: Vec<NewChunk>,
+    state.merge(changes, segment, outcome.response.clone());
+    Ok(outcome)
 }
 
 impl RunState {
@@ -179,242 +114,23 @@ impl RunState {
     }
 }
 
-/// A producer's state in one partition, copied on first use.
-#[derive(Debug)]
-struct StateSlot {
-    state: Option<PartitionProducer>,
-    dirty: bool,
-}
-
-/// A run of consecutive accepted batches of one write: one chunk.
-#[derive(Debug, Clone, Copy)]
-struct ChunkRun {
-    base_offset: i64,
-    end_offset: i64,
-    position: u64,
-    length: u64,
-    batch_count: u32,
-    max_timestamp: i64,
-}
-
-/// One commit's view: rows copied from the run on first use.
-struct CommitWork<'a> {
-    base: &'a RunState,
-    request: &'a CommitSegmentRequest,
-    now_ms: i64,
-    /// Producer state last updated before this is expired.
-    live_since_ms: i64,
-    /// `None` for partitions that do not exist.
-    partitions: HashMap<PartitionKey, Option<PartitionRow>>,
-    /// Existing partitions in first-touch order.
-    touched: Vec<PartitionKey>,
-    /// `None` for unknown or expired producer ids; `.1` = dirty.
-    producers: HashMap<i64, Option<(ProducerRow, bool)>>,
-    states: HashMap<(i64, PartitionKey), StateSlot>,
-    new_chunks: Vec<NewChunk>,
-}
-
-impl CommitWork<'_> {
-    /// Checks and appends the batches of one write, in order.
-    fn apply_write(&mut self, write: &ChunkWrite) -> Result<ChunkResult> {
-        let key = (write.topic_id.clone(), write.partition);
-        let mut result = ChunkResult {
-            topic_id: write.topic_id.clone(),
-            partition: write.partition,
-            batches: Vec::with_capacity(write.batches.len()),
-            log_start_offset: -1,
-            high_watermark: -1,
-        };
-        if self.partition(&key).is_none() {
-            let unknown = BatchResult {
-                error_code: i32::from(error_code::UNKNOWN_TOPIC_OR_PARTITION),
-                base_offset: -1,
-            };
-            result.batches.resize(write.batches.len(), unknown);
-            return Ok(result);
-        }
-        let mut run = None;
-        let mut position = write.position;
-        for batch in &write.batches {
-            let (code, base_offset) = match self.check(&key, batch) {
-                Verdict::Accept => (
-                    error_code::NONE,
-                    self.append(&key, batch, &mut run, position)?,
-                ),
-                Verdict::Duplicate { base_offset } => {
-                    self.close_run(&key, run.take())?;
-                    (error_code::DUPLICATE_SEQUENCE_NUMBER, base_offset)
-                }
-                Verdict::Reject(code) => {
-                    self.close_run(&key, run.take())?;
-                    (code, -1)
-                }
-            };
-            result.batches.push(BatchResult {
-                error_code: i32::from(code),
-                base_offset,
-            });
-            position = position
-                .checked_add(u64::from(batch.length))
-                .ok_or_else(|| overflow("position"))?;
-        }
-        self.close_run(&key, run.take())?;
-        Ok(result)
+/// A commit reads copies of the run's rows; closed chunks are only checked
+/// to fit the database's signed 64-bit columns (the run inserts them).
+impl CommitSource for &RunState {
+    fn partition(&mut self, key: &PartitionKey) -> Result<Option<PartitionRow>> {
+        Ok(self.partitions.get(key).copied())
     }
 
-    /// The partition's row, copied on first use.
-    fn partition(&mut self, key: &PartitionKey) -> Option<PartitionRow> {
-        if let Some(row) = self.partitions.get(key) {
-            return *row;
-        }
-        let row = self.base.partitions.get(key).copied();
-        if row.is_some() {
-            self.touched.push(key.clone());
-        }
-        self.partitions.insert(key.clone(), row);
-        row
+    fn producer(&mut self, producer_id: i64) -> Result<Option<ProducerRow>> {
+        Ok(self.producers.get(&producer_id).copied())
     }
 
-    fn partition_mut(&mut self, key: &PartitionKey) -> &mut PartitionRow {
-        self.partitions
-            .get_mut(key)
-            .and_then(Option::as_mut)
-            .expect("apply_write copies an existing partition before appending to it")
+    fn partition_state(&mut self, key: &StateKey) -> Result<Option<PartitionProducer>> {
+        Ok(self.states.get(key).cloned())
     }
 
-    /// Applies Kafka's idempotent-producer rules to one batch.
-    fn check(&mut self, key: &PartitionKey, batch: &BatchMeta) -> Verdict {
-        if !is_idempotent(batch) {
-            return Verdict::Accept;
-        }
-        let producer_epoch = self.producer(batch.producer_id).map(|row| row.epoch);
-        let slot = self.state(batch.producer_id, key);
-        producer::check(producer_epoch, slot.state.as_ref(), &identity(batch))
-    }
-
-    /// The producer's row, copied on first use; `None` if unknown or expired.
-    fn producer(&mut self, producer_id: i64) -> Option<ProducerRow> {
-        if let Some(row) = self.producers.get(&producer_id) {
-            return row.map(|(row, _)| row);
-        }
-        let row = self
-            .base
-            .producers
-            .get(&producer_id)
-            .copied()
-            .filter(|row| row.is_live(self.live_since_ms));
-        self.producers
-            .insert(producer_id, row.map(|row| (row, false)));
-        row
-    }
-
-    /// The producer's state in the partition, copied on first use.
-    fn state(&mut self, producer_id: i64, key: &PartitionKey) -> &mut StateSlot {
-        let live_since_ms = self.live_since_ms;
-        let base = self.base;
-        self.states
-            .entry((producer_id, key.clone()))
-            .or_insert_with_key(|slot_key| StateSlot {
-                state: base
-                    .states
-                    .get(slot_key)
-                    .filter(|state| state.last_update_ms >= live_since_ms)
-                    .cloned(),
-                dirty: false,
-            })
-    }
-
-    /// Assigns offsets to an accepted batch, extends the current run and
-    /// records the producer's new state. Returns the batch's base offset.
-    fn append(
-        &mut self,
-        key: &PartitionKey,
-        batch: &BatchMeta,
-        run: &mut Option<ChunkRun>,
-        position: u64,
-    ) -> Result<i64> {
-        let partition = self.partition_mut(key);
-        let base_offset = partition.next_offset;
-        let end_offset = base_offset
-            .checked_add(i64::from(batch.offset_count))
-            .ok_or_else(|| overflow("offset"))?;
-        partition.next_offset = end_offset;
-        match run {
-            Some(run) => {
-                run.end_offset = end_offset;
-                run.length = run.length.saturating_add(u64::from(batch.length));
-                run.batch_count += 1;
-                run.max_timestamp = run.max_timestamp.max(batch.max_timestamp);
-            }
-            None => {
-                *run = Some(ChunkRun {
-                    base_offset,
-                    end_offset,
-                    position,
-                    length: u64::from(batch.length),
-                    batch_count: 1,
-                    max_timestamp: batch.max_timestamp,
-                });
-            }
-        }
-        if batch.producer_id >= 0 {
-            self.record_producer(key, batch, base_offset);
-        }
-        Ok(base_offset)
-    }
-
-    /// Updates the producer's state after one of its batches was appended.
-    fn record_producer(&mut self, key: &PartitionKey, batch: &BatchMeta, base_offset: i64) {
-        let now_ms = self.now_ms;
-        let idempotent = is_idempotent(batch);
-        let slot = self.state(batch.producer_id, key);
-        if idempotent {
-            let previous = slot.state.take();
-            slot.state = Some(PartitionProducer::record(
-                previous,
-                &identity(batch),
-                base_offset,
-                batch.max_timestamp,
-                now_ms,
-            ));
-            slot.dirty = true;
-        }
-        if let Some(state) = slot.state.as_mut() {
-            // Basic transaction bookkeeping: the first transactional batch
-            // opens a transaction, a control batch (marker) closes it.
-            if batch.control {
-                state.current_txn_start_offset = -1;
-                slot.dirty = true;
-            } else if batch.transactional && state.current_txn_start_offset < 0 {
-                state.current_txn_start_offset = base_offset;
-                slot.dirty = true;
-            }
-        }
-        if let Some(Some((row, dirty))) = self.producers.get_mut(&batch.producer_id) {
-            row.epoch = row.epoch.max(batch.producer_epoch);
-            row.last_update_ms = now_ms;
-            *dirty = true;
-        }
-    }
-
-    /// Records a finished run as a new chunk. Fails if a field does not fit
-    /// in the database's signed 64-bit columns.
-    fn close_run(&mut self, key: &PartitionKey, run: Option<ChunkRun>) -> Result<()> {
-        let Some(run) = run else {
-            return Ok(());
-        };
-        let chunk = Chunk {
-            topic_id: key.0.clone(),
-            partition: key.1,
-            base_offset: run.base_offset,
-            end_offset: run.end_offset,
-            object_key: self.request.object_key.clone(),
-            object_size: self.request.object_size,
-            position: run.position,
-            length: run.length,
-            batch_count: run.batch_count,
-            max_timestamp: run.max_timestamp,
-        };
+    fn chunk_closed(&mut self, new: &NewChunk) -> Result<()> {
+        let chunk = &new.chunk;
         for (field, value) in [
             ("object_size", chunk.object_size),
             ("position", chunk.position),
@@ -422,86 +138,8 @@ impl CommitWork<'_> {
         ] {
             to_bigint(field, value)?;
         }
-        let partition = self.partition_mut(key);
-        let running_max_timestamp = partition.max_timestamp.max(run.max_timestamp);
-        if run.max_timestamp > partition.max_timestamp {
-            partition.max_timestamp = run.max_timestamp;
-            partition.max_timestamp_offset = run.base_offset;
-        }
-        self.new_chunks.push(NewChunk {
-            chunk,
-            running_max_timestamp,
-        });
         Ok(())
     }
-
-    /// The offsets of every touched partition, in first-touch order.
-    fn offsets(&self) -> Vec<PartitionOffsets> {
-        self.touched
-            .iter()
-            .filter_map(|key| {
-                let row = self.partitions.get(key).copied().flatten()?;
-                Some(PartitionOffsets {
-                    topic_id: key.0.clone(),
-                    partition: key.1,
-                    log_start_offset: row.log_start_offset,
-                    high_watermark: row.next_offset,
-                })
-            })
-            .collect()
-    }
-
-    fn into_changes(self) -> Changes {
-        let partitions = self
-            .touched
-            .iter()
-            .filter_map(|key| Some((key.clone(), self.partitions.get(key).copied().flatten()?)))
-            .collect();
-        let producers = self
-            .producers
-            .into_iter()
-            .filter_map(|(id, row)| match row {
-                Some((row, true)) => Some((id, row)),
-                _ => None,
-            })
-            .collect();
-        let states = self
-            .states
-            .into_iter()
-            .filter_map(|(key, slot)| match slot {
-                StateSlot {
-                    state: Some(state),
-                    dirty: true,
-                } => Some((key, state)),
-                _ => None,
-            })
-            .collect();
-        Changes {
-            partitions,
-            producers,
-            states,
-            chunks: self.new_chunks,
-        }
-    }
-}
-
-fn overflow(field: &'static str) -> Error {
-    Error::InvalidArgument {
-        field,
-        reason: "overflows a 64-bit integer".to_string(),
-    }
-}
-
-fn is_idempotent(batch: &BatchMeta) -> bool {
-    batch.producer_id >= 0 && batch.base_sequence >= 0
-}
-
-fn identity(batch: &BatchMeta) -> BatchIdentity {
-    BatchIdentity::new(
-        batch.producer_epoch,
-        batch.base_sequence,
-        batch.offset_count,
-    )
 }
 
 /// The partitions, producer ids and producer states a run may touch.

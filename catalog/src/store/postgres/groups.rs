@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::consumer_groups;
 use super::to_u32;
-use super::topics::parse_topic_id;
 use super::writer::{Transaction, WriteContext};
+use crate::store::topic_rules::parse_topic_id;
 use crate::store::{CommittedOffset, GroupMemberRecord, GroupRecord, MemberProtocol};
 use crate::{Error, Result};
 

@@ -10,27 +10,12 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::writer::WriteContext;
-use crate::producer::{EPOCH_EXHAUSTED, PartitionProducer, decode_recent};
+use crate::Result;
+use crate::producer::{PartitionProducer, decode_recent};
 use crate::store::ProducerIdAndEpoch;
-use crate::{Error, Result};
-
-/// A producer id's current epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ProducerRow {
-    pub(super) epoch: i32,
-    pub(super) last_update_ms: i64,
-    /// Transactional producers live as long as their transactional id, so
-    /// they do not expire with `producer.id.expiration.ms`.
-    pub(super) transactional: bool,
-}
-
-impl ProducerRow {
-    /// Whether the producer id is still known, given that state last
-    /// updated before `live_since_ms` has expired.
-    pub(super) fn is_live(&self, live_since_ms: i64) -> bool {
-        self.transactional || self.last_update_ms >= live_since_ms
-    }
-}
+use crate::store::producer_rules::{
+    self, IdempotentInit, ProducerRow, TransactionalRow, producer_changed,
+};
 
 /// Decodes a producer's partition state from `row`, whose columns from
 /// `first` on are: epoch, last sequence, last timestamp, last update,
@@ -185,45 +170,17 @@ async fn init_idempotent(
         return new_producer(context, None).await;
     }
     let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
-    let current = load(context, request.producer_id)
-        .await?
-        .filter(|row| !row.transactional && row.is_live(live_since_ms));
-    match current {
-        // Unknown or expired: a producer recovering from UNKNOWN_PRODUCER_ID
-        // gets a fresh id, as Kafka does.
-        None => new_producer(context, None).await,
-        Some(row) if row.epoch == request.producer_epoch => {
-            if row.epoch >= EPOCH_EXHAUSTED {
-                return new_producer(context, None).await;
-            }
-            let bumped = ProducerRow {
-                epoch: row.epoch + 1,
-                last_update_ms: context.now_ms,
-                transactional: false,
-            };
-            // Sequences restart at 0 with the new epoch: the commit checks
-            // enforce that, so the per-partition states stay as they are.
+    let stored = load(context, request.producer_id).await?;
+    match producer_rules::idempotent_init(request, stored, context.now_ms, live_since_ms)? {
+        IdempotentInit::NewProducer => new_producer(context, None).await,
+        IdempotentInit::Bump(bumped) => {
             store(context, request.producer_id, &bumped, None).await?;
             Ok(ProducerIdAndEpoch {
                 producer_id: request.producer_id,
                 producer_epoch: bumped.epoch,
             })
         }
-        Some(row) => Err(Error::InvalidProducerEpoch {
-            producer_id: request.producer_id,
-            epoch: request.producer_epoch,
-            current: row.epoch,
-        }),
     }
-}
-
-/// A transactional id's producer, as stored.
-#[derive(Debug, Clone, Copy)]
-struct TransactionalRow {
-    producer_id: i64,
-    producer_epoch: i32,
-    last_producer_id: i64,
-    last_producer_epoch: i32,
 }
 
 async fn init_transactional(
@@ -234,17 +191,15 @@ async fn init_transactional(
     let timeout_ms = request.transaction_timeout_ms;
     let Some(current) = load_transactional(context, transactional_id).await? else {
         let fresh = new_producer(context, Some(transactional_id)).await?;
-        let row = TransactionalRow {
-            producer_id: fresh.producer_id,
-            producer_epoch: fresh.producer_epoch,
-            last_producer_id: -1,
-            last_producer_epoch: -1,
-        };
+        let row = TransactionalRow::first(fresh.producer_id, fresh.producer_epoch);
         store_transactional(context, transactional_id, &row, timeout_ms).await?;
         return Ok(fresh);
     };
-    let next = next_transactional(context, request, &current).await?;
-    if next.producer_id != current.producer_id || next.producer_epoch != current.producer_epoch {
+    let next = match producer_rules::next_transactional(request, &current)? {
+        Some(next) => next,
+        None => current.rotated(allocate_producer_id(context).await?),
+    };
+    if producer_changed(&current, &next) {
         let producer = ProducerRow {
             epoch: next.producer_epoch,
             last_update_ms: context.now_ms,
@@ -256,54 +211,6 @@ async fn init_transactional(
     Ok(ProducerIdAndEpoch {
         producer_id: next.producer_id,
         producer_epoch: next.producer_epoch,
-    })
-}
-
-/// Kafka's `prepareInitProducerIdTransit` without the transaction states:
-/// fence a caller that is not the current producer, answer a retried bump
-/// with the same epoch, rotate the id when the epoch is exhausted.
-async fn next_transactional(
-    context: &WriteContext<'_, '_>,
-    request: &InitProducerIdRequest,
-    current: &TransactionalRow,
-) -> Result<TransactionalRow> {
-    let expected =
-        (request.producer_id >= 0).then_some((request.producer_id, request.producer_epoch));
-    let fenced = || Error::ProducerFenced {
-        transactional_id: request.transactional_id.clone(),
-        producer_id: request.producer_id,
-        epoch: request.producer_epoch,
-    };
-    if let Some((id, epoch)) = expected {
-        let retried_rotation = id == current.last_producer_id && epoch >= EPOCH_EXHAUSTED;
-        if retried_rotation {
-            return Ok(*current);
-        }
-        if id != current.producer_id {
-            return Err(fenced());
-        }
-        if epoch != current.producer_epoch {
-            // A retry of a bump whose answer was lost: the same answer.
-            return if epoch == current.last_producer_epoch {
-                Ok(*current)
-            } else {
-                Err(fenced())
-            };
-        }
-    }
-    if current.producer_epoch >= EPOCH_EXHAUSTED {
-        return Ok(TransactionalRow {
-            producer_id: allocate_producer_id(context).await?,
-            producer_epoch: 0,
-            last_producer_id: current.producer_id,
-            last_producer_epoch: current.producer_epoch,
-        });
-    }
-    Ok(TransactionalRow {
-        producer_id: current.producer_id,
-        producer_epoch: current.producer_epoch + 1,
-        last_producer_id: current.producer_id,
-        last_producer_epoch: current.producer_epoch,
     })
 }
 

@@ -6,7 +6,8 @@
 
 use tokio_postgres::Client;
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::store::migrations;
 
 /// Key of the advisory lock held while migrating ("strata" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7374_7261_7461;
@@ -180,19 +181,7 @@ async fn apply_missing(client: &mut Client) -> Result<()> {
         .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
         .await?
         .try_get(0)?;
-    let supported = i64::try_from(MIGRATIONS.len()).expect("few migrations");
-    if current > supported {
-        return Err(Error::SchemaTooNew {
-            found: current,
-            supported,
-        });
-    }
-    for (index, migration) in MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(current).unwrap_or(0))
-    {
-        let version = i64::try_from(index).expect("few migrations") + 1;
+    for (version, migration) in migrations::pending(MIGRATIONS, current)? {
         let transaction = client.transaction().await?;
         transaction.batch_execute(migration).await?;
         transaction

@@ -1,18 +1,18 @@
 //! Topic rows: create, delete, grow, configure, list.
 
-use std::collections::BTreeMap;
-
 use deadpool_postgres::GenericClient;
-use strata_catalog_api::proto::{CommitEvent, PartitionRef, Topic, TopicConfigEntry};
+use strata_catalog_api::proto::Topic;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::to_u32;
 use super::writer::WriteContext;
+use crate::store::topic_rules::{
+    self, TOPIC_COLUMNS, TOPIC_DATA_TABLES, config_entries, decode_configs, encode_configs,
+    parse_topic_id,
+};
 use crate::store::{ConfigChange, DeletedTopic, NewTopic, TopicRef};
 use crate::{Error, Result};
-
-const TOPIC_COLUMNS: &str = "topic_id, name, partition_count, configs, created_ms";
 
 /// Creates a topic and its empty partitions.
 pub(super) async fn create(context: &WriteContext<'_, '_>, topic: NewTopic) -> Result<Topic> {
@@ -40,13 +40,7 @@ pub(super) async fn create(context: &WriteContext<'_, '_>, topic: NewTopic) -> R
         )
         .await?;
     insert_partitions(context, topic.topic_id, 0, topic.partition_count).await?;
-    Ok(Topic {
-        topic_id: topic.topic_id.as_bytes().to_vec(),
-        name: topic.name,
-        partition_count: topic.partition_count,
-        configs: config_entries(topic.configs),
-        created_ms: context.now_ms,
-    })
+    Ok(topic_rules::created(topic, context.now_ms))
 }
 
 /// Inserts empty partitions `from..to` in one statement.
@@ -103,32 +97,13 @@ pub(super) async fn delete(
             &[&id, &context.now_ms],
         )
         .await?;
-    for table in [
-        "partitions",
-        "chunks",
-        "producer_partitions",
-        "group_offsets",
-    ] {
+    for table in TOPIC_DATA_TABLES {
         let statement = transaction
             .prepare_cached(&format!("DELETE FROM {table} WHERE topic_id = $1"))
             .await?;
         transaction.execute(&statement, &[&id]).await?;
     }
-    let event = CommitEvent {
-        sequence: context.next_sequence(),
-        chunks: Vec::new(),
-        offsets: Vec::new(),
-        invalidated: (0..found.partition_count)
-            .map(|partition| PartitionRef {
-                topic_id: found.topic_id.clone(),
-                partition,
-            })
-            .collect(),
-    };
-    Ok(DeletedTopic {
-        topic: found,
-        event,
-    })
+    Ok(topic_rules::deleted(found, context.next_sequence()))
 }
 
 /// Raises a topic's partition count.
@@ -143,12 +118,7 @@ pub(super) async fn create_partitions(
         .ok_or_else(|| Error::UnknownTopic {
             name: name.to_string(),
         })?;
-    if new_count <= topic.partition_count {
-        return Err(Error::InvalidPartitions {
-            current: topic.partition_count,
-            requested: new_count,
-        });
-    }
+    topic_rules::check_growth(&topic, new_count)?;
     let topic_id = parse_topic_id(&topic.topic_id)?;
     insert_partitions(context, topic_id, topic.partition_count, new_count).await?;
     transaction
@@ -173,19 +143,7 @@ pub(super) async fn alter_configs(
         .ok_or_else(|| Error::UnknownTopic {
             name: name.to_string(),
         })?;
-    let mut configs: BTreeMap<String, String> = if change.replace_all {
-        BTreeMap::new()
-    } else {
-        topic
-            .configs
-            .drain(..)
-            .map(|entry| (entry.name, entry.value))
-            .collect()
-    };
-    for key in &change.delete {
-        configs.remove(key);
-    }
-    configs.extend(change.set);
+    let configs = topic_rules::merged_configs(&mut topic, change);
     transaction
         .execute(
             "UPDATE topics SET configs = $2 WHERE topic_id = $1",
@@ -250,31 +208,5 @@ fn topic_from_row(row: &Row) -> Result<Topic> {
         partition_count: to_u32("partition count", row.try_get(2)?)?,
         configs: config_entries(decode_configs(configs)?),
         created_ms: row.try_get(4)?,
-    })
-}
-
-fn encode_configs(configs: &BTreeMap<String, String>) -> Result<String> {
-    serde_json::to_string(configs).map_err(|e| Error::Corrupt {
-        what: format!("encoding topic configs: {e}"),
-    })
-}
-
-fn decode_configs(json: &str) -> Result<BTreeMap<String, String>> {
-    serde_json::from_str(json).map_err(|e| Error::Corrupt {
-        what: format!("topic configs {json:?}: {e}"),
-    })
-}
-
-fn config_entries(configs: BTreeMap<String, String>) -> Vec<TopicConfigEntry> {
-    configs
-        .into_iter()
-        .map(|(name, value)| TopicConfigEntry { name, value })
-        .collect()
-}
-
-/// Parses a stored 16-byte topic id.
-pub(super) fn parse_topic_id(bytes: &[u8]) -> Result<Uuid> {
-    Uuid::from_slice(bytes).map_err(|_| Error::Corrupt {
-        what: format!("topic id of {} bytes", bytes.len()),
     })
 }

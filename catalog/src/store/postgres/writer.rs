@@ -12,42 +12,16 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use futures::FutureExt;
-use strata_catalog_api::proto::{CommitSegmentRequest, InitProducerIdRequest, Topic};
-use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
+use strata_catalog_api::proto::CommitSegmentRequest;
+use tokio::sync::mpsc;
 
 use super::{PostgresOptions, commit, consumer_groups, groups, pool_error, producers, topics};
-use crate::store::{
-    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
-    NewTopic, ProducerIdAndEpoch, TopicRef,
-};
+use crate::store::CommitOutcome;
+use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
-
-/// How often expired producer state is deleted (lookups ignore expired
-/// state anyway; the sweep only reclaims space).
-const SWEEP_INTERVAL_MS: i64 = 60_000;
-
-/// Where a command's answer goes.
-pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// The writer's open transaction.
 pub(super) type Transaction<'c> = deadpool_postgres::Transaction<'c>;
-
-/// One write operation and its reply channel.
-#[derive(Debug)]
-pub(super) enum Command {
-    CreateTopic(NewTopic, Reply<Topic>),
-    DeleteTopic(TopicRef, Reply<DeletedTopic>),
-    CreatePartitions(String, u32, Reply<Topic>),
-    AlterConfigs(String, ConfigChange, Reply<Topic>),
-    CommitSegment(CommitSegmentRequest, Reply<CommitOutcome>),
-    InitProducerId(InitProducerIdRequest, Reply<ProducerIdAndEpoch>),
-    CommitOffsets(String, Vec<CommittedOffset>, Reply<()>),
-    DeleteOffsets(String, Vec<(Uuid, u32)>, Reply<()>),
-    SaveGroup(GroupRecord, Reply<()>),
-    SaveConsumerGroup(ConsumerGroupRecord, Reply<()>),
-    DeleteGroup(String, Reply<()>),
-}
 
 /// What a command needs to run inside the open transaction.
 #[derive(Debug)]
@@ -134,65 +108,40 @@ fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> UnitAnswer
     }
 }
 
-impl Command {
-    /// Runs the command in the open transaction.
-    async fn apply(self, context: &mut WriteContext<'_, '_>) -> UnitAnswers {
-        match self {
-            Self::CreateTopic(topic, reply) => {
-                answered(reply, topics::create(context, topic).await)
-            }
-            Self::DeleteTopic(topic, reply) => {
-                answered(reply, topics::delete(context, &topic).await)
-            }
-            Self::CreatePartitions(name, count, reply) => answered(
-                reply,
-                topics::create_partitions(context, &name, count).await,
-            ),
-            Self::AlterConfigs(name, change, reply) => {
-                answered(reply, topics::alter_configs(context, &name, change).await)
-            }
-            Self::CommitSegment(request, reply) => {
-                commit_run(context, vec![(request, reply)]).await
-            }
-            Self::InitProducerId(request, reply) => {
-                answered(reply, producers::init_producer_id(context, &request).await)
-            }
-            Self::CommitOffsets(group_id, offsets, reply) => answered(
-                reply,
-                groups::commit_offsets(context, &group_id, &offsets).await,
-            ),
-            Self::DeleteOffsets(group_id, partitions, reply) => answered(
-                reply,
-                groups::delete_offsets(context, &group_id, &partitions).await,
-            ),
-            Self::SaveGroup(record, reply) => {
-                answered(reply, groups::save_group(context, &record).await)
-            }
-            Self::SaveConsumerGroup(record, reply) => {
-                answered(reply, consumer_groups::save(context, &record).await)
-            }
-            Self::DeleteGroup(group_id, reply) => {
-                answered(reply, groups::delete_group(context, &group_id).await)
-            }
+/// Runs the command in the open transaction.
+async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnswers {
+    match command {
+        Command::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic).await),
+        Command::DeleteTopic(topic, reply) => {
+            answered(reply, topics::delete(context, &topic).await)
         }
-    }
-
-    /// Answers the command with `failure` without running it.
-    fn fail(self, failure: &Failure) {
-        let error = || failure.error();
-        // Callers that went away need no answer.
-        match self {
-            Self::CreateTopic(_, reply)
-            | Self::CreatePartitions(_, _, reply)
-            | Self::AlterConfigs(_, _, reply) => drop(reply.send(Err(error()))),
-            Self::DeleteTopic(_, reply) => drop(reply.send(Err(error()))),
-            Self::CommitSegment(_, reply) => drop(reply.send(Err(error()))),
-            Self::InitProducerId(_, reply) => drop(reply.send(Err(error()))),
-            Self::CommitOffsets(_, _, reply)
-            | Self::DeleteOffsets(_, _, reply)
-            | Self::SaveGroup(_, reply)
-            | Self::SaveConsumerGroup(_, reply)
-            | Self::DeleteGroup(_, reply) => drop(reply.send(Err(error()))),
+        Command::CreatePartitions(name, count, reply) => answered(
+            reply,
+            topics::create_partitions(context, &name, count).await,
+        ),
+        Command::AlterConfigs(name, change, reply) => {
+            answered(reply, topics::alter_configs(context, &name, change).await)
+        }
+        Command::CommitSegment(request, reply) => commit_run(context, vec![(request, reply)]).await,
+        Command::InitProducerId(request, reply) => {
+            answered(reply, producers::init_producer_id(context, &request).await)
+        }
+        Command::CommitOffsets(group_id, offsets, reply) => answered(
+            reply,
+            groups::commit_offsets(context, &group_id, &offsets).await,
+        ),
+        Command::DeleteOffsets(group_id, partitions, reply) => answered(
+            reply,
+            groups::delete_offsets(context, &group_id, &partitions).await,
+        ),
+        Command::SaveGroup(record, reply) => {
+            answered(reply, groups::save_group(context, &record).await)
+        }
+        Command::SaveConsumerGroup(record, reply) => {
+            answered(reply, consumer_groups::save(context, &record).await)
+        }
+        Command::DeleteGroup(group_id, reply) => {
+            answered(reply, groups::delete_group(context, &group_id).await)
         }
     }
 }
@@ -271,7 +220,9 @@ async fn apply_batch(
         Ok(client) => client,
         Err(error) => {
             let failure = Failure::from(pool_error(error));
-            batch.into_iter().for_each(|command| command.fail(&failure));
+            batch
+                .into_iter()
+                .for_each(|command| command.fail(|| failure.error()));
             return;
         }
     };
@@ -279,7 +230,9 @@ async fn apply_batch(
         Ok(begun) => begun,
         Err(failure) => {
             tracing::warn!(error = %failure.0, "catalog write transaction did not start");
-            batch.into_iter().for_each(|command| command.fail(&failure));
+            batch
+                .into_iter()
+                .for_each(|command| command.fail(|| failure.error()));
             return;
         }
     };
@@ -361,7 +314,7 @@ async fn apply_units(
                     }
                     Some(command) => {
                         let failure = poisoned.clone().expect("checked by the guard");
-                        command.fail(&failure);
+                        command.fail(|| failure.error());
                     }
                     None => break,
                 }
@@ -369,10 +322,10 @@ async fn apply_units(
         }
     }
     if let Some(failure) = &poisoned {
-        commits
-            .into_iter()
-            .for_each(|(request, reply)| Command::CommitSegment(request, reply).fail(failure));
-        commands.for_each(|command| command.fail(failure));
+        commits.into_iter().for_each(|(request, reply)| {
+            Command::CommitSegment(request, reply).fail(|| failure.error())
+        });
+        commands.for_each(|command| command.fail(|| failure.error()));
     }
     (answers, poisoned)
 }
@@ -394,16 +347,16 @@ async fn in_savepoint(
         let failure = Failure::from(error);
         match unit {
             Unit::Commits(commits) => commits.into_iter().for_each(|(request, reply)| {
-                Command::CommitSegment(request, reply).fail(&failure);
+                Command::CommitSegment(request, reply).fail(|| failure.error());
             }),
-            Unit::Command(command) => command.fail(&failure),
+            Unit::Command(command) => command.fail(|| failure.error()),
         }
         return Some(failure);
     }
     let before = context.sequence;
     let applied = match unit {
         Unit::Commits(commits) => commit_run(context, commits).await,
-        Unit::Command(command) => command.apply(context).await,
+        Unit::Command(command) => apply(command, context).await,
     };
     answers.extend(applied.answers);
     let end = if applied.failed {

@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::consumer_groups;
-use super::topics::parse_topic_id;
 use super::writer::WriteContext;
+use crate::store::topic_rules::parse_topic_id;
 use crate::store::{CommittedOffset, GroupMemberRecord, GroupRecord, MemberProtocol};
 use crate::{Error, Result};
 

@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::store::migrations;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
@@ -177,19 +178,7 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
         .optional()?
         .flatten()
         .unwrap_or(0);
-    let supported = i64::try_from(MIGRATIONS.len()).expect("few migrations");
-    if current > supported {
-        return Err(Error::SchemaTooNew {
-            found: current,
-            supported,
-        });
-    }
-    for (index, migration) in MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(current).unwrap_or(0))
-    {
-        let version = i64::try_from(index).expect("few migrations") + 1;
+    for (version, migration) in migrations::pending(MIGRATIONS, current)? {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         transaction.execute(
@@ -205,6 +194,7 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     #[test]
     fn migrates_once_and_refuses_newer_schemas() {

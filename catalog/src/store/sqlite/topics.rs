@@ -1,16 +1,16 @@
 //! Topic rows: create, delete, grow, configure, list.
 
-use std::collections::BTreeMap;
-
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use strata_catalog_api::proto::{CommitEvent, PartitionRef, Topic, TopicConfigEntry};
+use strata_catalog_api::proto::Topic;
 use uuid::Uuid;
 
 use super::writer::WriteContext;
+use crate::store::topic_rules::{
+    self, TOPIC_COLUMNS, TOPIC_DATA_TABLES, config_entries, decode_configs, encode_configs,
+    parse_topic_id,
+};
 use crate::store::{ConfigChange, DeletedTopic, NewTopic, TopicRef};
 use crate::{Error, Result};
-
-const TOPIC_COLUMNS: &str = "topic_id, name, partition_count, configs, created_ms";
 
 /// Creates a topic and its empty partitions.
 pub(super) fn create(context: &mut WriteContext<'_>, topic: NewTopic) -> Result<Topic> {
@@ -32,13 +32,7 @@ pub(super) fn create(context: &mut WriteContext<'_>, topic: NewTopic) -> Result<
             context.now_ms
         ])?;
     insert_partitions(connection, topic.topic_id, 0, topic.partition_count)?;
-    Ok(Topic {
-        topic_id: topic.topic_id.as_bytes().to_vec(),
-        name: topic.name,
-        partition_count: topic.partition_count,
-        configs: config_entries(topic.configs),
-        created_ms: context.now_ms,
-    })
+    Ok(topic_rules::created(topic, context.now_ms))
 }
 
 fn insert_partitions(connection: &Connection, topic_id: Uuid, from: u32, to: u32) -> Result<()> {
@@ -69,31 +63,15 @@ pub(super) fn delete(context: &mut WriteContext<'_>, topic: &TopicRef) -> Result
     connection
         .prepare_cached("UPDATE topics SET deleted = 1, deleted_ms = ?2 WHERE topic_id = ?1")?
         .execute(params![id, context.now_ms])?;
-    for table in [
-        "partitions",
-        "chunks",
-        "producer_partitions",
-        "group_offsets",
-    ] {
+    for table in TOPIC_DATA_TABLES {
         connection
             .prepare_cached(&format!("DELETE FROM {table} WHERE topic_id = ?1"))?
             .execute([id])?;
     }
-    let event = CommitEvent {
-        sequence: context.counters.next_sequence(),
-        chunks: Vec::new(),
-        offsets: Vec::new(),
-        invalidated: (0..found.partition_count)
-            .map(|partition| PartitionRef {
-                topic_id: found.topic_id.clone(),
-                partition,
-            })
-            .collect(),
-    };
-    Ok(DeletedTopic {
-        topic: found,
-        event,
-    })
+    Ok(topic_rules::deleted(
+        found,
+        context.counters.next_sequence(),
+    ))
 }
 
 /// Raises a topic's partition count.
@@ -106,12 +84,7 @@ pub(super) fn create_partitions(
     let mut topic = by_name(connection, name)?.ok_or_else(|| Error::UnknownTopic {
         name: name.to_string(),
     })?;
-    if new_count <= topic.partition_count {
-        return Err(Error::InvalidPartitions {
-            current: topic.partition_count,
-            requested: new_count,
-        });
-    }
+    topic_rules::check_growth(&topic, new_count)?;
     let topic_id = parse_topic_id(&topic.topic_id)?;
     insert_partitions(connection, topic_id, topic.partition_count, new_count)?;
     connection
@@ -131,19 +104,7 @@ pub(super) fn alter_configs(
     let mut topic = by_name(connection, name)?.ok_or_else(|| Error::UnknownTopic {
         name: name.to_string(),
     })?;
-    let mut configs: BTreeMap<String, String> = if change.replace_all {
-        BTreeMap::new()
-    } else {
-        topic
-            .configs
-            .drain(..)
-            .map(|entry| (entry.name, entry.value))
-            .collect()
-    };
-    for key in &change.delete {
-        configs.remove(key);
-    }
-    configs.extend(change.set);
+    let configs = topic_rules::merged_configs(&mut topic, change);
     connection
         .prepare_cached("UPDATE topics SET configs = ?2 WHERE topic_id = ?1")?
         .execute(params![topic.topic_id, encode_configs(&configs)?])?;
@@ -207,30 +168,4 @@ fn topic_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Topic>> {
         configs: config_entries(configs),
         ..topic
     }))
-}
-
-fn encode_configs(configs: &BTreeMap<String, String>) -> Result<String> {
-    serde_json::to_string(configs).map_err(|e| Error::Corrupt {
-        what: format!("encoding topic configs: {e}"),
-    })
-}
-
-fn decode_configs(json: &str) -> Result<BTreeMap<String, String>> {
-    serde_json::from_str(json).map_err(|e| Error::Corrupt {
-        what: format!("topic configs {json:?}: {e}"),
-    })
-}
-
-fn config_entries(configs: BTreeMap<String, String>) -> Vec<TopicConfigEntry> {
-    configs
-        .into_iter()
-        .map(|(name, value)| TopicConfigEntry { name, value })
-        .collect()
-}
-
-/// Parses a stored 16-byte topic id.
-pub(super) fn parse_topic_id(bytes: &[u8]) -> Result<Uuid> {
-    Uuid::from_slice(bytes).map_err(|_| Error::Corrupt {
-        what: format!("topic id of {} bytes", bytes.len()),
-    })
 }

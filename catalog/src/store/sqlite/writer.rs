@@ -3,40 +3,11 @@
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use strata_catalog_api::proto::{CommitSegmentRequest, InitProducerIdRequest, Topic};
-use tokio::sync::{mpsc, oneshot};
-
-use uuid::Uuid;
+use tokio::sync::mpsc;
 
 use super::{SqliteOptions, commit, consumer_groups, groups, producers, topics};
-use crate::store::{
-    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
-    NewTopic, ProducerIdAndEpoch, TopicRef,
-};
+use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
-
-/// How often expired producer state is deleted (lookups ignore expired
-/// state anyway; the sweep only reclaims space).
-const SWEEP_INTERVAL_MS: i64 = 60_000;
-
-/// Where a command's answer goes.
-pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
-
-/// One write operation and its reply channel.
-#[derive(Debug)]
-pub(super) enum Command {
-    CreateTopic(NewTopic, Reply<Topic>),
-    DeleteTopic(TopicRef, Reply<DeletedTopic>),
-    CreatePartitions(String, u32, Reply<Topic>),
-    AlterConfigs(String, ConfigChange, Reply<Topic>),
-    CommitSegment(CommitSegmentRequest, Reply<CommitOutcome>),
-    InitProducerId(InitProducerIdRequest, Reply<ProducerIdAndEpoch>),
-    CommitOffsets(String, Vec<CommittedOffset>, Reply<()>),
-    DeleteOffsets(String, Vec<(Uuid, u32)>, Reply<()>),
-    SaveGroup(GroupRecord, Reply<()>),
-    SaveConsumerGroup(ConsumerGroupRecord, Reply<()>),
-    DeleteGroup(String, Reply<()>),
-}
 
 /// Counters the writer keeps in memory and persists in `meta` with each
 /// transaction.
@@ -103,55 +74,36 @@ fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Box<dyn An
     Box::new(Answered { reply, result })
 }
 
-impl Command {
-    fn apply(self, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
-        match self {
-            Self::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic)),
-            Self::DeleteTopic(topic, reply) => answered(reply, topics::delete(context, &topic)),
-            Self::CreatePartitions(name, count, reply) => {
-                answered(reply, topics::create_partitions(context, &name, count))
-            }
-            Self::AlterConfigs(name, change, reply) => {
-                answered(reply, topics::alter_configs(context, &name, change))
-            }
-            Self::CommitSegment(request, reply) => {
-                answered(reply, commit::commit_segment(context, &request))
-            }
-            Self::InitProducerId(request, reply) => {
-                answered(reply, producers::init_producer_id(context, &request))
-            }
-            Self::CommitOffsets(group_id, offsets, reply) => {
-                answered(reply, groups::commit_offsets(context, &group_id, &offsets))
-            }
-            Self::DeleteOffsets(group_id, partitions, reply) => answered(
-                reply,
-                groups::delete_offsets(context, &group_id, &partitions),
-            ),
-            Self::SaveGroup(record, reply) => answered(reply, groups::save_group(context, &record)),
-            Self::SaveConsumerGroup(record, reply) => {
-                answered(reply, consumer_groups::save(context, &record))
-            }
-            Self::DeleteGroup(group_id, reply) => {
-                answered(reply, groups::delete_group(context, &group_id))
-            }
+/// Runs the command in the open transaction.
+fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
+    match command {
+        Command::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic)),
+        Command::DeleteTopic(topic, reply) => answered(reply, topics::delete(context, &topic)),
+        Command::CreatePartitions(name, count, reply) => {
+            answered(reply, topics::create_partitions(context, &name, count))
         }
-    }
-
-    fn fail(self, error: &Arc<rusqlite::Error>) {
-        let error = || Error::Sqlite(Arc::clone(error));
-        // Callers that went away need no answer.
-        match self {
-            Self::CreateTopic(_, reply)
-            | Self::CreatePartitions(_, _, reply)
-            | Self::AlterConfigs(_, _, reply) => drop(reply.send(Err(error()))),
-            Self::DeleteTopic(_, reply) => drop(reply.send(Err(error()))),
-            Self::CommitSegment(_, reply) => drop(reply.send(Err(error()))),
-            Self::InitProducerId(_, reply) => drop(reply.send(Err(error()))),
-            Self::CommitOffsets(_, _, reply)
-            | Self::DeleteOffsets(_, _, reply)
-            | Self::SaveGroup(_, reply)
-            | Self::SaveConsumerGroup(_, reply)
-            | Self::DeleteGroup(_, reply) => drop(reply.send(Err(error()))),
+        Command::AlterConfigs(name, change, reply) => {
+            answered(reply, topics::alter_configs(context, &name, change))
+        }
+        Command::CommitSegment(request, reply) => {
+            answered(reply, commit::commit_segment(context, &request))
+        }
+        Command::InitProducerId(request, reply) => {
+            answered(reply, producers::init_producer_id(context, &request))
+        }
+        Command::CommitOffsets(group_id, offsets, reply) => {
+            answered(reply, groups::commit_offsets(context, &group_id, &offsets))
+        }
+        Command::DeleteOffsets(group_id, partitions, reply) => answered(
+            reply,
+            groups::delete_offsets(context, &group_id, &partitions),
+        ),
+        Command::SaveGroup(record, reply) => answered(reply, groups::save_group(context, &record)),
+        Command::SaveConsumerGroup(record, reply) => {
+            answered(reply, consumer_groups::save(context, &record))
+        }
+        Command::DeleteGroup(group_id, reply) => {
+            answered(reply, groups::delete_group(context, &group_id))
         }
     }
 }
@@ -232,7 +184,9 @@ fn apply_batch(
     let persisted = *counters;
     if let Err(error) = execute(connection, "BEGIN IMMEDIATE") {
         let error = Arc::new(error);
-        batch.drain(..).for_each(|command| command.fail(&error));
+        batch
+            .drain(..)
+            .for_each(|command| command.fail(|| Error::Sqlite(Arc::clone(&error))));
         return;
     }
     let mut context = WriteContext {
@@ -276,11 +230,11 @@ fn apply_batch(
 fn apply_in_savepoint(context: &mut WriteContext<'_>, command: Command) -> Box<dyn Answer> {
     if let Err(error) = execute(context.connection, "SAVEPOINT command") {
         let error = Arc::new(error);
-        command.fail(&error);
+        command.fail(|| Error::Sqlite(Arc::clone(&error)));
         return Box::new(Failed);
     }
     let before = *context.counters;
-    let answer = command.apply(context);
+    let answer = apply(command, context);
     if answer.failed() {
         *context.counters = before;
         if let Err(error) = execute(context.connection, "ROLLBACK TO command") {

@@ -5,9 +5,10 @@
 use prost::Message;
 use strata_catalog_api::proto::{CommitSegmentRequest, CommitSegmentResponse};
 
-use super::super::producers::{ProducerRow, state_from_row};
+use super::super::producers::state_from_row;
 use super::super::writer::Transaction;
 use super::{PartitionKey, PartitionRow, RunState, partition_index, run_keys};
+use crate::store::producer_rules::ProducerRow;
 use crate::{Error, Result};
 
 /// Loads every row the run's commits may read.
