@@ -140,7 +140,7 @@ start_server() {
 count_segments() {
   local files flushes
   files=$(find "$DATA_DIR/objects" -name '*.seg' -type f | wc -l)
-  flushes=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | awk '$1=="strata_flushes_total"{print $2}')
+  flushes=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | awk '$1 ~ /^strata_flushes_total({|$)/ {s += $2} END {print s + 0}')
   SEGMENT_FILES=$((SEGMENT_FILES + files))
   FLUSHES_TOTAL=$((FLUSHES_TOTAL + ${flushes%.*}))
   log "segment files $files, flushes $flushes, data dir $(du -sh "$DATA_DIR/objects" | cut -f1)"

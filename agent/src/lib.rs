@@ -36,7 +36,7 @@ mod topics;
 mod writer;
 
 pub use config::{AgentConfig, BrokerAddress};
-pub use reserving_alloc::{HUGE_BYTES, ReservingAllocator};
+pub use reserving_alloc::{HUGE_BYTES, ReservingAllocator, limit_malloc_arenas};
 pub use server::Agent;
 pub use synced_local_store::SyncedLocalStore;
 

@@ -35,6 +35,24 @@ fn is_huge(layout: &Layout) -> bool {
     layout.size() >= HUGE_BYTES && layout.align() <= PAGE_BYTES
 }
 
+/// Caps glibc's malloc arenas at two. By default glibc gives busy threads
+/// arenas of their own (up to 8 per core) and each keeps freed memory for
+/// reuse; with the runtime's worker threads allocating and freeing
+/// megabyte-sized segment buffers, that added ~250 MiB of resident memory
+/// under produce load (measured: peak RSS 753-892 MiB with the default,
+/// 518-605 MiB with two arenas, same throughput). Call once at start-up,
+/// before threads are spawned. A no-op on other C libraries.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[expect(unsafe_code, reason = "mallopt is a C call")]
+    // SAFETY: mallopt only adjusts allocator tunables; M_ARENA_MAX with a
+    // positive value is valid at any time, and it is called before other
+    // threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 #[expect(unsafe_code, reason = "a global allocator is unsafe by definition")]
 mod imp {
     use super::*;

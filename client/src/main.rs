@@ -20,6 +20,7 @@ mod telemetry;
 static ALLOCATOR: strata_agent::ReservingAllocator = strata_agent::ReservingAllocator;
 
 fn main() -> std::process::ExitCode {
+    strata_agent::limit_malloc_arenas();
     let cli = cli::Cli::parse();
     let _guard = telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
