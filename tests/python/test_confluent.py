@@ -350,3 +350,60 @@ def test_idempotent_producer_across_restart(fresh_strata, topic):
     got = consume_partition(bs, topic, 0, expect=60)
     assert [m.value() for m in got] == (
         [f"a{i}".encode() for i in range(30)] + [f"b{i}".encode() for i in range(30)])
+
+
+def test_list_offsets_max_timestamp_earliest_latest(strata, topic):
+    # Goal: ListOffsets with the max-timestamp spec (KIP-734) returns the offset of the record
+    # with the largest timestamp, not the last record; earliest/latest are the log bounds.
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+    create_topic(strata.bootstrap, topic)
+    base_ts = 1_700_000_000_000
+    stamps = [base_ts + 5000, base_ts + 9000, base_ts + 1000, base_ts + 3000]  # max is offset 1
+    produce_all(producer(strata.bootstrap), topic,
+                [{"value": f"m{i}".encode(), "partition": 0, "timestamp": ts}
+                 for i, ts in enumerate(stamps)])
+    client = AdminClient({"bootstrap.servers": strata.bootstrap})
+    tp = TopicPartition(topic, 0)
+
+    def listed(spec):
+        return client.list_offsets({tp: spec}, request_timeout=OP_TIMEOUT_S)[tp].result()
+
+    top = listed(OffsetSpec.max_timestamp())
+    assert (top.offset, top.timestamp) == (1, base_ts + 9000)
+    assert listed(OffsetSpec.earliest()).offset == 0
+    assert listed(OffsetSpec.latest()).offset == len(stamps)
+
+
+def test_log_append_time_topic_stamps_records(strata, topic):
+    # Goal: on a topic with message.timestamp.type=LogAppendTime the broker's clock replaces the
+    # producer's timestamps, and consumers see the LogAppendTime type with a valid batch.
+    import time
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+    create_topic(strata.bootstrap, topic, config={"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    produce_all(producer(strata.bootstrap), topic,
+                [{"value": f"l{i}".encode(), "partition": 0, "timestamp": 1_000 + i}
+                 for i in range(5)])
+    after = int(time.time() * 1000)
+    got = consume_partition(strata.bootstrap, topic, 0, expect=5)
+    assert [m.value() for m in got] == [f"l{i}".encode() for i in range(5)]
+    for m in got:
+        kind, ts = m.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME
+        assert before <= ts <= after, (before, ts, after)
+
+
+def test_fsync_mode_round_trips_across_restart(request, tmp_path_factory, topic):
+    # Goal: `strata dev --fsync` (fsynced objects, SQLite synchronous=FULL) serves and keeps
+    # data across a restart like the default mode.
+    from conftest import _own_server, _teardown
+    server = _own_server(request, tmp_path_factory, "fsync", extra_args=["--fsync"])
+    try:
+        create_topic(server.bootstrap, topic)
+        produce_all(producer(server.bootstrap), topic,
+                    [{"value": f"f{i}".encode(), "partition": 0} for i in range(20)])
+        server.restart()
+        got = consume_partition(server.bootstrap, topic, 0, expect=20)
+        assert [m.value() for m in got] == [f"f{i}".encode() for i in range(20)]
+    finally:
+        _teardown(server)
