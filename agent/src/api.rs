@@ -131,20 +131,31 @@ pub(crate) fn encode(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Reply {
+    frame(api_key, version, correlation_id, |buf| match response {
+        // Produce responses v2 and v3 are the same on the wire; v0 and v1
+        // drop fields (see `legacy_produce_response`).
+        ResponseKind::Produce(r) if version < 3 => {
+            legacy_produce_response(r, version, buf);
+            Ok(())
+        }
+        _ => response.encode(buf, version),
+    })
+}
+
+/// Frames a response: size, the response header for `api_key` v`version`,
+/// then whatever `body` writes.
+pub(crate) fn frame(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> Reply {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // size, patched below
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let result = header
         .encode(&mut buf, api_key.response_header_version(version))
-        .and_then(|()| match response {
-            // Produce responses v2 and v3 are the same on the wire; v0 and
-            // v1 drop fields (see `legacy_produce_response`).
-            ResponseKind::Produce(r) if version < 3 => {
-                legacy_produce_response(r, version, &mut buf);
-                Ok(())
-            }
-            _ => response.encode(&mut buf, version),
-        });
+        .and_then(|()| body(&mut buf));
     if let Err(e) = result {
         // A response we built but cannot encode is our bug; dropping the
         // connection is the only honest answer.

@@ -57,6 +57,23 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def wait_listening(proc: subprocess.Popen, port: int, name: str, log_tail) -> None:
+    """Waits until `proc` listens on `port`; fails the test (with its log) if it exits first
+    or does not listen within READY_TIMEOUT_S."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited with {proc.returncode} before listening on port {port}\n"
+                        f"{log_tail()}", pytrace=False)
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"{name} did not listen on port {port} within {READY_TIMEOUT_S}s\n{log_tail()}",
+                pytrace=False)
+
+
 class StrataServer:
     """One `strata dev` process on a fixed data dir and fixed ports, restartable in place."""
 
@@ -102,18 +119,7 @@ class StrataServer:
         self.proc = subprocess.Popen([str(self.binary), *self.args], stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL, env=env)
         log.close()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"strata exited with {self.proc.returncode} before listening on "
-                            f"{self.bootstrap}\n{self.log_tail()}", pytrace=False)
-            if port_open(self.port):
-                return
-            time.sleep(0.05)
-        self.proc.kill()
-        self.proc.wait()
-        pytest.fail(f"strata did not listen on {self.bootstrap} within {READY_TIMEOUT_S}s\n"
-                    f"{self.log_tail()}", pytrace=False)
+        wait_listening(self.proc, self.port, "strata", self.log_tail)
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Send `sig`, wait for exit and return the exit code (None if it was not running)."""

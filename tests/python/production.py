@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import find_strata_bin, free_port, port_open
+from conftest import find_strata_bin, free_port, port_open, wait_listening
 
-READY_TIMEOUT_S = float(os.environ.get("STRATA_TEST_READY_TIMEOUT", "30"))
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 60
 
@@ -84,18 +83,7 @@ class Process:
             log.flush()
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL, env=self.env)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.proc.returncode} before listening on "
-                            f"port {self.port}\n{self.log_tail()}", pytrace=False)
-            if port_open(self.port):
-                return
-            time.sleep(0.05)
-        self.proc.kill()
-        self.proc.wait()
-        pytest.fail(f"{self.name} did not listen on port {self.port} within {READY_TIMEOUT_S}s\n"
-                    f"{self.log_tail()}", pytrace=False)
+        wait_listening(self.proc, self.port, self.name, self.log_tail)
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Send `sig`, wait for the exit and return its code (None if it never ran)."""

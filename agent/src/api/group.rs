@@ -5,9 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::Encodable;
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use strata_catalog_api::proto::GroupCallRequest;
 use tracing::warn;
 
@@ -51,27 +50,14 @@ pub(crate) fn forward(
             client_host: format!("/{}", peer.ip()),
         };
         match shared.catalog.group_call(request).await {
-            Ok(response) => frame(api_key, version, header.correlation_id, &response.body),
+            Ok(response) => super::frame(api_key, version, header.correlation_id, |buf| {
+                buf.extend_from_slice(&response.body);
+                Ok(())
+            }),
             Err(status) => {
                 warn!(%status, ?api_key, "group coordinator call failed; closing the connection");
                 Reply::Close
             }
         }
     })
-}
-
-fn frame(api_key: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Reply {
-    let mut buf = BytesMut::with_capacity(16 + body.len());
-    buf.put_i32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    if header
-        .encode(&mut buf, api_key.response_header_version(version))
-        .is_err()
-    {
-        return Reply::Close;
-    }
-    buf.extend_from_slice(body);
-    let size = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&size.to_be_bytes());
-    Reply::Frame(buf.freeze())
 }

@@ -111,11 +111,7 @@ pub(super) async fn commit(
     }
     if !offsets.is_empty() {
         let group_code = write_offsets(coordinator, &request, offsets).await?;
-        for (_, error_code) in codes.iter_mut().flatten() {
-            if *error_code == code::NONE {
-                *error_code = group_code;
-            }
-        }
+        fill_unset(&mut codes, group_code);
     }
     let topics = request
         .topics
@@ -408,12 +404,7 @@ pub(super) async fn delete(
     if !doomed.is_empty()
         && let Err(error) = coordinator.store().delete_offsets(&group_id, doomed).await
     {
-        let failed = store_error_code(&error);
-        for (_, error_code) in codes.iter_mut().flatten() {
-            if *error_code == code::NONE {
-                *error_code = failed;
-            }
-        }
+        fill_unset(&mut codes, store_error_code(&error));
     }
     let topics = request
         .topics
@@ -434,4 +425,14 @@ pub(super) async fn delete(
         })
         .collect();
     Ok(OffsetDeleteResponse::default().with_topics(topics))
+}
+
+/// Gives every partition still answered NONE the outcome of the shared
+/// write (`outcome`, NONE on success).
+fn fill_unset(codes: &mut [Vec<(i32, i16)>], outcome: i16) {
+    for (_, error_code) in codes.iter_mut().flatten() {
+        if *error_code == code::NONE {
+            *error_code = outcome;
+        }
+    }
 }
