@@ -69,24 +69,39 @@ struct Entry {
     loaded: Instant,
 }
 
+impl Entry {
+    fn fresh(&self) -> Option<Arc<TopicInfo>> {
+        (self.loaded.elapsed() < TOPIC_TTL).then(|| self.topic.clone())
+    }
+}
+
+/// The cached topics, by name, with an id index (Fetch and Produce v13+
+/// name topics by id).
+#[derive(Debug, Default)]
+struct Maps {
+    by_name: HashMap<String, Entry>,
+    name_of: HashMap<Uuid, String>,
+}
+
 /// A cache of topics by name and id.
 #[derive(Debug)]
 pub(crate) struct TopicCache {
     catalog: Arc<dyn CatalogApi>,
-    by_name: RwLock<HashMap<String, Entry>>,
+    maps: RwLock<Maps>,
 }
 
 impl TopicCache {
     pub(crate) fn new(catalog: Arc<dyn CatalogApi>) -> Self {
         Self {
             catalog,
-            by_name: RwLock::new(HashMap::new()),
+            maps: RwLock::new(Maps::default()),
         }
     }
 
     /// The topic called `name`, or `None` when it does not exist.
     pub(crate) async fn get(&self, name: &str) -> Result<Option<Arc<TopicInfo>>, Status> {
-        if let Some(topic) = self.cached(|e| e.topic.name == name, Some(name)) {
+        let cached = self.read().by_name.get(name).and_then(Entry::fresh);
+        if let Some(topic) = cached {
             return Ok(Some(topic));
         }
         let topics = self.load(vec![name.to_string()]).await?;
@@ -95,7 +110,15 @@ impl TopicCache {
 
     /// The topic with id `id`, or `None` when it does not exist.
     pub(crate) async fn get_by_id(&self, id: Uuid) -> Result<Option<Arc<TopicInfo>>, Status> {
-        if let Some(topic) = self.cached(|e| e.topic.id == id, None) {
+        let cached = {
+            let maps = self.read();
+            maps.name_of
+                .get(&id)
+                .and_then(|name| maps.by_name.get(name))
+                .and_then(Entry::fresh)
+                .filter(|topic| topic.id == id)
+        };
+        if let Some(topic) = cached {
             return Ok(Some(topic));
         }
         let topics = self.load(Vec::new()).await?;
@@ -109,23 +132,14 @@ impl TopicCache {
 
     /// Forgets `name` so the next use re-reads it.
     pub(crate) fn invalidate(&self, name: &str) {
-        self.by_name
-            .write()
-            .expect("topic cache lock poisoned")
-            .remove(name);
+        let mut maps = self.maps.write().expect("topic cache lock poisoned");
+        if let Some(entry) = maps.by_name.remove(name) {
+            maps.name_of.remove(&entry.topic.id);
+        }
     }
 
-    fn cached(
-        &self,
-        matches: impl Fn(&Entry) -> bool,
-        name: Option<&str>,
-    ) -> Option<Arc<TopicInfo>> {
-        let map = self.by_name.read().expect("topic cache lock poisoned");
-        let entry = match name {
-            Some(name) => map.get(name),
-            None => map.values().find(|e| matches(e)),
-        }?;
-        (entry.loaded.elapsed() < TOPIC_TTL && matches(entry)).then(|| entry.topic.clone())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().expect("topic cache lock poisoned")
     }
 
     /// Loads `names` (all topics when empty) from the catalog into the cache.
@@ -144,22 +158,23 @@ impl TopicCache {
             .map(Arc::new)
             .collect();
         let now = Instant::now();
-        let mut map = self.by_name.write().expect("topic cache lock poisoned");
+        let mut maps = self.maps.write().expect("topic cache lock poisoned");
         if all {
-            map.clear();
+            *maps = Maps::default();
         } else {
             for name in &names {
-                map.remove(name);
+                if let Some(entry) = maps.by_name.remove(name) {
+                    maps.name_of.remove(&entry.topic.id);
+                }
             }
         }
         for topic in &topics {
-            map.insert(
-                topic.name.clone(),
-                Entry {
-                    topic: topic.clone(),
-                    loaded: now,
-                },
-            );
+            maps.name_of.insert(topic.id, topic.name.clone());
+            let entry = Entry {
+                topic: topic.clone(),
+                loaded: now,
+            };
+            maps.by_name.insert(topic.name.clone(), entry);
         }
         Ok(topics)
     }

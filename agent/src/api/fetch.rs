@@ -241,21 +241,18 @@ async fn read_records(
                 error_code::KAFKA_STORAGE_ERROR
             })?;
         let mut wanted = Vec::new();
+        let mut used = out.len();
         for batch in reader::batches(chunk, &bytes) {
             if batch.end_offset() <= fetch_offset {
                 continue;
             }
             let size = batch.range.len();
-            let must = first && out.is_empty() && wanted.is_empty();
-            let used = out.len()
-                + wanted
-                    .iter()
-                    .map(|b: &reader::BatchRef| b.range.len())
-                    .sum::<usize>();
+            let must = first && used == 0;
             if !must && used + size > budget {
                 reader::patched(&bytes, &wanted, &mut out);
                 return Ok(out);
             }
+            used += size;
             wanted.push(batch);
         }
         reader::patched(&bytes, &wanted, &mut out);
