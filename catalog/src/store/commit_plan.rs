@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use strata_catalog_api::proto::{
-    BatchMeta, BatchResult, Chunk, ChunkResult, ChunkWrite, CommitEvent, CommitSegmentRequest,
-    CommitSegmentResponse, PartitionOffsets,
+    BatchMeta, BatchResult, Chunk, ChunkFormat, ChunkResult, ChunkWrite, CommitEvent,
+    CommitSegmentRequest, CommitSegmentResponse, PartitionOffsets,
 };
 
 use crate::error_code;
@@ -422,6 +422,7 @@ impl<S: CommitSource> CommitWork<'_, S> {
             length: run.length,
             batch_count: run.batch_count,
             max_timestamp: run.max_timestamp,
+            format: ChunkFormat::Segment.into(),
         };
         let new = NewChunk {
             chunk,

@@ -16,7 +16,7 @@ use crate::{Error, Result};
 const LOOKUP_CHUNKS_MAX: u32 = 10_000;
 
 const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, object_key, object_size,
-    position, length, batch_count, max_timestamp";
+    position, length, batch_count, max_timestamp, format";
 
 /// A partition's row.
 #[derive(Debug, Clone, Copy)]
@@ -213,5 +213,6 @@ fn chunk_from_row(row: &Row) -> Result<Chunk> {
         length: to_u64("chunk length", row.try_get(7)?)?,
         batch_count: to_u32("batch count", row.try_get(8)?)?,
         max_timestamp: row.try_get(9)?,
+        format: i32::from(row.try_get::<_, i16>(10)?),
     })
 }

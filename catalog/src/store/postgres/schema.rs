@@ -14,7 +14,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7374_7261_7461;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: everything the SQLite store has at its version 3 (topics,
 /// partitions, the chunk index, segments, producers, transactional ids,
@@ -154,6 +154,31 @@ CREATE TABLE consumer_groups (
     format BIGINT NOT NULL,
     record BYTEA NOT NULL,
     saved_ms BIGINT NOT NULL
+);
+";
+
+/// Version 2: as SQLite's version 4: the agent registry, the storage tier
+/// of each chunk (0 = segment, 1 = Parquet), an index from objects to their
+/// chunks, and objects awaiting garbage collection. Agent epochs come from a
+/// sequence, unique across catalogs sharing the database.
+const V2: &str = "
+ALTER TABLE chunks ADD COLUMN format SMALLINT NOT NULL DEFAULT 0;
+CREATE INDEX chunks_by_object ON chunks (object_key);
+
+CREATE SEQUENCE agent_epochs AS BIGINT MINVALUE 1 START WITH 1;
+CREATE TABLE agents (
+    agent_id TEXT PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    host TEXT NOT NULL,
+    port BIGINT NOT NULL,
+    zone TEXT NOT NULL,
+    registered_ms BIGINT NOT NULL,
+    fenced BOOLEAN NOT NULL DEFAULT FALSE
+);
+
+CREATE TABLE dead_objects (
+    object_key TEXT PRIMARY KEY,
+    dead_since_ms BIGINT NOT NULL
 );
 ";
 

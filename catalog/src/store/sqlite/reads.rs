@@ -11,7 +11,7 @@ use crate::{Error, Result};
 const LOOKUP_CHUNKS_MAX: u32 = 10_000;
 
 const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, object_key, object_size,
-    position, length, batch_count, max_timestamp";
+    position, length, batch_count, max_timestamp, format";
 
 /// A partition's row.
 #[derive(Debug, Clone, Copy)]
@@ -174,5 +174,6 @@ fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
         length: row.get(7)?,
         batch_count: row.get(8)?,
         max_timestamp: row.get(9)?,
+        format: row.get(10)?,
     })
 }

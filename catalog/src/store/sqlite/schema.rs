@@ -7,7 +7,7 @@ use crate::store::migrations;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: topics, partitions, the chunk index, segments, producers.
 ///
@@ -150,6 +150,37 @@ CREATE TABLE consumer_groups (
     format INTEGER NOT NULL,
     record BLOB NOT NULL,
     saved_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Version 4: the agent registry (epochs fence zombie agents), the storage
+/// tier of each chunk (segment or Parquet), an index from objects to their
+/// chunks, and objects no chunk references any more (garbage collection
+/// deletes them after a grace period).
+///
+/// `chunks.format`: 0 = a run of record batches in a segment object,
+/// 1 = a Parquet file written by the compactor (`position` 0, `length` the
+/// file size). `agents.fenced`: 1 once its lease expired; its commits fail
+/// until it registers again and gets a new epoch. `meta.next_agent_epoch`
+/// makes epochs unique across every agent and every registration.
+const V4: &str = "
+ALTER TABLE chunks ADD COLUMN format INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX chunks_by_object ON chunks (object_key);
+
+INSERT INTO meta (key, value) VALUES ('next_agent_epoch', 1);
+CREATE TABLE agents (
+    agent_id TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    zone TEXT NOT NULL,
+    registered_ms INTEGER NOT NULL,
+    fenced INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE dead_objects (
+    object_key TEXT PRIMARY KEY,
+    dead_since_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
 
