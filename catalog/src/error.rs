@@ -55,6 +55,17 @@ pub enum Error {
         /// The partition.
         partition: u32,
     },
+    /// An offset outside a partition's log (DeleteRecords beyond the high
+    /// watermark).
+    #[error("offset {requested} is out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: i64,
+        /// The partition's log start offset.
+        log_start: i64,
+        /// The partition's high watermark.
+        high_watermark: i64,
+    },
     /// A topic name breaks Kafka's naming rules.
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName {
@@ -172,6 +183,7 @@ impl Error {
             | Self::UnknownTopic { .. }
             | Self::UnknownTopicId { .. }
             | Self::UnknownPartition { .. }
+            | Self::OffsetOutOfRange { .. }
             | Self::InvalidTopicName { .. }
             | Self::InvalidPartitions { .. }
             | Self::InvalidConfig { .. }
@@ -201,6 +213,7 @@ impl Error {
                 error_code::UNKNOWN_TOPIC_OR_PARTITION
             }
             Self::UnknownTopicId { .. } => error_code::UNKNOWN_TOPIC_ID,
+            Self::OffsetOutOfRange { .. } => error_code::OFFSET_OUT_OF_RANGE,
             Self::InvalidTopicName { .. } => error_code::INVALID_TOPIC_EXCEPTION,
             Self::InvalidPartitions { .. } => error_code::INVALID_PARTITIONS,
             Self::InvalidConfig { .. } => error_code::INVALID_CONFIG,

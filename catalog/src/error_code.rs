@@ -4,6 +4,8 @@
 
 /// No error.
 pub const NONE: i16 = 0;
+/// The offset is outside the partition's log.
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// The topic or partition does not exist.
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// The topic name is invalid.

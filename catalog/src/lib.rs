@@ -54,8 +54,9 @@ pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
     CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, DeletedTopic,
-    GroupMemberRecord, GroupRecord, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
-    SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord, TopicRef,
+    ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, DeadObject,
+    DeleteRecordsOutcome, DeletedTopic, GroupMemberRecord, GroupRecord, MemberProtocol, NewTopic,
+    PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SharedStore, SubscribedTopicRecord,
+    SystemClock, TopicPartitionsRecord, TopicRef,
 };
 pub use strata_catalog_api::topic_config;

@@ -5,6 +5,7 @@
 //! codes inside responses, and runs the commit stream. Store failures
 //! become gRPC statuses (UNAVAILABLE = retry).
 
+mod claims;
 mod commit_stream;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use self::claims::CompactionClaims;
 use self::commit_stream::CommitStreamHub;
 use crate::group::{GroupCoordinator, GroupOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
@@ -38,6 +40,10 @@ const TRANSACTION_TIMEOUT_MAX_MS: i32 = 900_000;
 const LOOKUP_CHUNKS_DEFAULT: u32 = 1_000;
 /// The largest gRPC message, matching `GrpcCatalog`.
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Dead objects listed when the request asks for 0.
+const LIST_DEAD_OBJECTS_DEFAULT: u32 = 1_000;
+/// The most object keys one ForgetDeadObjects or ReferencedObjects names.
+const OBJECT_KEYS_MAX: usize = 10_000;
 
 /// Settings of a [`CatalogService`].
 #[derive(Debug, Clone)]
@@ -67,6 +73,7 @@ pub struct CatalogService {
     store: Arc<dyn CatalogStore>,
     hub: Arc<CommitStreamHub>,
     groups: GroupCoordinator,
+    claims: Arc<CompactionClaims>,
 }
 
 impl CatalogService {
@@ -80,11 +87,13 @@ impl CatalogService {
             options.commit_stream_buffer,
             options.subscriber_queue,
         );
+        let claims = CompactionClaims::new(Arc::clone(&options.groups.clock));
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         Ok(Self {
             store,
             hub: Arc::new(hub),
             groups,
+            claims: Arc::new(claims),
         })
     }
 
@@ -647,6 +656,171 @@ impl Catalog for CatalogService {
             .await?;
         Ok(Response::new(GroupCallResponse { body }))
     }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition))]
+    async fn replace_chunks(
+        &self,
+        request: Request<ReplaceChunksRequest>,
+    ) -> Result<Response<ReplaceChunksResponse>, Status> {
+        let request = request.into_inner();
+        let store = Arc::clone(&self.store);
+        let outcome = self
+            .write_and_publish(async move {
+                let outcome = store.replace_chunks(request).await?;
+                let event = outcome.event.clone();
+                Ok((outcome, event))
+            })
+            .await;
+        let response = match kafka(outcome)? {
+            Ok(outcome) => {
+                if outcome.conflict {
+                    tracing::debug!("compaction swap conflict");
+                }
+                ReplaceChunksResponse {
+                    error_code: 0,
+                    conflict: outcome.conflict,
+                    sequence: outcome.sequence,
+                }
+            }
+            Err((error_code, _)) => ReplaceChunksResponse {
+                error_code,
+                conflict: false,
+                sequence: 0,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition, offset = request.get_ref().offset))]
+    async fn delete_records(
+        &self,
+        request: Request<DeleteRecordsRequest>,
+    ) -> Result<Response<DeleteRecordsResponse>, Status> {
+        let request = request.into_inner();
+        let result = match topic_id(&request.topic_id) {
+            Some(id) => {
+                let store = Arc::clone(&self.store);
+                self.write_and_publish(async move {
+                    let outcome = store
+                        .delete_records(id, request.partition, request.offset)
+                        .await?;
+                    Ok((outcome.low_watermark, outcome.event))
+                })
+                .await
+            }
+            None => Err(unknown_partition(&request.topic_id, request.partition)),
+        };
+        let response = match kafka(result)? {
+            Ok(low_watermark) => DeleteRecordsResponse {
+                error_code: 0,
+                low_watermark,
+            },
+            Err((error_code, _)) => DeleteRecordsResponse {
+                error_code,
+                low_watermark: -1,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(dead_before_ms = request.get_ref().dead_before_ms))]
+    async fn list_dead_objects(
+        &self,
+        request: Request<ListDeadObjectsRequest>,
+    ) -> Result<Response<ListDeadObjectsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => LIST_DEAD_OBJECTS_DEFAULT,
+            n => n,
+        };
+        let objects = self
+            .store
+            .list_dead_objects(request.dead_before_ms, limit)
+            .await?
+            .into_iter()
+            .map(|dead| DeadObject {
+                object_key: dead.object_key,
+                dead_since_ms: dead.dead_since_ms,
+            })
+            .collect();
+        Ok(Response::new(ListDeadObjectsResponse { objects }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(objects = request.get_ref().object_keys.len()))]
+    async fn forget_dead_objects(
+        &self,
+        request: Request<ForgetDeadObjectsRequest>,
+    ) -> Result<Response<ForgetDeadObjectsResponse>, Status> {
+        let keys = checked_keys(request.into_inner().object_keys)?;
+        if !keys.is_empty() {
+            self.store.forget_dead_objects(keys).await?;
+        }
+        Ok(Response::new(ForgetDeadObjectsResponse {}))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(objects = request.get_ref().object_keys.len()))]
+    async fn referenced_objects(
+        &self,
+        request: Request<ReferencedObjectsRequest>,
+    ) -> Result<Response<ReferencedObjectsResponse>, Status> {
+        let keys = checked_keys(request.into_inner().object_keys)?;
+        let object_keys = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.store.referenced_objects(keys).await?
+        };
+        Ok(Response::new(ReferencedObjectsResponse { object_keys }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition, compactor = %request.get_ref().compactor_id))]
+    async fn claim_compaction(
+        &self,
+        request: Request<ClaimCompactionRequest>,
+    ) -> Result<Response<ClaimCompactionResponse>, Status> {
+        let request = request.into_inner();
+        if request.compactor_id.is_empty() {
+            return Err(Status::invalid_argument("compactor_id is empty"));
+        }
+        if !(1..=claims::LEASE_MAX_MS).contains(&request.lease_ms) {
+            return Err(Status::invalid_argument(
+                "lease_ms must be between 1 ms and 1 hour",
+            ));
+        }
+        let answer = self.claims.claim(
+            (request.topic_id, request.partition),
+            &request.compactor_id,
+            request.lease_ms,
+        );
+        Ok(Response::new(ClaimCompactionResponse {
+            granted: answer.granted,
+            expires_ms: answer.expires_ms,
+            holder: answer.holder,
+        }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition, compactor = %request.get_ref().compactor_id))]
+    async fn release_compaction(
+        &self,
+        request: Request<ReleaseCompactionRequest>,
+    ) -> Result<Response<ReleaseCompactionResponse>, Status> {
+        let request = request.into_inner();
+        let released = self.claims.release(
+            &(request.topic_id, request.partition),
+            &request.compactor_id,
+        );
+        Ok(Response::new(ReleaseCompactionResponse { released }))
+    }
+}
+
+/// Object keys of a GC request: at most [`OBJECT_KEYS_MAX`].
+fn checked_keys(keys: Vec<String>) -> Result<Vec<String>, Status> {
+    if keys.len() > OBJECT_KEYS_MAX {
+        return Err(Status::invalid_argument(format!(
+            "{} object keys; at most {OBJECT_KEYS_MAX} per call",
+            keys.len()
+        )));
+    }
+    Ok(keys)
 }
 
 impl CatalogService {

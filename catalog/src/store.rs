@@ -8,6 +8,7 @@
 
 mod command;
 mod commit_plan;
+mod compaction_rules;
 mod consumer_group_codec;
 mod migrations;
 pub(crate) mod postgres;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use strata_catalog_api::proto::{
     Chunk, CommitEvent, CommitSegmentRequest, CommitSegmentResponse, InitProducerIdRequest,
-    ProducerState, Topic,
+    ProducerState, ReplaceChunksRequest, Topic,
 };
 use uuid::Uuid;
 
@@ -98,6 +99,39 @@ pub struct CommitOutcome {
     /// was a retry of a segment already committed (its event was published
     /// the first time).
     pub event: Option<CommitEvent>,
+}
+
+/// The result of a [`CatalogStore::replace_chunks`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaceOutcome {
+    /// The partition's chunks in the range were not the expected ones;
+    /// nothing changed.
+    pub conflict: bool,
+    /// The swap's commit-stream sequence; 0 for a conflict or a replay of
+    /// a swap already applied.
+    pub sequence: u64,
+    /// The event to publish (the partition invalidated); `None` for a
+    /// conflict or a replay.
+    pub event: Option<CommitEvent>,
+}
+
+/// The result of a [`CatalogStore::delete_records`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteRecordsOutcome {
+    /// The log start offset after the call.
+    pub low_watermark: i64,
+    /// The event to publish (new offsets, partition invalidated); `None`
+    /// when the log start did not move.
+    pub event: Option<CommitEvent>,
+}
+
+/// An object no chunk references any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadObject {
+    /// The object's key.
+    pub object_key: String,
+    /// When its last chunk went (the catalog's clock).
+    pub dead_since_ms: i64,
 }
 
 /// A partition's offsets.
@@ -423,6 +457,54 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// by group id. Fails with `Corrupt` if a record does not decode (for
     /// example one written by a newer build in an unknown format).
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>>;
+
+    /// Swaps a contiguous run of a partition's chunks for one chunk (the
+    /// compactor's atomic swap; see `Catalog.ReplaceChunks` in the proto).
+    ///
+    /// Atomic compare-and-swap: the chunks whose base offset lies in the
+    /// expected range must be exactly the expected ones, else the outcome
+    /// is a conflict and nothing changes. On success the replacement keeps
+    /// the replaced chunks' greatest max timestamp (and their running max,
+    /// so timestamp lookups are unchanged), objects left without a chunk
+    /// become dead at the clock's now, and the swap takes the next
+    /// commit-stream sequence for an event invalidating the partition.
+    /// Idempotent: a replay after success finds exactly the replacement in
+    /// the range and answers success without a new sequence or event.
+    /// Fails with `InvalidArgument` for a malformed request (empty or
+    /// non-contiguous expected chunks, a replacement not spanning them) and
+    /// `UnknownPartition` if the partition does not exist.
+    async fn replace_chunks(&self, request: ReplaceChunksRequest) -> Result<ReplaceOutcome>;
+
+    /// Moves a partition's log start offset to `offset` (-1 = the high
+    /// watermark): Kafka's DeleteRecords and retention.
+    ///
+    /// Atomic. At or below the current log start it changes nothing and
+    /// answers the current log start (idempotent). Otherwise it drops the
+    /// chunks with end offset <= `offset` (a chunk straddling it stays),
+    /// makes objects left without a chunk dead, keeps timestamp lookups
+    /// exact over the chunks left, and takes the next commit-stream
+    /// sequence for an event with the new offsets that invalidates the
+    /// partition. Fails with `OffsetOutOfRange` above the high watermark
+    /// (or below -1), `UnknownPartition` if the partition does not exist.
+    async fn delete_records(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        offset: i64,
+    ) -> Result<DeleteRecordsOutcome>;
+
+    /// Up to `limit` dead objects whose `dead_since_ms <= dead_before_ms`,
+    /// oldest first.
+    async fn list_dead_objects(&self, dead_before_ms: i64, limit: u32) -> Result<Vec<DeadObject>>;
+
+    /// Forgets dead objects (after the GC deleted them): removes them from
+    /// the dead objects and drops the segment commit records of those
+    /// objects. Atomic and idempotent; unknown keys are ignored.
+    async fn forget_dead_objects(&self, object_keys: Vec<String>) -> Result<()>;
+
+    /// The keys among `object_keys` that some chunk references, in the
+    /// order given (duplicates kept once).
+    async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>>;
 }
 
 /// A shared store.

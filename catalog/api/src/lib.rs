@@ -101,6 +101,41 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<DescribeProducersResponse, Status>;
     /// See `Catalog.GroupCall`.
     async fn group_call(&self, r: GroupCallRequest) -> Result<GroupCallResponse, Status>;
+    /// See `Catalog.ReplaceChunks`.
+    async fn replace_chunks(
+        &self,
+        r: ReplaceChunksRequest,
+    ) -> Result<ReplaceChunksResponse, Status>;
+    /// See `Catalog.DeleteRecords`.
+    async fn delete_records(
+        &self,
+        r: DeleteRecordsRequest,
+    ) -> Result<DeleteRecordsResponse, Status>;
+    /// See `Catalog.ListDeadObjects`.
+    async fn list_dead_objects(
+        &self,
+        r: ListDeadObjectsRequest,
+    ) -> Result<ListDeadObjectsResponse, Status>;
+    /// See `Catalog.ForgetDeadObjects`.
+    async fn forget_dead_objects(
+        &self,
+        r: ForgetDeadObjectsRequest,
+    ) -> Result<ForgetDeadObjectsResponse, Status>;
+    /// See `Catalog.ReferencedObjects`.
+    async fn referenced_objects(
+        &self,
+        r: ReferencedObjectsRequest,
+    ) -> Result<ReferencedObjectsResponse, Status>;
+    /// See `Catalog.ClaimCompaction`.
+    async fn claim_compaction(
+        &self,
+        r: ClaimCompactionRequest,
+    ) -> Result<ClaimCompactionResponse, Status>;
+    /// See `Catalog.ReleaseCompaction`.
+    async fn release_compaction(
+        &self,
+        r: ReleaseCompactionRequest,
+    ) -> Result<ReleaseCompactionResponse, Status>;
 }
 
 /// Calls a catalog service object in this process through the generated
@@ -182,4 +217,11 @@ unary! {
     init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
     describe_producers(DescribeProducersRequest) -> DescribeProducersResponse;
     group_call(GroupCallRequest) -> GroupCallResponse;
+    replace_chunks(ReplaceChunksRequest) -> ReplaceChunksResponse;
+    delete_records(DeleteRecordsRequest) -> DeleteRecordsResponse;
+    list_dead_objects(ListDeadObjectsRequest) -> ListDeadObjectsResponse;
+    forget_dead_objects(ForgetDeadObjectsRequest) -> ForgetDeadObjectsResponse;
+    referenced_objects(ReferencedObjectsRequest) -> ReferencedObjectsResponse;
+    claim_compaction(ClaimCompactionRequest) -> ClaimCompactionResponse;
+    release_compaction(ReleaseCompactionRequest) -> ReleaseCompactionResponse;
 }

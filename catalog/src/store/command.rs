@@ -1,13 +1,15 @@
 //! The write commands every store's writer applies, and the queue that
 //! carries them from the store's callers to the writer.
 
-use strata_catalog_api::proto::{CommitSegmentRequest, InitProducerIdRequest, Topic};
+use strata_catalog_api::proto::{
+    CommitSegmentRequest, InitProducerIdRequest, ReplaceChunksRequest, Topic,
+};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::store::{
-    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
-    NewTopic, ProducerIdAndEpoch, TopicRef,
+    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeleteRecordsOutcome,
+    DeletedTopic, GroupRecord, NewTopic, ProducerIdAndEpoch, ReplaceOutcome, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -32,6 +34,9 @@ pub(crate) enum Command {
     SaveGroup(GroupRecord, Reply<()>),
     SaveConsumerGroup(ConsumerGroupRecord, Reply<()>),
     DeleteGroup(String, Reply<()>),
+    ReplaceChunks(ReplaceChunksRequest, Reply<ReplaceOutcome>),
+    DeleteRecords(Uuid, u32, i64, Reply<DeleteRecordsOutcome>),
+    ForgetDeadObjects(Vec<String>, Reply<()>),
 }
 
 impl Command {
@@ -49,7 +54,10 @@ impl Command {
             | Self::DeleteOffsets(_, _, reply)
             | Self::SaveGroup(_, reply)
             | Self::SaveConsumerGroup(_, reply)
-            | Self::DeleteGroup(_, reply) => drop(reply.send(Err(error()))),
+            | Self::DeleteGroup(_, reply)
+            | Self::ForgetDeadObjects(_, reply) => drop(reply.send(Err(error()))),
+            Self::ReplaceChunks(_, reply) => drop(reply.send(Err(error()))),
+            Self::DeleteRecords(_, _, _, reply) => drop(reply.send(Err(error()))),
         }
     }
 }

@@ -25,6 +25,7 @@
 //! PostgreSQL or on a trusted network. TLS comes later.
 
 mod commit;
+mod compaction;
 mod consumer_groups;
 mod groups;
 mod producers;
@@ -38,7 +39,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use strata_catalog_api::proto::{
-    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, Topic,
+    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, ReplaceChunksRequest, Topic,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
@@ -47,8 +48,8 @@ use uuid::Uuid;
 use crate::store::command::{Command, CommandQueue};
 use crate::store::{
     CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
-    SystemClock, TopicRef,
+    ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, GroupRecord, NewTopic,
+    PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SystemClock, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -370,5 +371,41 @@ impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
         consumer_groups::load(&get(&self.pool).await?).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.partition))]
+    async fn replace_chunks(&self, request: ReplaceChunksRequest) -> Result<ReplaceOutcome> {
+        self.commands
+            .write(|reply| Command::ReplaceChunks(request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_records(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        offset: i64,
+    ) -> Result<DeleteRecordsOutcome> {
+        self.commands
+            .write(|reply| Command::DeleteRecords(topic_id, partition, offset, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_dead_objects(&self, dead_before_ms: i64, limit: u32) -> Result<Vec<DeadObject>> {
+        compaction::list_dead_objects(&get(&self.pool).await?, dead_before_ms, limit).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
+    async fn forget_dead_objects(&self, object_keys: Vec<String>) -> Result<()> {
+        self.commands
+            .write(|reply| Command::ForgetDeadObjects(object_keys, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
+    async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
+        compaction::referenced_objects(&get(&self.pool).await?, &object_keys).await
     }
 }

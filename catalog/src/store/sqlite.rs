@@ -8,6 +8,7 @@
 //! blocking pool; WAL lets them run beside the writer.
 
 mod commit;
+mod compaction;
 mod consumer_groups;
 mod groups;
 mod producers;
@@ -22,7 +23,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
 use strata_catalog_api::proto::{
-    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, Topic,
+    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, ReplaceChunksRequest, Topic,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -30,8 +31,8 @@ use uuid::Uuid;
 use crate::store::command::{Command, CommandQueue};
 use crate::store::{
     CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
-    SystemClock, TopicRef,
+    ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, GroupRecord, NewTopic,
+    PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SystemClock, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -331,6 +332,46 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
         self.read(|connection, _| consumer_groups::load(connection))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.partition))]
+    async fn replace_chunks(&self, request: ReplaceChunksRequest) -> Result<ReplaceOutcome> {
+        self.commands
+            .write(|reply| Command::ReplaceChunks(request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_records(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        offset: i64,
+    ) -> Result<DeleteRecordsOutcome> {
+        self.commands
+            .write(|reply| Command::DeleteRecords(topic_id, partition, offset, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_dead_objects(&self, dead_before_ms: i64, limit: u32) -> Result<Vec<DeadObject>> {
+        self.read(move |connection, _| {
+            compaction::list_dead_objects(connection, dead_before_ms, limit)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
+    async fn forget_dead_objects(&self, object_keys: Vec<String>) -> Result<()> {
+        self.commands
+            .write(|reply| Command::ForgetDeadObjects(object_keys, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
+    async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
+        self.read(move |connection, _| compaction::referenced_objects(connection, &object_keys))
             .await
     }
 }

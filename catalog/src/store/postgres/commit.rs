@@ -50,6 +50,8 @@ pub(super) struct RunState {
     pub(super) dirty_states: BTreeSet<(i64, PartitionKey)>,
     pub(super) chunks: Vec<NewChunk>,
     pub(super) segments: Vec<SegmentRow>,
+    /// Objects of commits whose batches were all rejected.
+    pub(super) dead_objects: Vec<String>,
 }
 
 /// Applies `requests` in order; returns one outcome per request. An `Err`
@@ -90,6 +92,10 @@ fn apply_one(
         response: outcome.response.encode_to_vec(),
     };
     context.sequence = sequence;
+    if changes.chunks.is_empty() && !request.object_key.is_empty() {
+        // No chunk will ever point into the object: the GC may delete it.
+        state.dead_objects.push(request.object_key.clone());
+    }
     state.merge(changes, segment, outcome.response.clone());
     Ok(outcome)
 }

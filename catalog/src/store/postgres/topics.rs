@@ -5,8 +5,8 @@ use strata_catalog_api::proto::Topic;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::to_u32;
 use super::writer::WriteContext;
+use super::{compaction, to_u32};
 use crate::store::topic_rules::{
     self, TOPIC_COLUMNS, TOPIC_DATA_TABLES, config_entries, decode_configs, encode_configs,
     parse_topic_id,
@@ -97,12 +97,22 @@ pub(super) async fn delete(
             &[&id, &context.now_ms],
         )
         .await?;
+    let statement = transaction
+        .prepare_cached("SELECT DISTINCT object_key FROM chunks WHERE topic_id = $1")
+        .await?;
+    let objects: Vec<String> = transaction
+        .query(&statement, &[&id])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
     for table in TOPIC_DATA_TABLES {
         let statement = transaction
             .prepare_cached(&format!("DELETE FROM {table} WHERE topic_id = $1"))
             .await?;
         transaction.execute(&statement, &[&id]).await?;
     }
+    compaction::bury_unreferenced(transaction, &objects, context.now_ms).await?;
     Ok(topic_rules::deleted(found, context.next_sequence()))
 }
 

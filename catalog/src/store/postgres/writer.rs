@@ -15,7 +15,9 @@ use futures::FutureExt;
 use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
-use super::{PostgresOptions, commit, consumer_groups, groups, pool_error, producers, topics};
+use super::{
+    PostgresOptions, commit, compaction, consumer_groups, groups, pool_error, producers, topics,
+};
 use crate::store::CommitOutcome;
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
@@ -142,6 +144,16 @@ async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnsw
         }
         Command::DeleteGroup(group_id, reply) => {
             answered(reply, groups::delete_group(context, &group_id).await)
+        }
+        Command::ReplaceChunks(request, reply) => {
+            answered(reply, compaction::replace_chunks(context, &request).await)
+        }
+        Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
+            reply,
+            compaction::delete_records(context, topic_id, partition, offset).await,
+        ),
+        Command::ForgetDeadObjects(keys, reply) => {
+            answered(reply, compaction::forget_dead_objects(context, &keys).await)
         }
     }
 }

@@ -6,8 +6,8 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{Chunk, CommitSegmentRequest, CommitSegmentResponse};
 
-use super::producers;
 use super::writer::WriteContext;
+use super::{compaction, producers};
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
 use crate::store::commit_plan::{
@@ -28,6 +28,15 @@ pub(super) fn commit_segment(
     let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
     let applied = commit_plan::apply(connection, request, context.now_ms, live_since_ms)?;
     save(connection, &applied.changes)?;
+    if applied.changes.chunks.is_empty() && !request.object_key.is_empty() {
+        // Every batch was rejected: no chunk will ever point into the
+        // object, so the GC may delete it.
+        compaction::bury_unreferenced(
+            connection,
+            std::slice::from_ref(&request.object_key),
+            context.now_ms,
+        )?;
+    }
     let (outcome, _) = applied.finish(context.counters.next_sequence());
     store_response(context, request, &outcome.response)?;
     Ok(outcome)
@@ -132,7 +141,12 @@ fn save(connection: &Connection, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
-fn insert_chunk(connection: &Connection, chunk: &Chunk, running_max_timestamp: i64) -> Result<()> {
+/// Inserts a chunk row (any format).
+pub(super) fn insert_chunk(
+    connection: &Connection,
+    chunk: &Chunk,
+    running_max_timestamp: i64,
+) -> Result<()> {
     let to_sql = |value: u64| {
         i64::try_from(value).map_err(|_| Error::InvalidArgument {
             field: "chunk",
@@ -142,8 +156,9 @@ fn insert_chunk(connection: &Connection, chunk: &Chunk, running_max_timestamp: i
     connection
         .prepare_cached(
             "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key,
-                 object_size, position, length, batch_count, max_timestamp, running_max_timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 object_size, position, length, batch_count, max_timestamp, running_max_timestamp,
+                 format)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             chunk.topic_id,
@@ -156,7 +171,8 @@ fn insert_chunk(connection: &Connection, chunk: &Chunk, running_max_timestamp: i
             to_sql(chunk.length)?,
             chunk.batch_count,
             chunk.max_timestamp,
-            running_max_timestamp
+            running_max_timestamp,
+            chunk.format
         ])?;
     Ok(())
 }

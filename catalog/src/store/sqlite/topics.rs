@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use strata_catalog_api::proto::Topic;
 use uuid::Uuid;
 
+use super::compaction;
 use super::writer::WriteContext;
 use crate::store::topic_rules::{
     self, TOPIC_COLUMNS, TOPIC_DATA_TABLES, config_entries, decode_configs, encode_configs,
@@ -63,11 +64,16 @@ pub(super) fn delete(context: &mut WriteContext<'_>, topic: &TopicRef) -> Result
     connection
         .prepare_cached("UPDATE topics SET deleted = 1, deleted_ms = ?2 WHERE topic_id = ?1")?
         .execute(params![id, context.now_ms])?;
+    let objects = connection
+        .prepare_cached("SELECT DISTINCT object_key FROM chunks WHERE topic_id = ?1")?
+        .query_map([id], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     for table in TOPIC_DATA_TABLES {
         connection
             .prepare_cached(&format!("DELETE FROM {table} WHERE topic_id = ?1"))?
             .execute([id])?;
     }
+    compaction::bury_unreferenced(connection, &objects, context.now_ms)?;
     Ok(topic_rules::deleted(
         found,
         context.counters.next_sequence(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::{SqliteOptions, commit, consumer_groups, groups, producers, topics};
+use super::{SqliteOptions, commit, compaction, consumer_groups, groups, producers, topics};
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
 
@@ -104,6 +104,16 @@ fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
         }
         Command::DeleteGroup(group_id, reply) => {
             answered(reply, groups::delete_group(context, &group_id))
+        }
+        Command::ReplaceChunks(request, reply) => {
+            answered(reply, compaction::replace_chunks(context, &request))
+        }
+        Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
+            reply,
+            compaction::delete_records(context, topic_id, partition, offset),
+        ),
+        Command::ForgetDeadObjects(keys, reply) => {
+            answered(reply, compaction::forget_dead_objects(context, &keys))
         }
     }
 }

@@ -22,6 +22,9 @@ pub(super) async fn save(
         update_producers(transaction, state),
         insert_segments(transaction, state, now_ms),
     )?;
+    // After the chunks, so the check sees this run's chunks too.
+    crate::store::postgres::compaction::bury_unreferenced(transaction, &state.dead_objects, now_ms)
+        .await?;
     Ok(())
 }
 
