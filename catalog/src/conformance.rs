@@ -14,6 +14,8 @@
 //! # }
 //! ```
 
+mod compaction;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +27,10 @@ use strata_catalog_api::proto::{
 };
 use uuid::Uuid;
 
+pub use self::compaction::{
+    dead_objects_lifecycle, delete_records_moves_log_start, replace_chunks_swaps_atomically,
+    replace_conflicts_with_retention,
+};
 use crate::Error;
 use crate::error_code::{
     DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -53,6 +59,10 @@ pub async fn run_all(store: &dyn CatalogStore) {
     group_offsets(store).await;
     group_records(store).await;
     consumer_group_records(store).await;
+    replace_chunks_swaps_atomically(store).await;
+    replace_conflicts_with_retention(store).await;
+    delete_records_moves_log_start(store).await;
+    dead_objects_lifecycle(store).await;
 }
 
 // ---------- helpers ----------
