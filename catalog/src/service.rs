@@ -79,7 +79,8 @@ pub struct CatalogService {
 impl CatalogService {
     /// A service over `store`; the commit stream continues after the
     /// store's last sequence, and the group coordinator starts with the
-    /// store's persisted groups.
+    /// store's persisted groups. Compaction claims run on the catalog's
+    /// clock, `options.groups.clock`.
     pub async fn new(store: Arc<dyn CatalogStore>, options: ServiceOptions) -> Result<Self> {
         let last_sequence = store.last_commit_sequence().await?;
         let hub = CommitStreamHub::new(
