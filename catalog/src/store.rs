@@ -502,8 +502,11 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// objects. Atomic and idempotent; unknown keys are ignored.
     async fn forget_dead_objects(&self, object_keys: Vec<String>) -> Result<()>;
 
-    /// The keys among `object_keys` that some chunk references, in the
-    /// order given (duplicates kept once).
+    /// The keys among `object_keys` the catalog still knows, in the order
+    /// given (duplicates kept once): referenced by some chunk, or dead and
+    /// awaiting the GC's grace period. The orphan sweep deletes old objects
+    /// that are neither: a dead object must wait out its own grace period,
+    /// however old the object itself is.
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>>;
 }
 

@@ -194,7 +194,12 @@ pub async fn replace_chunks_swaps_atomically(store: &dyn CatalogStore) {
         .expect("referenced objects");
     assert_eq!(
         referenced,
-        ["parquet/swap/0/0-5.parquet".to_string(), object("swap-1")]
+        [
+            object("swap-2"),
+            "parquet/swap/0/0-5.parquet".to_string(),
+            object("swap-1")
+        ],
+        "referenced or dead (awaiting the GC) objects are known"
     );
 
     // A replay after success answers success and changes nothing.

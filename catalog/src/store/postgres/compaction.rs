@@ -408,7 +408,8 @@ pub(super) async fn referenced_objects(
     let statement = client
         .prepare_cached(
             "SELECT k FROM unnest($1::text[]) AS k
-             WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.object_key = k)",
+             WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.object_key = k)
+                OR EXISTS (SELECT 1 FROM dead_objects d WHERE d.object_key = k)",
         )
         .await?;
     let found: std::collections::HashSet<String> = client

@@ -164,6 +164,7 @@ CREATE TABLE consumer_groups (
 const V2: &str = "
 ALTER TABLE chunks ADD COLUMN format SMALLINT NOT NULL DEFAULT 0;
 CREATE INDEX chunks_by_object ON chunks (object_key);
+CREATE INDEX segments_by_object ON segments (object_key);
 
 CREATE SEQUENCE agent_epochs AS BIGINT MINVALUE 1 START WITH 1;
 CREATE TABLE agents (

@@ -304,13 +304,16 @@ pub(super) fn list_dead_objects(
         .collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// The keys some chunk references, in the order given.
+/// The keys the catalog still knows (referenced by a chunk, or dead and
+/// awaiting the GC's grace period), in the order given.
 pub(super) fn referenced_objects(
     connection: &Connection,
     object_keys: &[String],
 ) -> Result<Vec<String>> {
-    let mut statement =
-        connection.prepare_cached("SELECT 1 FROM chunks WHERE object_key = ?1 LIMIT 1")?;
+    let mut statement = connection.prepare_cached(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM chunks WHERE object_key = ?1)
+            OR EXISTS (SELECT 1 FROM dead_objects WHERE object_key = ?1)",
+    )?;
     let mut seen = std::collections::HashSet::new();
     let mut referenced = Vec::new();
     for key in object_keys {

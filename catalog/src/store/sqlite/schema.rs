@@ -166,6 +166,7 @@ CREATE TABLE consumer_groups (
 const V4: &str = "
 ALTER TABLE chunks ADD COLUMN format INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX chunks_by_object ON chunks (object_key);
+CREATE INDEX segments_by_object ON segments (object_key);
 
 INSERT INTO meta (key, value) VALUES ('next_agent_epoch', 1);
 CREATE TABLE agents (
@@ -276,7 +277,7 @@ mod tests {
                 row.get(0)
             })
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let kept: i32 = connection
             .query_row(
                 "SELECT generation_id FROM classic_groups WHERE group_id = 'old'",
