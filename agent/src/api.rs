@@ -13,6 +13,7 @@ use crate::server::Shared;
 
 pub(crate) mod api_versions;
 mod configs;
+mod delete_records;
 mod describe_cluster;
 mod fetch;
 mod find_coordinator;
@@ -56,6 +57,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
 ];
 
@@ -117,6 +119,7 @@ async fn handle_simple(
         RequestKind::DescribeCluster(r) => describe_cluster::handle(shared, version, r).into(),
         RequestKind::InitProducerId(r) => producers::init_producer_id(shared, r).await.into(),
         RequestKind::DescribeProducers(r) => producers::describe(shared, r).await.into(),
+        RequestKind::DeleteRecords(r) => delete_records::handle(shared, r).await.into(),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(shared, version, r).into(),
         // `is_supported` admitted only the APIs above; group APIs never get
         // here (they are forwarded to the catalog undecoded).
