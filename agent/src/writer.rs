@@ -269,6 +269,10 @@ async fn flush_loop(inner: Arc<Inner>, uploader: Uploader, tx: mpsc::Sender<(Flu
         match inner.take_if_due() {
             Ok(Some(flush)) => {
                 let segment = uploader.build(&flush);
+                // Counted before the upload starts, so that flushes minus
+                // commits minus failures is what is in flight.
+                add(&uploader.metrics.flushes, 1);
+                add(&uploader.metrics.flush_bytes, segment.bytes.len() as u64);
                 let up = uploader.clone();
                 let task = tokio::spawn(async move { up.upload(segment).await });
                 if tx.send((flush, task)).await.is_err() {
@@ -344,8 +348,6 @@ impl Uploader {
             ..Default::default()
         };
         let payload = PutPayload::from_bytes(segment.bytes.clone());
-        add(&self.metrics.flushes, 1);
-        add(&self.metrics.flush_bytes, segment.bytes.len() as u64);
         let put = self.store.put_opts(&segment.key, payload, options).await;
         add(&self.metrics.segment_puts, 1);
         match put {
@@ -407,9 +409,14 @@ async fn commit_loop(
                 error!(
                     "segment upload did not finish before the produce deadline; failing its produce requests"
                 );
-                answer_all(flush, error_code::REQUEST_TIMED_OUT);
+                answer_all(&committer.metrics, flush, error_code::REQUEST_TIMED_OUT);
                 inner.flush_done();
-                fail_queued(&inner, &mut rx, error_code::REQUEST_TIMED_OUT);
+                fail_queued(
+                    &inner,
+                    &committer.metrics,
+                    &mut rx,
+                    error_code::REQUEST_TIMED_OUT,
+                );
                 continue;
             }
         };
@@ -434,9 +441,9 @@ async fn commit_loop(
                 error_code::KAFKA_STORAGE_ERROR
             }
         };
-        answer_all(flush, code);
+        answer_all(&committer.metrics, flush, code);
         inner.flush_done();
-        fail_queued(&inner, &mut rx, code);
+        fail_queued(&inner, &committer.metrics, &mut rx, code);
     }
     *inner.done.lock().expect("writer done lock poisoned") = true;
     inner.drained.notify_waiters();
@@ -447,9 +454,14 @@ async fn commit_loop(
 /// producers: committing them would leap a hole in sequences or reorder a
 /// partition. Fail them too; their objects become orphans for the garbage
 /// collector.
-fn fail_queued(inner: &Inner, rx: &mut mpsc::Receiver<(Flush, UploadTask)>, code: i16) {
+fn fail_queued(
+    inner: &Inner,
+    metrics: &Metrics,
+    rx: &mut mpsc::Receiver<(Flush, UploadTask)>,
+    code: i16,
+) {
     while let Ok((queued, _task)) = rx.try_recv() {
-        answer_all(queued, code);
+        answer_all(metrics, queued, code);
         inner.flush_done();
     }
 }
@@ -535,7 +547,8 @@ fn is_retryable(status: &tonic::Status) -> bool {
     )
 }
 
-fn answer_all(flush: Flush, code: i16) {
+fn answer_all(metrics: &Metrics, flush: Flush, code: i16) {
+    add(&metrics.flushes_failed, 1);
     for (_, buffer) in flush.partitions {
         for waiter in buffer.waiters {
             let _ = waiter.tx.send(AppendResult::error_with(code));
