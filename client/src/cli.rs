@@ -113,6 +113,10 @@ pub(crate) struct InitBucketArgs {
     /// Create the bucket when it does not exist.
     #[arg(long)]
     pub(crate) create: bool,
+    /// Resolve the settings, build the S3 client, print them and exit
+    /// without contacting the object store.
+    #[arg(long)]
+    pub(crate) check_config: bool,
     #[command(flatten)]
     pub(crate) s3: crate::config::S3Options,
 }
