@@ -25,6 +25,7 @@ pub mod cache;
 mod config;
 mod connection;
 mod error_code;
+mod fault_store;
 pub mod frame;
 mod index;
 mod metrics;
@@ -36,6 +37,9 @@ mod topics;
 mod writer;
 
 pub use config::{AgentConfig, BrokerAddress};
+pub use fault_store::{
+    FaultControl, FaultCounts, FaultInjectingStore, FaultOp, FaultPlan, FaultRule, InjectedFault,
+};
 pub use reserving_alloc::{HUGE_BYTES, ReservingAllocator, limit_malloc_arenas};
 pub use server::Agent;
 pub use synced_local_store::SyncedLocalStore;

@@ -18,6 +18,7 @@ pub(crate) struct Metrics {
     pub(crate) fetch_bytes: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
+    pub(crate) flushes_failed: AtomicU64,
     pub(crate) segment_puts: AtomicU64,
     pub(crate) segment_put_errors: AtomicU64,
     pub(crate) catalog_commits: AtomicU64,
@@ -94,6 +95,12 @@ impl Metrics {
                 "Flushes of the produce buffer.",
                 &plain,
                 load(&self.flushes),
+            ),
+            s(
+                "strata_flushes_failed_total",
+                "Flushes answered with an error (not durable in time, or behind one that was not).",
+                &plain,
+                load(&self.flushes_failed),
             ),
             s(
                 "strata_flush_bytes_total",

@@ -3,7 +3,9 @@
 //! Topics change rarely and every produce and fetch needs them, so the agent
 //! keeps them in memory and refreshes an entry from the catalog when it is
 //! missing or older than [`TOPIC_TTL`]. Changes made through this agent
-//! invalidate the entry at once.
+//! invalidate the entry at once. While the catalog cannot be reached, stale
+//! entries keep serving (Metadata, Fetch and Produce go on resolving known
+//! topics; produces then fail at commit with a retriable error).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -104,8 +106,13 @@ impl TopicCache {
         if let Some(topic) = cached {
             return Ok(Some(topic));
         }
-        let topics = self.load(vec![name.to_string()]).await?;
-        Ok(topics.into_iter().find(|t| t.name == name))
+        match self.load(vec![name.to_string()]).await {
+            Ok(topics) => Ok(topics.into_iter().find(|t| t.name == name)),
+            Err(status) => match self.read().by_name.get(name) {
+                Some(stale) => Ok(Some(stale.topic.clone())),
+                None => Err(status),
+            },
+        }
     }
 
     /// The topic with id `id`, or `None` when it does not exist.
@@ -121,13 +128,35 @@ impl TopicCache {
         if let Some(topic) = cached {
             return Ok(Some(topic));
         }
-        let topics = self.load(Vec::new()).await?;
-        Ok(topics.into_iter().find(|t| t.id == id))
+        match self.load(Vec::new()).await {
+            Ok(topics) => Ok(topics.into_iter().find(|t| t.id == id)),
+            Err(status) => {
+                let maps = self.read();
+                let stale = maps
+                    .name_of
+                    .get(&id)
+                    .and_then(|name| maps.by_name.get(name));
+                match stale {
+                    Some(stale) => Ok(Some(stale.topic.clone())),
+                    None => Err(status),
+                }
+            }
+        }
     }
 
-    /// Every topic, fresh from the catalog.
+    /// Every topic, fresh from the catalog (the cached ones while the
+    /// catalog cannot be reached).
     pub(crate) async fn all(&self) -> Result<Vec<Arc<TopicInfo>>, Status> {
-        self.load(Vec::new()).await
+        match self.load(Vec::new()).await {
+            Ok(topics) => Ok(topics),
+            Err(status) => {
+                let maps = self.read();
+                if maps.by_name.is_empty() {
+                    return Err(status);
+                }
+                Ok(maps.by_name.values().map(|e| e.topic.clone()).collect())
+            }
+        }
     }
 
     /// Forgets `name` so the next use re-reads it.

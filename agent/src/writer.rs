@@ -85,6 +85,11 @@ struct Buffer {
 #[derive(Debug)]
 struct Flush {
     partitions: Vec<((Uuid, u32), PartitionBuffer)>,
+    /// Upload and commit must be done by then, or the flush fails: no
+    /// produce waiting for it is still listening (see
+    /// `AgentConfig::produce_timeout`), and a flush stuck on a hung request
+    /// would hold every later flush behind it.
+    deadline: tokio::time::Instant,
     /// Released when the flush is answered: back-pressure on appends.
     _permits: Vec<OwnedSemaphorePermit>,
 }
@@ -104,6 +109,8 @@ struct Inner {
     flush_interval: Duration,
     /// Flush at once when no flush is in flight (see `AgentConfig::flush_eager`).
     flush_eager: bool,
+    /// See `AgentConfig::produce_timeout`.
+    produce_timeout: Duration,
     /// Flushes taken and not yet answered.
     in_flight: std::sync::atomic::AtomicUsize,
     drained: Notify,
@@ -132,6 +139,7 @@ impl SegmentWriter {
             flush_bytes: config.flush_bytes,
             flush_interval: config.flush_interval,
             flush_eager: config.flush_eager,
+            produce_timeout: config.produce_timeout,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             drained: Notify::new(),
             done: Mutex::new(false),
@@ -148,7 +156,6 @@ impl SegmentWriter {
             metrics,
             catalog,
             agent_id: config.agent_id.clone(),
-            deadline: config.produce_timeout,
         };
         tasks.spawn(commit_loop(inner.clone(), committer, rx));
         Self { inner }
@@ -250,6 +257,7 @@ impl Inner {
         partitions.sort_by_key(|(key, _)| *key);
         Ok(Some(Flush {
             partitions,
+            deadline: tokio::time::Instant::now() + self.produce_timeout,
             _permits: taken.permits,
         }))
     }
@@ -261,6 +269,10 @@ async fn flush_loop(inner: Arc<Inner>, uploader: Uploader, tx: mpsc::Sender<(Flu
         match inner.take_if_due() {
             Ok(Some(flush)) => {
                 let segment = uploader.build(&flush);
+                // Counted before the upload starts, so that flushes minus
+                // commits minus failures is what is in flight.
+                add(&uploader.metrics.flushes, 1);
+                add(&uploader.metrics.flush_bytes, segment.bytes.len() as u64);
                 let up = uploader.clone();
                 let task = tokio::spawn(async move { up.upload(segment).await });
                 if tx.send((flush, task)).await.is_err() {
@@ -336,14 +348,21 @@ impl Uploader {
             ..Default::default()
         };
         let payload = PutPayload::from_bytes(segment.bytes.clone());
-        add(&self.metrics.flushes, 1);
-        add(&self.metrics.flush_bytes, segment.bytes.len() as u64);
         let put = self.store.put_opts(&segment.key, payload, options).await;
         add(&self.metrics.segment_puts, 1);
-        if put.is_err() {
-            add(&self.metrics.segment_put_errors, 1);
+        match put {
+            Ok(_) => {}
+            // The key is a fresh ULID only this writer uses: it exists only
+            // because an earlier attempt of this very PUT landed before the
+            // client retried it (a timeout or a lost response).
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                debug!(segment = %segment.id, "segment already written by an earlier attempt");
+            }
+            Err(e) => {
+                add(&self.metrics.segment_put_errors, 1);
+                return Err(e);
+            }
         }
-        put?;
         // Write-through: the tail of every partition is read from here.
         self.cache.insert_object(&segment.key, &segment.bytes);
         Ok(segment)
@@ -368,16 +387,40 @@ struct Committer {
     metrics: Arc<Metrics>,
     catalog: Arc<dyn CatalogApi>,
     agent_id: String,
-    deadline: Duration,
 }
+
+/// Longest wait for one CommitSegment call: a catalog that accepted the
+/// connection and then stopped answering (paused, overloaded) must not hold
+/// the commit past its retries.
+const COMMIT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn commit_loop(
     inner: Arc<Inner>,
     committer: Committer,
     mut rx: mpsc::Receiver<(Flush, UploadTask)>,
 ) {
-    while let Some((flush, task)) = rx.recv().await {
-        let code = match task.await {
+    while let Some((flush, mut task)) = rx.recv().await {
+        let uploaded = match tokio::time::timeout_at(flush.deadline, &mut task).await {
+            Ok(uploaded) => uploaded,
+            Err(_) => {
+                // The PUT may still land: its object is an orphan for the
+                // garbage collector, never committed.
+                task.abort();
+                error!(
+                    "segment upload did not finish before the produce deadline; failing its produce requests"
+                );
+                answer_all(&committer.metrics, flush, error_code::REQUEST_TIMED_OUT);
+                inner.flush_done();
+                fail_queued(
+                    &inner,
+                    &committer.metrics,
+                    &mut rx,
+                    error_code::REQUEST_TIMED_OUT,
+                );
+                continue;
+            }
+        };
+        let code = match uploaded {
             Ok(Ok(segment)) => match committer.commit(&flush, &segment).await {
                 Ok(response) => {
                     answer(flush, &response);
@@ -398,26 +441,36 @@ async fn commit_loop(
                 error_code::KAFKA_STORAGE_ERROR
             }
         };
-        answer_all(flush, code);
+        answer_all(&committer.metrics, flush, code);
         inner.flush_done();
-        // Flushes queued behind a failed one may hold later batches of the
-        // same producers: committing them would leap a hole in sequences or
-        // reorder a partition. Fail them too; their objects become orphans
-        // for the garbage collector.
-        while let Ok((queued, _task)) = rx.try_recv() {
-            answer_all(queued, code);
-            inner.flush_done();
-        }
+        fail_queued(&inner, &committer.metrics, &mut rx, code);
     }
     *inner.done.lock().expect("writer done lock poisoned") = true;
     inner.drained.notify_waiters();
     info!("segment writer drained");
 }
 
+/// Flushes queued behind a failed one may hold later batches of the same
+/// producers: committing them would leap a hole in sequences or reorder a
+/// partition. Fail them too; their objects become orphans for the garbage
+/// collector.
+fn fail_queued(
+    inner: &Inner,
+    metrics: &Metrics,
+    rx: &mut mpsc::Receiver<(Flush, UploadTask)>,
+    code: i16,
+) {
+    while let Ok((queued, _task)) = rx.try_recv() {
+        answer_all(metrics, queued, code);
+        inner.flush_done();
+    }
+}
+
 impl Committer {
-    /// Commits a segment, retrying transport failures until the produce
-    /// deadline. Retries are safe: the segment id makes the commit
-    /// idempotent.
+    /// Commits a segment, retrying transport failures and timed-out calls
+    /// with bounded backoff until the flush's deadline. Retries are safe:
+    /// the segment id makes the commit idempotent (a retried commit that
+    /// had landed returns the stored answer).
     async fn commit(
         &self,
         flush: &Flush,
@@ -444,7 +497,20 @@ impl Committer {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
         loop {
-            match self.catalog.commit_segment(request.clone()).await {
+            let remaining = flush
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(
+                remaining.min(COMMIT_ATTEMPT_TIMEOUT),
+                self.catalog.commit_segment(request.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(tonic::Status::deadline_exceeded(
+                    "no answer from the catalog in time",
+                ))
+            });
+            match attempt {
                 Ok(response) => {
                     add(&self.metrics.catalog_commits, 1);
                     add(
@@ -455,7 +521,8 @@ impl Committer {
                     return Ok(response);
                 }
                 Err(status)
-                    if is_retryable(&status) && started.elapsed() + backoff < self.deadline =>
+                    if is_retryable(&status)
+                        && tokio::time::Instant::now() + backoff < flush.deadline =>
                 {
                     warn!(%status, "catalog commit failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -480,7 +547,8 @@ fn is_retryable(status: &tonic::Status) -> bool {
     )
 }
 
-fn answer_all(flush: Flush, code: i16) {
+fn answer_all(metrics: &Metrics, flush: Flush, code: i16) {
+    add(&metrics.flushes_failed, 1);
     for (_, buffer) in flush.partitions {
         for waiter in buffer.waiters {
             let _ = waiter.tx.send(AppendResult::error_with(code));

@@ -56,6 +56,16 @@ async fn check_object_store(args: InitBucketArgs, report: &mut String) -> anyhow
         .context("pass --object-store s3://bucket/prefix (or file:///dir)")?;
     let url = ObjectStoreUrl::parse(&url_text)?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
+    if args.check_config {
+        if let ObjectStoreUrl::S3 { bucket, .. } = &url {
+            s3_store(bucket, &s3)?;
+        }
+        report.push_str(&format!(
+            "object store: {url} (create: {})\n{s3:#?}\nconfiguration ok\n",
+            args.create
+        ));
+        return Ok(());
+    }
     report.push_str(&format!("checking {url}\n"));
     let store = match &url {
         ObjectStoreUrl::S3 { bucket, prefix } => {

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use strata_agent::Agent;
+use strata_agent::{Agent, FaultControl, FaultInjectingStore};
 use strata_catalog_api::GrpcCatalog;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::AgentArgs;
 use crate::config::{AgentSettings, ConfigFile, S3Settings};
+use crate::object_store_url::ObjectStoreUrl;
 
 /// Runs the agent until SIGTERM or Ctrl-C, then flushes and commits every
 /// buffered write before it exits.
@@ -17,13 +18,30 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
     let settings = AgentSettings::resolve(args.agent.or(file.agent))?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
+    if args.check_config {
+        // Builds the S3 client too (no request is made): a bad endpoint or
+        // region fails here.
+        if matches!(settings.object_store, ObjectStoreUrl::S3 { .. }) {
+            settings.object_store.open(&s3)?;
+        }
+        crate::catalog_cmd::print_settings(&format!("{settings:#?}\n{s3:#?}"));
+        return Ok(());
+    }
     info!(?settings, ?s3, "starting the agent");
     if let Some(zone) = &settings.zone {
         // Rack-aware Metadata comes with agent registration.
         info!(zone, "zone noted; it is not yet reported to clients");
     }
 
-    let store = settings.object_store.open(&s3)?;
+    let mut store = settings.object_store.open(&s3)?;
+    let faults = settings.fault_injection.then(FaultControl::new);
+    if let Some(control) = &faults {
+        warn!(
+            "FAULT INJECTION IS ON (--fault-injection): object-store calls obey PUT /faults on \
+             the metrics endpoint; never use this in production"
+        );
+        store = Arc::new(FaultInjectingStore::new(store, control.clone()));
+    }
     let catalog = GrpcCatalog::connect_lazy(&settings.catalog).with_context(|| {
         format!(
             "invalid catalog endpoint `{}`: use http://host:port",
@@ -34,7 +52,8 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let http = crate::http::Endpoint::start(
         settings.metrics_listen,
         "--metrics-listen",
-        Arc::new(Agent::metrics_renderer(&[&agent])),
+        crate::http::Routes::metrics(Arc::new(Agent::metrics_renderer(&[&agent])))
+            .with_faults(faults),
     )
     .await?;
     info!(

@@ -58,6 +58,10 @@ pub(crate) struct CatalogArgs {
     /// TOML file of settings (see docs/configuration.md).
     #[arg(long, env = "STRATA_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// Resolve every setting (flags, STRATA_*, file, defaults), print the
+    /// result and exit without starting anything.
+    #[arg(long)]
+    pub(crate) check_config: bool,
     #[command(flatten)]
     pub(crate) catalog: crate::config::CatalogOptions,
 }
@@ -70,6 +74,11 @@ pub(crate) struct AgentArgs {
     /// TOML file of settings (see docs/configuration.md).
     #[arg(long, env = "STRATA_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// Resolve every setting (flags, STRATA_*, file, defaults), build the
+    /// object-store client, print the result and exit without connecting
+    /// to anything.
+    #[arg(long)]
+    pub(crate) check_config: bool,
     #[command(flatten)]
     pub(crate) agent: crate::config::AgentOptions,
     #[command(flatten)]
@@ -104,6 +113,10 @@ pub(crate) struct InitBucketArgs {
     /// Create the bucket when it does not exist.
     #[arg(long)]
     pub(crate) create: bool,
+    /// Resolve the settings, build the S3 client, print them and exit
+    /// without contacting the object store.
+    #[arg(long)]
+    pub(crate) check_config: bool,
     #[command(flatten)]
     pub(crate) s3: crate::config::S3Options,
 }

@@ -172,6 +172,17 @@ layered! {
         /// [default: <temp dir>/strata-cache-<listen port>].
         #[arg(long, env = "STRATA_CACHE_DIR")]
         cache_dir: PathBuf,
+        /// FOR TESTS ONLY: wrap the object store in a fault injector driven
+        /// over the HTTP endpoint (`PUT /faults`, `DELETE /faults`)
+        /// [default: false].
+        #[arg(
+            long,
+            env = "STRATA_FAULT_INJECTION",
+            num_args = 0..=1,
+            default_missing_value = "true",
+            action = clap::ArgAction::Set
+        )]
+        fault_injection: bool,
     }
 }
 
@@ -314,6 +325,8 @@ pub(crate) struct AgentSettings {
     pub(crate) metrics_listen: SocketAddr,
     /// Availability zone, if any.
     pub(crate) zone: Option<String>,
+    /// Wrap the object store in the test-only fault injector.
+    pub(crate) fault_injection: bool,
     /// The agent's own settings.
     pub(crate) agent: AgentConfig,
 }
@@ -353,6 +366,7 @@ impl AgentSettings {
                 .metrics_listen
                 .unwrap_or(addr(DEFAULT_AGENT_METRICS_LISTEN)),
             zone: options.zone,
+            fault_injection: options.fault_injection.unwrap_or(false),
             agent,
         })
     }

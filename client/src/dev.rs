@@ -80,7 +80,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let renderer = Agent::metrics_renderer(&agents.iter().collect::<Vec<_>>());
     let http_task = tokio::spawn(crate::http::serve(
         http,
-        Arc::new(renderer),
+        crate::http::Routes::metrics(Arc::new(renderer)),
         stop_http.clone(),
     ));
 

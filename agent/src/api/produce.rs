@@ -56,17 +56,19 @@ pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRe
         } else {
             shared.topics.get(super::topic_str(&topic.name)).await
         };
-        let info = match resolved {
-            Ok(info) => info,
-            Err(status) => {
-                warn!(%status, "catalog unavailable while resolving a produce topic");
-                None
-            }
-        };
-        let missing = if version >= 13 {
+        let mut missing = if version >= 13 {
             error_code::UNKNOWN_TOPIC_ID
         } else {
             error_code::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let info = match resolved {
+            Ok(info) => info,
+            Err(status) => {
+                // Retriable: the client tries again once the catalog is back.
+                warn!(%status, "catalog unavailable while resolving a produce topic");
+                missing = error_code::KAFKA_STORAGE_ERROR;
+                None
+            }
         };
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
@@ -245,7 +247,7 @@ fn error_message(code: i16) -> &'static str {
         error_code::MESSAGE_TOO_LARGE => "record batch larger than the topic's max.message.bytes",
         error_code::INVALID_RECORD => "invalid record batch (Strata accepts magic v2 batches only)",
         error_code::KAFKA_STORAGE_ERROR => {
-            "the segment could not be written to object storage; retry"
+            "the write could not be made durable (object store or catalog unavailable); retry"
         }
         error_code::REQUEST_TIMED_OUT => {
             "the write was not durable within the request timeout; retry"
