@@ -97,7 +97,7 @@ pub struct WriteSummary {
 /// Writes one partition's chunks, in offset order, as one Parquet file
 /// into `W` (a `Vec<u8>`, a file, or any `Write`).
 pub struct PartitionWriter<W: Write + Send> {
-    writer: ArrowWriter<W>,
+    writer: ArrowWriter<CountingWrite<W>>,
     info: PartitionInfo,
     options: WriteOptions,
     rows: RowBuffer,
@@ -117,6 +117,10 @@ impl<W: Write + Send> std::fmt::Debug for PartitionWriter<W> {
 impl<W: Write + Send> PartitionWriter<W> {
     /// Starts a file for `info`'s partition.
     pub fn new(sink: W, info: PartitionInfo, options: WriteOptions) -> Result<Self> {
+        let sink = CountingWrite {
+            inner: sink,
+            bytes: 0,
+        };
         let writer = ArrowWriter::try_new(sink, schema::schema(), Some(properties(&options)?))?;
         Ok(Self {
             writer,
@@ -188,14 +192,18 @@ impl<W: Write + Send> PartitionWriter<W> {
             self.writer
                 .append_key_value_metadata(KeyValue::new(key.to_owned(), value));
         }
-        let metadata = self.writer.finish()?;
-        summary.row_group_count = metadata.num_row_groups();
-        summary.file_bytes = self.writer.bytes_written() as u64;
-        Ok((self.writer.into_inner()?, summary))
+        // `into_inner` flushes the last row group and writes the footer.
+        self.writer.flush()?;
+        summary.row_group_count = self.writer.flushed_row_groups().len();
+        let sink = self.writer.into_inner()?;
+        summary.file_bytes = sink.bytes;
+        Ok((sink.inner, summary))
     }
 
+    /// Rows are handed to parquet in slices of about a quarter row group
+    /// (at most 8 MiB), so row groups close near their target size.
     fn arrow_batch_bytes(&self) -> usize {
-        (self.options.row_group_bytes / 4).clamp(64 << 10, 8 << 20)
+        (self.options.row_group_bytes / 4).clamp(1, 8 << 20)
     }
 
     /// Hands the buffered rows to parquet and closes the row group when it
@@ -331,6 +339,25 @@ fn metadata(info: &PartitionInfo, summary: &WriteSummary) -> [(&'static str, Str
             summary.max_timestamp_ms.to_string(),
         ),
     ]
+}
+
+/// Counts the bytes written through it: the file size, for any sink.
+#[derive(Debug)]
+struct CountingWrite<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Column buffers for rows not yet handed to parquet.
