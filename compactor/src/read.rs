@@ -226,13 +226,15 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
     }
 
     /// Rows to read next: enough for the rest of the byte budget by the
-    /// row group's average row size, and never fewer than 256.
+    /// row group's average row size, plus a quarter, and at least 32 (a
+    /// window is one request per column: not too many round trips).
     fn window_rows(&self, group: usize, assembly: &Assembly) -> usize {
         let meta = self.metadata.metadata().row_group(group);
         let rows = usize::try_from(meta.num_rows()).unwrap_or(1).max(1);
         let row_bytes = (usize::try_from(meta.total_byte_size()).unwrap_or(0) / rows).max(1);
         let budget = assembly.max_bytes.saturating_sub(assembly.out.len());
-        (budget / row_bytes + 1).max(256)
+        let rows = budget / row_bytes + 1;
+        rows.saturating_add(rows / 4).max(32)
     }
 
     async fn read_window(
