@@ -18,6 +18,7 @@ mod describe_cluster;
 mod fetch;
 mod find_coordinator;
 pub(crate) mod group;
+mod group_unavailable;
 mod list_offsets;
 mod metadata;
 mod produce;

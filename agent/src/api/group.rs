@@ -26,8 +26,9 @@ pub(crate) fn is_group_api(key: ApiKey) -> bool {
 }
 
 /// Forwards one group request (its body after the header) to the catalog.
-/// When the catalog cannot be reached the connection is closed: clients
-/// treat that as retriable, rediscover the coordinator and try again.
+/// When the catalog cannot be reached the answer is
+/// COORDINATOR_NOT_AVAILABLE (see `group_unavailable`): clients look the
+/// coordinator up again and retry.
 pub(crate) fn forward(
     shared: &Arc<Shared>,
     api_key: ApiKey,
@@ -55,8 +56,11 @@ pub(crate) fn forward(
                 Ok(())
             }),
             Err(status) => {
-                warn!(%status, ?api_key, "group coordinator call failed; closing the connection");
-                Reply::Close
+                warn!(%status, ?api_key, "group coordinator unreachable; answering COORDINATOR_NOT_AVAILABLE");
+                match super::group_unavailable::response(api_key, version, &body) {
+                    Some(answer) => super::encode(api_key, version, header.correlation_id, &answer),
+                    None => Reply::Close,
+                }
             }
         }
     })
