@@ -13,12 +13,11 @@
 //!    needed, and rebuilds uncompressed v2 batches until `max_bytes`.
 
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
-};
+use arrow_array::types::{Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrowPrimitiveType, BinaryArray, ListArray, PrimitiveArray, RecordBatch};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -108,10 +107,19 @@ pub struct ParquetTierReader<R> {
 
 impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
     /// Reads and checks the footer, key-value metadata, statistics and page index.
-    pub async fn open(mut input: R) -> Result<Self> {
+    pub async fn open(input: R) -> Result<Self> {
+        // As in `fetch`: a corrupt footer must not panic through.
+        AssertUnwindSafe(Self::open_inner(input))
+            .catch_unwind()
+            .await
+            .unwrap_or(Err(Error::DecoderPanic))
+    }
+
+    async fn open_inner(mut input: R) -> Result<Self> {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
         let metadata = ArrowReaderMetadata::load_async(&mut input, options).await?;
         check_schema(&metadata)?;
+        check_chunk_ranges(metadata.metadata())?;
         let file = metadata.metadata().file_metadata();
         let value = |key: &str| {
             file.key_value_metadata()
@@ -159,6 +167,17 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
     /// Fails with [`Error::OffsetOutOfRange`] when `offset` is outside
     /// [`Self::first_offset`]`..=`[`Self::last_offset`].
     pub async fn fetch(&self, offset: i64, max_bytes: usize) -> Result<Fetched> {
+        // parquet 58 can panic on corrupt page data (for instance in its
+        // definition-level decoder, found by the robustness proptest);
+        // page checksums are not written by its writer. A corrupt file must
+        // fail the fetch, not take the agent down.
+        AssertUnwindSafe(self.fetch_inner(offset, max_bytes))
+            .catch_unwind()
+            .await
+            .unwrap_or(Err(Error::DecoderPanic))
+    }
+
+    async fn fetch_inner(&self, offset: i64, max_bytes: usize) -> Result<Fetched> {
         if offset < self.first_offset || offset > self.last_offset {
             return Err(Error::OffsetOutOfRange {
                 requested: offset,
@@ -203,19 +222,23 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
             self.metadata.parquet_schema(),
             [COL_BATCH_BASE_OFFSET, COL_BATCH_LAST_OFFSET_DELTA],
         );
-        let mut stream =
-            ParquetRecordBatchStreamBuilder::new_with_metadata(self.input.clone(), self.metadata.clone())
-                .with_row_groups(vec![group])
-                .with_projection(mask)
-                .with_batch_size(64 * 1024)
-                .build()?;
+        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.input.clone(),
+            self.metadata.clone(),
+        )
+        .with_row_groups(vec![group])
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()?;
         let mut row = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let bases = primitive::<Int64Type>(&batch, 0)?;
             let deltas = primitive::<Int32Type>(&batch, 1)?;
             for index in 0..batch.num_rows() {
-                let last = bases.value(index).saturating_add(deltas.value(index).into());
+                let last = bases
+                    .value(index)
+                    .saturating_add(deltas.value(index).into());
                 if last >= offset {
                     return Ok(Some(row + index));
                 }
@@ -249,12 +272,14 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
             RowSelector::select(rows.len()),
             RowSelector::skip(total - rows.end),
         ]);
-        let mut stream =
-            ParquetRecordBatchStreamBuilder::new_with_metadata(self.input.clone(), self.metadata.clone())
-                .with_row_groups(vec![group])
-                .with_row_selection(selection)
-                .with_batch_size(rows.len().clamp(1, 8192))
-                .build()?;
+        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.input.clone(),
+            self.metadata.clone(),
+        )
+        .with_row_groups(vec![group])
+        .with_row_selection(selection)
+        .with_batch_size(rows.len().clamp(1, 8192))
+        .build()?;
         while let Some(batch) = stream.next().await {
             assembly.push_rows(&Columns::new(&batch?)?)?;
             if assembly.done {
@@ -280,6 +305,25 @@ fn check_schema(metadata: &ArrowReaderMetadata) -> Result<()> {
     } else {
         Err(Error::Format {
             reason: "columns differ from the Parquet-tier schema",
+        })
+    }
+}
+
+/// Fails on a column chunk with a negative position or size: parquet
+/// asserts on those when it fetches the chunk (a panic on a corrupt footer).
+fn check_chunk_ranges(metadata: &ParquetMetaData) -> Result<()> {
+    let valid = metadata.row_groups().iter().all(|group| {
+        group.columns().iter().all(|column| {
+            column.data_page_offset() >= 0
+                && column.dictionary_page_offset().is_none_or(|at| at >= 0)
+                && column.compressed_size() >= 0
+        })
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Format {
+            reason: "column chunk with a negative position or size",
         })
     }
 }
@@ -317,7 +361,10 @@ fn row_group_bases(metadata: &ParquetMetaData) -> Result<Vec<(i64, usize)>> {
         .map_err(|_| missing)
 }
 
-fn primitive<T: ArrowPrimitiveType>(batch: &RecordBatch, index: usize) -> Result<&PrimitiveArray<T>> {
+fn primitive<T: ArrowPrimitiveType>(
+    batch: &RecordBatch,
+    index: usize,
+) -> Result<&PrimitiveArray<T>> {
     batch
         .column(index)
         .as_primitive_opt::<T>()
@@ -327,9 +374,12 @@ fn primitive<T: ArrowPrimitiveType>(batch: &RecordBatch, index: usize) -> Result
 }
 
 fn binary(batch: &RecordBatch, index: usize) -> Result<&BinaryArray> {
-    batch.column(index).as_binary_opt::<i32>().ok_or(Error::Format {
-        reason: "column of an unexpected type",
-    })
+    batch
+        .column(index)
+        .as_binary_opt::<i32>()
+        .ok_or(Error::Format {
+            reason: "column of an unexpected type",
+        })
 }
 
 /// The typed columns of one record batch read with the full schema.
@@ -364,7 +414,10 @@ impl<'a> Columns<'a> {
         let wrong = || Error::Format {
             reason: "column of an unexpected type",
         };
-        let headers = batch.column(COL_HEADERS).as_list_opt::<i32>().ok_or_else(wrong)?;
+        let headers = batch
+            .column(COL_HEADERS)
+            .as_list_opt::<i32>()
+            .ok_or_else(wrong)?;
         let entries = headers.values().as_struct_opt().ok_or_else(wrong)?;
         if entries.num_columns() != 2 {
             return Err(wrong());
@@ -409,7 +462,7 @@ impl<'a> Columns<'a> {
         }
     }
 
-    fn optional<'b>(array: &'b BinaryArray, row: usize) -> Option<&'b [u8]> {
+    fn optional(array: &BinaryArray, row: usize) -> Option<&[u8]> {
         array.is_valid(row).then(|| array.value(row))
     }
 }
@@ -474,9 +527,11 @@ impl Assembly {
         let Some((encoder, base, _, _)) = self.open.as_mut() else {
             return Ok(());
         };
-        let offset_delta = i32::try_from(columns.offset.value(row).wrapping_sub(*base))
-            .map_err(|_| Error::Format {
-                reason: "record offset outside its batch",
+        let offset_delta =
+            i32::try_from(columns.offset.value(row).wrapping_sub(*base)).map_err(|_| {
+                Error::Format {
+                    reason: "record offset outside its batch",
+                }
             })?;
         let timestamp_delta = if columns.timestamp_delta.is_valid(row) {
             columns.timestamp_delta.value(row)
@@ -526,9 +581,7 @@ impl Assembly {
         self.close();
         Fetched {
             records: Bytes::from(self.out),
-            next_offset: self
-                .next_offset
-                .unwrap_or(last_offset.saturating_add(1)),
+            next_offset: self.next_offset.unwrap_or(last_offset.saturating_add(1)),
             batch_count: self.batch_count,
             row_groups_read: self.row_groups_read,
         }

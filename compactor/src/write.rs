@@ -58,7 +58,8 @@ pub struct WriteOptions {
     /// [`PartitionWriter::is_full`] turns true past this many bytes, so the
     /// caller starts a new file at the next chunk. Default 512 MiB.
     pub file_bytes_target: usize,
-    /// zstd level (1 to 22). Default 3.
+    /// zstd level (1 to 22). Default 1: twice the speed of level 3 for
+    /// files about 15% larger (BENCHMARKS.md, "Parquet tier").
     pub zstd_level: i32,
 }
 
@@ -68,7 +69,7 @@ impl Default for WriteOptions {
             row_group_bytes: 16 << 20,
             data_page_bytes: 1 << 20,
             file_bytes_target: 512 << 20,
-            zstd_level: 3,
+            zstd_level: 1,
         }
     }
 }
@@ -330,9 +331,15 @@ fn metadata(info: &PartitionInfo, summary: &WriteSummary) -> [(&'static str, Str
         (metadata_keys::TOPIC, info.topic.clone()),
         (metadata_keys::TOPIC_ID, topic_id),
         (metadata_keys::PARTITION, info.partition.to_string()),
-        (metadata_keys::FIRST_OFFSET, summary.first_offset.to_string()),
+        (
+            metadata_keys::FIRST_OFFSET,
+            summary.first_offset.to_string(),
+        ),
         (metadata_keys::LAST_OFFSET, summary.last_offset.to_string()),
-        (metadata_keys::RECORD_COUNT, summary.record_count.to_string()),
+        (
+            metadata_keys::RECORD_COUNT,
+            summary.record_count.to_string(),
+        ),
         (metadata_keys::BATCH_COUNT, summary.batch_count.to_string()),
         (
             metadata_keys::MAX_TIMESTAMP,
@@ -501,7 +508,9 @@ impl RowBuffer {
             Arc::new(PrimitiveArray::<Int32Type>::from(
                 taken.batch_last_offset_delta,
             )),
-            Arc::new(PrimitiveArray::<Int64Type>::from(taken.batch_base_timestamp)),
+            Arc::new(PrimitiveArray::<Int64Type>::from(
+                taken.batch_base_timestamp,
+            )),
             Arc::new(PrimitiveArray::<Int64Type>::from(taken.batch_max_timestamp)),
             Arc::new(PrimitiveArray::<Int16Type>::from(taken.batch_attributes)),
             Arc::new(PrimitiveArray::<Int32Type>::from(
