@@ -73,6 +73,9 @@ pub enum Error {
         /// What is missing or inconsistent.
         reason: &'static str,
     },
+    /// The Parquet decoder panicked on corrupt data (caught; the file is bad).
+    #[error("the parquet decoder panicked: corrupt file")]
+    DecoderPanic,
     /// Parquet encoding or decoding failed (includes corrupt files and I/O).
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

@@ -13,6 +13,7 @@
 //!    needed, and rebuilds uncompressed v2 batches until `max_bytes`.
 
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -106,10 +107,19 @@ pub struct ParquetTierReader<R> {
 
 impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
     /// Reads and checks the footer, key-value metadata, statistics and page index.
-    pub async fn open(mut input: R) -> Result<Self> {
+    pub async fn open(input: R) -> Result<Self> {
+        // As in `fetch`: a corrupt footer must not panic through.
+        AssertUnwindSafe(Self::open_inner(input))
+            .catch_unwind()
+            .await
+            .unwrap_or(Err(Error::DecoderPanic))
+    }
+
+    async fn open_inner(mut input: R) -> Result<Self> {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
         let metadata = ArrowReaderMetadata::load_async(&mut input, options).await?;
         check_schema(&metadata)?;
+        check_chunk_ranges(metadata.metadata())?;
         let file = metadata.metadata().file_metadata();
         let value = |key: &str| {
             file.key_value_metadata()
@@ -157,6 +167,17 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
     /// Fails with [`Error::OffsetOutOfRange`] when `offset` is outside
     /// [`Self::first_offset`]`..=`[`Self::last_offset`].
     pub async fn fetch(&self, offset: i64, max_bytes: usize) -> Result<Fetched> {
+        // parquet 58 can panic on corrupt page data (for instance in its
+        // definition-level decoder, found by the robustness proptest);
+        // page checksums are not written by its writer. A corrupt file must
+        // fail the fetch, not take the agent down.
+        AssertUnwindSafe(self.fetch_inner(offset, max_bytes))
+            .catch_unwind()
+            .await
+            .unwrap_or(Err(Error::DecoderPanic))
+    }
+
+    async fn fetch_inner(&self, offset: i64, max_bytes: usize) -> Result<Fetched> {
         if offset < self.first_offset || offset > self.last_offset {
             return Err(Error::OffsetOutOfRange {
                 requested: offset,
@@ -284,6 +305,25 @@ fn check_schema(metadata: &ArrowReaderMetadata) -> Result<()> {
     } else {
         Err(Error::Format {
             reason: "columns differ from the Parquet-tier schema",
+        })
+    }
+}
+
+/// Fails on a column chunk with a negative position or size: parquet
+/// asserts on those when it fetches the chunk (a panic on a corrupt footer).
+fn check_chunk_ranges(metadata: &ParquetMetaData) -> Result<()> {
+    let valid = metadata.row_groups().iter().all(|group| {
+        group.columns().iter().all(|column| {
+            column.data_page_offset() >= 0
+                && column.dictionary_page_offset().is_none_or(|at| at >= 0)
+                && column.compressed_size() >= 0
+        })
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Format {
+            reason: "column chunk with a negative position or size",
         })
     }
 }
@@ -422,7 +462,7 @@ impl<'a> Columns<'a> {
         }
     }
 
-    fn optional<'b>(array: &'b BinaryArray, row: usize) -> Option<&'b [u8]> {
+    fn optional(array: &BinaryArray, row: usize) -> Option<&[u8]> {
         array.is_valid(row).then(|| array.value(row))
     }
 }

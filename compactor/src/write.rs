@@ -58,7 +58,8 @@ pub struct WriteOptions {
     /// [`PartitionWriter::is_full`] turns true past this many bytes, so the
     /// caller starts a new file at the next chunk. Default 512 MiB.
     pub file_bytes_target: usize,
-    /// zstd level (1 to 22). Default 3.
+    /// zstd level (1 to 22). Default 1: twice the speed of level 3 for
+    /// files about 15% larger (BENCHMARKS.md, "Parquet tier").
     pub zstd_level: i32,
 }
 
@@ -68,7 +69,7 @@ impl Default for WriteOptions {
             row_group_bytes: 16 << 20,
             data_page_bytes: 1 << 20,
             file_bytes_target: 512 << 20,
-            zstd_level: 3,
+            zstd_level: 1,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The file's layout: metadata, statistics, page index, field ids, and a
 //! fetch that reads only the row group and pages it needs.
 
+#![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
+#[expect(dead_code, reason = "this test uses a subset of the helpers")]
 mod common;
 
 use std::ops::Range;

@@ -1,6 +1,7 @@
 //! Bad input gives an error, never a panic: corrupt or truncated Parquet
 //! files on the read side, malformed stored batches on the write side.
 
+#[expect(dead_code, reason = "this test uses a subset of the helpers")]
 mod common;
 
 use bytes::Bytes;

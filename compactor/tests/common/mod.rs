@@ -2,7 +2,7 @@
 //! batch encoder, compression through `kafka-protocol`, and the proptest
 //! strategies for arbitrary batches.
 
-#![allow(dead_code, reason = "each test binary uses a subset")]
+#![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
