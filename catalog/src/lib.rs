@@ -53,7 +53,7 @@ pub use service::{CatalogService, ServiceOptions, serve, validate_topic_name};
 pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
+    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, DeletedTopic,
     GroupMemberRecord, GroupRecord, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
     SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord, TopicRef,

@@ -101,6 +101,20 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<DescribeProducersResponse, Status>;
     /// See `Catalog.GroupCall`.
     async fn group_call(&self, r: GroupCallRequest) -> Result<GroupCallResponse, Status>;
+
+    // ---------- agents ----------
+    /// See `Catalog.RegisterAgent`.
+    async fn register_agent(
+        &self,
+        r: RegisterAgentRequest,
+    ) -> Result<RegisterAgentResponse, Status>;
+    /// See `Catalog.AgentHeartbeat`.
+    async fn agent_heartbeat(
+        &self,
+        r: AgentHeartbeatRequest,
+    ) -> Result<AgentHeartbeatResponse, Status>;
+    /// See `Catalog.ListAgents`.
+    async fn list_agents(&self, r: ListAgentsRequest) -> Result<ListAgentsResponse, Status>;
 }
 
 /// Calls a catalog service object in this process through the generated
@@ -182,4 +196,8 @@ unary! {
     init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
     describe_producers(DescribeProducersRequest) -> DescribeProducersResponse;
     group_call(GroupCallRequest) -> GroupCallResponse;
+    // agents
+    register_agent(RegisterAgentRequest) -> RegisterAgentResponse;
+    agent_heartbeat(AgentHeartbeatRequest) -> AgentHeartbeatResponse;
+    list_agents(ListAgentsRequest) -> ListAgentsResponse;
 }

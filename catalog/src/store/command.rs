@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::store::{
-    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
+    AgentRecord, AgentRegistration, CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
     NewTopic, ProducerIdAndEpoch, TopicRef,
 };
 use crate::{Error, Result};
@@ -32,6 +32,9 @@ pub(crate) enum Command {
     SaveGroup(GroupRecord, Reply<()>),
     SaveConsumerGroup(ConsumerGroupRecord, Reply<()>),
     DeleteGroup(String, Reply<()>),
+    // ---------- agents ----------
+    RegisterAgent(AgentRegistration, Reply<AgentRecord>),
+    FenceAgent(String, u64, Reply<bool>),
 }
 
 impl Command {
@@ -50,6 +53,9 @@ impl Command {
             | Self::SaveGroup(_, reply)
             | Self::SaveConsumerGroup(_, reply)
             | Self::DeleteGroup(_, reply) => drop(reply.send(Err(error()))),
+            // ---------- agents ----------
+            Self::RegisterAgent(_, reply) => drop(reply.send(Err(error()))),
+            Self::FenceAgent(_, _, reply) => drop(reply.send(Err(error()))),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! Connections are unencrypted (`NoTls`) for now: run the catalog next to
 //! PostgreSQL or on a trusted network. TLS comes later.
 
+mod agents;
 mod commit;
 mod consumer_groups;
 mod groups;
@@ -46,7 +47,7 @@ use uuid::Uuid;
 
 use crate::store::command::{Command, CommandQueue};
 use crate::store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
+    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
     SystemClock, TopicRef,
 };
@@ -370,5 +371,27 @@ impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
         consumer_groups::load(&get(&self.pool).await?).await
+    }
+
+    // ---------- agents ----------
+
+    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %registration.agent_id))]
+    async fn register_agent(&self, registration: AgentRegistration) -> Result<AgentRecord> {
+        self.commands
+            .write(|reply| Command::RegisterAgent(registration, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn fence_agent(&self, agent_id: &str, epoch: u64) -> Result<bool> {
+        let agent_id = agent_id.to_string();
+        self.commands
+            .write(|reply| Command::FenceAgent(agent_id, epoch, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
+        agents::list(&get(&self.pool).await?).await
     }
 }

@@ -7,6 +7,7 @@
 //! commit. Reads use a small pool of read-only connections on tokio's
 //! blocking pool; WAL lets them run beside the writer.
 
+mod agents;
 mod commit;
 mod consumer_groups;
 mod groups;
@@ -29,7 +30,7 @@ use uuid::Uuid;
 
 use crate::store::command::{Command, CommandQueue};
 use crate::store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
+    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
     SystemClock, TopicRef,
 };
@@ -332,5 +333,27 @@ impl CatalogStore for SqliteStore {
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
         self.read(|connection, _| consumer_groups::load(connection))
             .await
+    }
+
+    // ---------- agents ----------
+
+    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %registration.agent_id))]
+    async fn register_agent(&self, registration: AgentRegistration) -> Result<AgentRecord> {
+        self.commands
+            .write(|reply| Command::RegisterAgent(registration, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn fence_agent(&self, agent_id: &str, epoch: u64) -> Result<bool> {
+        let agent_id = agent_id.to_string();
+        self.commands
+            .write(|reply| Command::FenceAgent(agent_id, epoch, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
+        self.read(|connection, _| agents::list(connection)).await
     }
 }

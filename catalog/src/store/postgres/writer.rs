@@ -15,7 +15,9 @@ use futures::FutureExt;
 use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
-use super::{PostgresOptions, commit, consumer_groups, groups, pool_error, producers, topics};
+use super::{
+    PostgresOptions, agents, commit, consumer_groups, groups, pool_error, producers, topics,
+};
 use crate::store::CommitOutcome;
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
@@ -142,6 +144,13 @@ async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnsw
         }
         Command::DeleteGroup(group_id, reply) => {
             answered(reply, groups::delete_group(context, &group_id).await)
+        }
+        // ---------- agents ----------
+        Command::RegisterAgent(registration, reply) => {
+            answered(reply, agents::register(context, &registration).await)
+        }
+        Command::FenceAgent(agent_id, epoch, reply) => {
+            answered(reply, agents::fence(context, &agent_id, epoch).await)
         }
     }
 }

@@ -6,12 +6,12 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{Chunk, CommitSegmentRequest, CommitSegmentResponse};
 
-use super::producers;
+use super::{agents, producers};
 use super::writer::WriteContext;
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
 use crate::store::commit_plan::{
-    self, Changes, CommitSource, NewChunk, PartitionKey, PartitionRow, StateKey,
+    self, AgentFence, Changes, CommitSource, NewChunk, PartitionKey, PartitionRow, StateKey,
 };
 use crate::store::producer_rules::ProducerRow;
 use crate::{Error, Result};
@@ -104,6 +104,10 @@ impl CommitSource for &Connection {
 
     fn chunk_closed(&mut self, new: &NewChunk) -> Result<()> {
         insert_chunk(self, &new.chunk, new.running_max_timestamp)
+    }
+
+    fn agent(&mut self, agent_id: &str) -> Result<Option<AgentFence>> {
+        agents::load_fence(self, agent_id)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::{SqliteOptions, commit, consumer_groups, groups, producers, topics};
+use super::{SqliteOptions, agents, commit, consumer_groups, groups, producers, topics};
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
 
@@ -104,6 +104,13 @@ fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
         }
         Command::DeleteGroup(group_id, reply) => {
             answered(reply, groups::delete_group(context, &group_id))
+        }
+        // ---------- agents ----------
+        Command::RegisterAgent(registration, reply) => {
+            answered(reply, agents::register(context, &registration))
+        }
+        Command::FenceAgent(agent_id, epoch, reply) => {
+            answered(reply, agents::fence(context, &agent_id, epoch))
         }
     }
 }
