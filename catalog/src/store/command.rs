@@ -6,8 +6,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::store::{
-    AgentRecord, AgentRegistration, CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord,
-    NewTopic, ProducerIdAndEpoch, TopicRef,
+    AgentRecord, AgentRegistration, CommitOutcome, CommittedOffset, ConfigChange,
+    ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, ProducerIdAndEpoch, TopicRef,
 };
 use crate::{Error, Result};
 

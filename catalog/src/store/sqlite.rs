@@ -30,9 +30,9 @@ use uuid::Uuid;
 
 use crate::store::command::{Command, CommandQueue};
 use crate::store::{
-    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
-    SystemClock, TopicRef,
+    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
+    CommittedOffset, ConfigChange, ConsumerGroupRecord, DeletedTopic, GroupRecord, NewTopic,
+    PartitionOffsets, ProducerIdAndEpoch, SystemClock, TopicRef,
 };
 use crate::{Error, Result};
 

@@ -53,7 +53,11 @@ pub(super) async fn register(
 
 /// Fences the agent's registration of `epoch` if it is still current (see
 /// `CatalogStore::fence_agent`).
-pub(super) async fn fence(context: &WriteContext<'_, '_>, agent_id: &str, epoch: u64) -> Result<bool> {
+pub(super) async fn fence(
+    context: &WriteContext<'_, '_>,
+    agent_id: &str,
+    epoch: u64,
+) -> Result<bool> {
     let Ok(epoch) = i64::try_from(epoch) else {
         return Ok(false);
     };

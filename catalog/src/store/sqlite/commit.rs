@@ -6,8 +6,8 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{Chunk, CommitSegmentRequest, CommitSegmentResponse};
 
-use super::{agents, producers};
 use super::writer::WriteContext;
+use super::{agents, producers};
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
 use crate::store::commit_plan::{
