@@ -25,6 +25,7 @@ pub mod cache;
 mod config;
 mod connection;
 mod error_code;
+mod fleet;
 pub mod frame;
 mod index;
 mod metrics;

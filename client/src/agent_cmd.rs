@@ -18,10 +18,6 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let settings = AgentSettings::resolve(args.agent.or(file.agent))?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
     info!(?settings, ?s3, "starting the agent");
-    if let Some(zone) = &settings.zone {
-        // Rack-aware Metadata comes with agent registration.
-        info!(zone, "zone noted; it is not yet reported to clients");
-    }
 
     let store = settings.object_store.open(&s3)?;
     let catalog = GrpcCatalog::connect_lazy(&settings.catalog).with_context(|| {
@@ -31,10 +27,11 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         )
     })?;
     let agent = Agent::start(settings.agent.clone(), Arc::new(catalog), store).await?;
-    let http = crate::http::Endpoint::start(
+    let http = crate::http::Endpoint::start_with_readiness(
         settings.metrics_listen,
         "--metrics-listen",
         Arc::new(Agent::metrics_renderer(&[&agent])),
+        Arc::new(agent.readiness()),
     )
     .await?;
     info!(

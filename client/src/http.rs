@@ -11,8 +11,22 @@ use tracing::debug;
 /// Renders the metrics text on each scrape.
 pub(crate) type Renderer = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Serves the endpoint until `stop`.
+/// Says whether the role may serve (`/ready`).
+pub(crate) type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Serves the endpoint until `stop`; `/ready` is always ready.
 pub(crate) async fn serve(listener: TcpListener, render: Renderer, stop: CancellationToken) {
+    serve_with_readiness(listener, render, Arc::new(|| true), stop).await;
+}
+
+/// Serves the endpoint until `stop`; `/ready` answers 503 while `ready`
+/// says no.
+pub(crate) async fn serve_with_readiness(
+    listener: TcpListener,
+    render: Renderer,
+    ready: Readiness,
+    stop: CancellationToken,
+) {
     loop {
         let (mut stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -25,6 +39,7 @@ pub(crate) async fn serve(listener: TcpListener, render: Renderer, stop: Cancell
             },
         };
         let render = render.clone();
+        let ready = ready.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
             let n = match tokio::time::timeout(
@@ -40,7 +55,13 @@ pub(crate) async fn serve(listener: TcpListener, render: Renderer, stop: Cancell
             let path = line.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {
                 "/metrics" => ("200 OK", render()),
-                "/health" | "/ready" => ("200 OK", "ok\n".to_string()),
+                "/health" => ("200 OK", "ok\n".to_string()),
+                "/ready" if ready() => ("200 OK", "ok\n".to_string()),
+                "/ready" => (
+                    "503 Service Unavailable",
+                    "not ready: not registered with the catalog, or it has not answered lately\n"
+                        .to_string(),
+                ),
                 _ => (
                     "404 Not Found",
                     "not found: try /metrics, /health or /ready\n".to_string(),
@@ -70,13 +91,23 @@ impl Endpoint {
         setting: &str,
         render: Renderer,
     ) -> anyhow::Result<Self> {
+        Self::start_with_readiness(address, setting, render, Arc::new(|| true)).await
+    }
+
+    /// Like [`Endpoint::start`], with `/ready` answered by `ready`.
+    pub(crate) async fn start_with_readiness(
+        address: std::net::SocketAddr,
+        setting: &str,
+        render: Renderer,
+        ready: Readiness,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(address).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {address} for /metrics: {e} (choose another with {setting})"
             )
         })?;
         let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, render, stop.clone()));
+        let task = tokio::spawn(serve_with_readiness(listener, render, ready, stop.clone()));
         Ok(Self { stop, task })
     }
 
