@@ -23,6 +23,9 @@ use crate::config::AgentConfig;
 /// One agent as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Member {
+    /// The agent's id: stable across its restarts, unlike its node id
+    /// (a new epoch per registration), so leaders are spread by it.
+    pub(crate) agent_id: String,
     pub(crate) node_id: i32,
     pub(crate) host: String,
     pub(crate) port: u16,
@@ -37,7 +40,7 @@ pub(crate) struct FleetView {
     pub(crate) node_id: i32,
     /// This agent's epoch; 0 while unregistered (and always in dev).
     pub(crate) epoch: u64,
-    /// The live agents, sorted by node id; never empty (this agent is
+    /// The live agents, sorted by agent id; never empty (this agent is
     /// listed while it is not registered yet).
     pub(crate) members: Arc<Vec<Member>>,
     /// The last time the catalog answered a registration or heartbeat.
@@ -47,8 +50,10 @@ pub(crate) struct FleetView {
 
 impl FleetView {
     /// The broker named leader of a partition: a stable hash of topic and
-    /// partition over the live agents. Any agent accepts any partition;
-    /// leaders only spread clients over agents.
+    /// partition over the live agents sorted by agent id (so an agent that
+    /// restarts under a new node id keeps its partitions, and agents whose
+    /// fleet view is a heartbeat behind still agree). Any agent accepts any
+    /// partition; leaders only spread clients over agents.
     pub(crate) fn leader_of(&self, topic: &Uuid, partition: i32) -> i32 {
         pick(&self.members, topic, partition).map_or(self.node_id, |m| m.node_id)
     }
@@ -124,6 +129,8 @@ impl Fleet {
             .brokers()
             .into_iter()
             .map(|b| Member {
+                // Dev peers have no agent ids; their node ids order them.
+                agent_id: format!("{:011}", b.node_id),
                 node_id: b.node_id,
                 host: b.host,
                 port: b.port,
@@ -298,6 +305,7 @@ impl Fleet {
             .iter()
             .filter_map(|agent| {
                 Some(Member {
+                    agent_id: agent.agent_id.clone(),
                     node_id: agent.node_id,
                     host: agent.host.clone(),
                     port: u16::try_from(agent.port).ok()?,
@@ -305,7 +313,7 @@ impl Fleet {
                 })
             })
             .collect();
-        members.sort_by_key(|m| m.node_id);
+        members.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         self.view.send_modify(|view| {
             // A fence noticed while this call was in flight wins.
             if view.epoch != expected {
@@ -328,6 +336,7 @@ mod tests {
 
     fn member(node_id: i32, zone: &str) -> Member {
         Member {
+            agent_id: format!("agent-{zone}"),
             node_id,
             host: "h".to_string(),
             port: 1,
@@ -360,6 +369,22 @@ mod tests {
             let mut sorted = replicas.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, [1, 5, 9]);
+        }
+    }
+
+    /// Goal: an agent that registers again (new node id) keeps leading the
+    /// same partitions, so views a heartbeat apart agree on the agent.
+    #[test]
+    fn leaders_survive_a_new_node_id() {
+        let before = view(1, vec![member(1, "a"), member(5, "b"), member(9, "c")]);
+        let after = view(1, vec![member(12, "a"), member(5, "b"), member(9, "c")]);
+        let topic = Uuid::from_u128(3);
+        for p in 0..30 {
+            let renamed = |id| if id == 1 { 12 } else { id };
+            assert_eq!(
+                renamed(before.leader_of(&topic, p)),
+                after.leader_of(&topic, p)
+            );
         }
     }
 
