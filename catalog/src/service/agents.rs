@@ -213,7 +213,13 @@ async fn reaper(registry: Weak<AgentRegistry>) {
         let Some(registry) = registry.upgrade() else {
             return;
         };
-        if let Err(error) = registry.reap().await {
+        // Skip a tick while a call holds the lock (it reaps too): waiting
+        // would keep the registry alive after its service is dropped, and a
+        // dead service must not fence anyone.
+        let Ok(mut live) = registry.live.try_lock() else {
+            continue;
+        };
+        if let Err(error) = registry.reap_locked(&mut live).await {
             tracing::warn!(%error, "fencing expired agents failed; retrying");
         }
     }
