@@ -21,6 +21,14 @@ pub struct AgentConfig {
     pub node_id: i32,
     /// The id this agent commits under (fencing key in production mode).
     pub agent_id: String,
+    /// Production mode: register with the catalog, heartbeat, list the
+    /// live fleet in Metadata and commit under the registration's epoch
+    /// (node ids then come from the catalog, not `node_id`). Off in
+    /// `strata dev`, whose in-process agents are a fixed fleet.
+    pub register: bool,
+    /// Availability zone (Kafka's `broker.rack`); consumers with a
+    /// matching `client.rack` are sent to agents of their zone.
+    pub zone: Option<String>,
     /// The cluster id reported to clients.
     pub cluster_id: String,
     /// Flush the produce buffer once its oldest batch is this old.
@@ -64,6 +72,8 @@ impl AgentConfig {
             node_id: 0,
             peers: Vec::new(),
             agent_id: "dev-agent-0".to_string(),
+            register: false,
+            zone: None,
             cluster_id: "strata-dev".to_string(),
             flush_interval: Duration::from_millis(5),
             flush_eager: true,
@@ -108,15 +118,5 @@ impl AgentConfig {
         } else {
             self.peers.clone()
         }
-    }
-
-    /// The broker named leader of a partition. Any agent accepts any
-    /// partition; leaders only spread clients over agents, so a stable hash
-    /// of topic and partition is enough.
-    pub fn leader_of(&self, topic: &uuid::Uuid, partition: i32) -> i32 {
-        let brokers = self.brokers();
-        let hash = crc32c::crc32c(topic.as_bytes()) as usize;
-        let index = (hash + partition.max(0) as usize) % brokers.len();
-        brokers[index].node_id
     }
 }

@@ -26,6 +26,7 @@ mod config;
 mod connection;
 mod error_code;
 mod fault_store;
+mod fleet;
 pub mod frame;
 mod index;
 mod metrics;

@@ -23,6 +23,8 @@ pub(crate) struct Metrics {
     pub(crate) segment_put_errors: AtomicU64,
     pub(crate) catalog_commits: AtomicU64,
     pub(crate) catalog_commit_errors: AtomicU64,
+    pub(crate) catalog_commits_fenced: AtomicU64,
+    pub(crate) fetch_redirects: AtomicU64,
     pub(crate) catalog_commit_micros: AtomicU64,
     pub(crate) connections: AtomicU64,
 }
@@ -131,6 +133,18 @@ impl Metrics {
                 "Catalog commits that failed.",
                 &plain,
                 load(&self.catalog_commit_errors),
+            ),
+            s(
+                "strata_catalog_commits_fenced_total",
+                "Catalog commits refused because this agent was fenced (its lease had expired).",
+                &plain,
+                load(&self.catalog_commits_fenced),
+            ),
+            s(
+                "strata_fetch_redirects_total",
+                "Fetch partitions sent to an agent in the consumer's zone (KIP-392).",
+                &plain,
+                load(&self.fetch_redirects),
             ),
             s(
                 "strata_catalog_commit_seconds_total",

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::cache::BlockCache;
 use crate::config::AgentConfig;
+use crate::fleet::Fleet;
 use crate::index::PartitionIndex;
 use crate::metrics::Metrics;
 use crate::topics::TopicCache;
@@ -26,6 +27,7 @@ pub(crate) struct Shared {
     pub(crate) index: Arc<PartitionIndex>,
     pub(crate) writer: SegmentWriter,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) fleet: Arc<Fleet>,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::shutdown`].
@@ -62,12 +64,15 @@ impl Agent {
         let index = Arc::new(PartitionIndex::new(catalog.clone()));
         tasks.spawn(index.clone().run_subscriber(stop_background.clone()));
         let metrics = Arc::new(Metrics::default());
+        let fleet = Arc::new(Fleet::new(&config, catalog.clone()));
+        tasks.spawn(fleet.clone().run(stop_background.clone()));
         let writer = SegmentWriter::start(
             &config,
             catalog.clone(),
             store,
             cache.clone(),
             metrics.clone(),
+            fleet.clone(),
             &mut tasks,
         );
         let shared = Arc::new(Shared {
@@ -78,6 +83,7 @@ impl Agent {
             index,
             writer,
             metrics,
+            fleet,
         });
         tasks.spawn(accept_loop(
             shared.clone(),
@@ -97,6 +103,14 @@ impl Agent {
     /// The address the Kafka listener is bound to.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
+    }
+
+    /// Whether the agent may serve: in production mode, once registered
+    /// with the catalog and while the catalog answered within the last
+    /// lease; always in `strata dev`. For the binary's `/ready`.
+    pub fn readiness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let fleet = self.shared.fleet.clone();
+        move || fleet.is_ready()
     }
 
     /// A function rendering the metrics of `agents` in the Prometheus text

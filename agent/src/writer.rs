@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::cache::BlockCache;
 use crate::config::AgentConfig;
 use crate::error_code;
+use crate::fleet::Fleet;
 use crate::metrics::{Metrics, add};
 
 /// The outcome of one append, sent to the produce request that made it.
@@ -90,6 +91,10 @@ struct Flush {
     /// `AgentConfig::produce_timeout`), and a flush stuck on a hung request
     /// would hold every later flush behind it.
     deadline: tokio::time::Instant,
+    /// The agent's epoch when the flush was taken (0 = unregistered or
+    /// dev): the flush commits under the registration that accepted its
+    /// data, so a zombie's flush is refused by the catalog.
+    epoch: u64,
     /// Released when the flush is answered: back-pressure on appends.
     _permits: Vec<OwnedSemaphorePermit>,
 }
@@ -115,6 +120,7 @@ struct Inner {
     in_flight: std::sync::atomic::AtomicUsize,
     drained: Notify,
     done: Mutex<bool>,
+    fleet: Arc<Fleet>,
 }
 
 /// Budget is counted in KiB so that a 256 MiB budget fits a semaphore.
@@ -128,6 +134,7 @@ impl SegmentWriter {
         store: Arc<dyn ObjectStore>,
         cache: BlockCache,
         metrics: Arc<Metrics>,
+        fleet: Arc<Fleet>,
         tasks: &mut JoinSet<()>,
     ) -> Self {
         let inner = Arc::new(Inner {
@@ -143,6 +150,7 @@ impl SegmentWriter {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             drained: Notify::new(),
             done: Mutex::new(false),
+            fleet: fleet.clone(),
         });
         let (tx, rx) = mpsc::channel(config.uploads_in_flight_max.max(1));
         let uploader = Uploader {
@@ -155,6 +163,7 @@ impl SegmentWriter {
         let committer = Committer {
             metrics,
             catalog,
+            fleet,
             agent_id: config.agent_id.clone(),
         };
         tasks.spawn(commit_loop(inner.clone(), committer, rx));
@@ -258,6 +267,7 @@ impl Inner {
         Ok(Some(Flush {
             partitions,
             deadline: tokio::time::Instant::now() + self.produce_timeout,
+            epoch: self.fleet.epoch(),
             _permits: taken.permits,
         }))
     }
@@ -386,6 +396,7 @@ fn segment_key(prefix: &str, id: ulid::Ulid) -> Path {
 struct Committer {
     metrics: Arc<Metrics>,
     catalog: Arc<dyn CatalogApi>,
+    fleet: Arc<Fleet>,
     agent_id: String,
 }
 
@@ -426,6 +437,15 @@ async fn commit_loop(
                     answer(flush, &response);
                     inner.flush_done();
                     continue;
+                }
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    // Fenced: this agent's registration expired (a pause
+                    // past its lease). Nothing was committed; the clients
+                    // retry, and later flushes use the new registration.
+                    warn!(%status, segment = %segment.id, "commit refused: this agent is fenced");
+                    add(&committer.metrics.catalog_commits_fenced, 1);
+                    committer.fleet.fenced(flush.epoch);
+                    error_code::NOT_LEADER_OR_FOLLOWER
                 }
                 Err(status) => {
                     error!(%status, segment = %segment.id, "catalog commit failed; failing its produce requests");
@@ -476,12 +496,24 @@ impl Committer {
         flush: &Flush,
         segment: &Segment,
     ) -> Result<CommitSegmentResponse, tonic::Status> {
+        let started = Instant::now();
+        let agent_epoch = match flush.epoch {
+            0 => {
+                let remaining = flush
+                    .deadline
+                    .saturating_duration_since(tokio::time::Instant::now());
+                self.fleet.wait_epoch(remaining).await.ok_or_else(|| {
+                    tonic::Status::unavailable("this agent is not registered with the catalog")
+                })?
+            }
+            epoch => epoch,
+        };
         let request = CommitSegmentRequest {
             segment_id: segment.id.to_string(),
             object_key: segment.key.to_string(),
             object_size: segment.bytes.len() as u64,
             agent_id: self.agent_id.clone(),
-            agent_epoch: 0,
+            agent_epoch,
             chunks: flush
                 .partitions
                 .iter()
@@ -494,7 +526,6 @@ impl Committer {
                 })
                 .collect(),
         };
-        let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
         loop {
             let remaining = flush

@@ -113,6 +113,18 @@ pub enum Error {
         /// The epoch the caller sent.
         epoch: i32,
     },
+    /// A commit came from an agent registration that is no longer current:
+    /// fenced after its lease expired, replaced by a newer registration,
+    /// or never made. The agent must register again.
+    #[error("agent {agent_id:?} epoch {epoch} is fenced (current epoch {current:?})")]
+    AgentFenced {
+        /// The agent id the caller sent.
+        agent_id: String,
+        /// The epoch the caller sent.
+        epoch: u64,
+        /// The agent's current unfenced epoch, `None` when it has none.
+        current: Option<u64>,
+    },
     /// The request is malformed: a bug in the caller.
     #[error("invalid argument {field}: {reason}")]
     InvalidArgument {
@@ -188,7 +200,9 @@ impl Error {
             | Self::InvalidPartitions { .. }
             | Self::InvalidConfig { .. }
             | Self::InvalidArgument { .. } => ErrorKind::Invalid,
-            Self::InvalidProducerEpoch { .. } | Self::ProducerFenced { .. } => ErrorKind::Fenced,
+            Self::InvalidProducerEpoch { .. }
+            | Self::ProducerFenced { .. }
+            | Self::AgentFenced { .. } => ErrorKind::Fenced,
             Self::Sqlite(e) if is_busy(e) => ErrorKind::Retryable,
             Self::Postgres(e) if is_transient_postgres(e) => ErrorKind::Retryable,
             Self::Closed | Self::PostgresUnavailable { .. } => ErrorKind::Retryable,

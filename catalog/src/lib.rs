@@ -53,10 +53,10 @@ pub use service::{CatalogService, ServiceOptions, serve, validate_topic_name};
 pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, DeadObject,
-    DeleteRecordsOutcome, DeletedTopic, GroupMemberRecord, GroupRecord, MemberProtocol, NewTopic,
-    PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SharedStore, SubscribedTopicRecord,
-    SystemClock, TopicPartitionsRecord, TopicRef,
+    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
+    CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
+    DeadObject, DeleteRecordsOutcome, DeletedTopic, GroupMemberRecord, GroupRecord, MemberProtocol,
+    NewTopic, PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SharedStore,
+    SubscribedTopicRecord, SystemClock, TopicPartitionsRecord, TopicRef,
 };
 pub use strata_catalog_api::topic_config;

@@ -5,6 +5,7 @@
 //! codes inside responses, and runs the commit stream. Store failures
 //! become gRPC statuses (UNAVAILABLE = retry).
 
+mod agents;
 mod claims;
 mod commit_stream;
 
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use self::agents::AgentRegistry;
 use self::claims::CompactionClaims;
 use self::commit_stream::CommitStreamHub;
 use crate::group::{GroupCoordinator, GroupOptions};
@@ -53,8 +55,12 @@ pub struct ServiceOptions {
     /// Events a live subscriber may fall behind before it is cut off
     /// (DATA_LOSS) and must resync.
     pub subscriber_queue: usize,
-    /// The group coordinator's settings.
+    /// The group coordinator's settings. Its clock is the catalog's clock,
+    /// which agent leases run on too.
     pub groups: GroupOptions,
+    /// An agent that does not heartbeat for this long is fenced and drops
+    /// out of the fleet (Metadata).
+    pub agent_lease_ms: u64,
 }
 
 impl Default for ServiceOptions {
@@ -63,6 +69,7 @@ impl Default for ServiceOptions {
             commit_stream_buffer: 16_384,
             subscriber_queue: 4_096,
             groups: GroupOptions::default(),
+            agent_lease_ms: 10_000,
         }
     }
 }
@@ -74,6 +81,7 @@ pub struct CatalogService {
     hub: Arc<CommitStreamHub>,
     groups: GroupCoordinator,
     claims: Arc<CompactionClaims>,
+    agents: Arc<AgentRegistry>,
 }
 
 impl CatalogService {
@@ -89,18 +97,32 @@ impl CatalogService {
             options.subscriber_queue,
         );
         let claims = CompactionClaims::new(Arc::clone(&options.groups.clock));
+        let agents = AgentRegistry::start(
+            Arc::clone(&store),
+            Arc::clone(&options.groups.clock),
+            options.agent_lease_ms,
+        )
+        .await?;
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         Ok(Self {
             store,
             hub: Arc::new(hub),
             groups,
             claims: Arc::new(claims),
+            agents,
         })
     }
 
     /// The group coordinator behind `GroupCall`.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+
+    /// Fences every agent whose lease has run out now (the service also
+    /// does this on its own every quarter lease); for tests with a manual
+    /// clock.
+    pub async fn reap_agents(&self) -> Result<()> {
+        self.agents.reap().await
     }
 
     /// Opens a [`SqliteStore`] at `path` and serves it.
@@ -810,6 +832,40 @@ impl Catalog for CatalogService {
             &request.compactor_id,
         );
         Ok(Response::new(ReleaseCompactionResponse { released }))
+    }
+    // ---------- agents ----------
+
+    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %request.get_ref().agent_id))]
+    async fn register_agent(
+        &self,
+        request: Request<RegisterAgentRequest>,
+    ) -> Result<Response<RegisterAgentResponse>, Status> {
+        Ok(Response::new(
+            self.agents.register(request.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %request.get_ref().agent_id, epoch = request.get_ref().epoch))]
+    async fn agent_heartbeat(
+        &self,
+        request: Request<AgentHeartbeatRequest>,
+    ) -> Result<Response<AgentHeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.agents
+                .heartbeat(&request.agent_id, request.epoch)
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn list_agents(
+        &self,
+        _request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        Ok(Response::new(ListAgentsResponse {
+            agents: self.agents.list().await?,
+        }))
     }
 }
 

@@ -325,6 +325,42 @@ pub struct ConsumerGroupRecord {
     pub members: Vec<ConsumerMemberRecord>,
 }
 
+// ---------- agents ----------
+
+/// An agent asking to join the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRegistration {
+    /// The agent's id (stable across its restarts).
+    pub agent_id: String,
+    /// The host Kafka clients are told to connect to.
+    pub host: String,
+    /// The port Kafka clients are told to connect to.
+    pub port: u32,
+    /// Its availability zone, empty for none.
+    pub zone: String,
+}
+
+/// An agent's registration as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// The agent's id.
+    pub agent_id: String,
+    /// The epoch of its latest registration: unique across every agent and
+    /// every registration, and increasing.
+    pub epoch: u64,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u32,
+    /// Availability zone, empty for none.
+    pub zone: String,
+    /// When it registered (catalog clock).
+    pub registered_ms: i64,
+    /// Set once its lease expired: its commits fail until it registers
+    /// again.
+    pub fenced: bool,
+}
+
 /// The catalog's persistence.
 ///
 /// Every mutation is atomic (all of it happens or none of it), and either
@@ -508,6 +544,25 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// that are neither: a dead object must wait out its own grace period,
     /// however old the object itself is.
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>>;
+    // ---------- agents ----------
+
+    /// Registers an agent: a new epoch, greater than every epoch handed out
+    /// before (to any agent), replacing the agent's earlier registration,
+    /// unfenced. The new epoch fences every earlier one: commits carrying
+    /// an older epoch of this agent fail from now on (`AgentFenced`).
+    /// Atomic; not idempotent (a retry gives yet another epoch, which is
+    /// harmless: only the latest is used).
+    async fn register_agent(&self, registration: AgentRegistration) -> Result<AgentRecord>;
+
+    /// Fences an agent's registration of `epoch` (its lease expired), so
+    /// its commits fail until it registers again. Only if `epoch` is still
+    /// the agent's current epoch: a fence racing a newer registration
+    /// changes nothing. Returns whether the registration of `epoch` is now
+    /// fenced (true again for a repeated fence: idempotent).
+    async fn fence_agent(&self, agent_id: &str, epoch: u64) -> Result<bool>;
+
+    /// Every registered agent, fenced or not, sorted by agent id.
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>>;
 }
 
 /// A shared store.

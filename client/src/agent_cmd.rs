@@ -28,10 +28,6 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     info!(?settings, ?s3, "starting the agent");
-    if let Some(zone) = &settings.zone {
-        // Rack-aware Metadata comes with agent registration.
-        info!(zone, "zone noted; it is not yet reported to clients");
-    }
 
     let mut store = settings.object_store.open(&s3)?;
     let faults = settings.fault_injection.then(FaultControl::new);
@@ -53,6 +49,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         settings.metrics_listen,
         "--metrics-listen",
         crate::http::Routes::metrics(Arc::new(Agent::metrics_renderer(&[&agent])))
+            .with_readiness(Arc::new(agent.readiness()))
             .with_faults(faults),
     )
     .await?;

@@ -66,6 +66,10 @@ pub(crate) fn print_settings(settings: &str) {
 
 /// Opens the store named by `settings.store`.
 async fn open(settings: &CatalogSettings) -> anyhow::Result<CatalogService> {
+    let options = ServiceOptions {
+        agent_lease_ms: settings.agent_lease_ms,
+        ..ServiceOptions::default()
+    };
     match store_kind(&settings.store)? {
         StoreKind::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -76,7 +80,7 @@ async fn open(settings: &CatalogSettings) -> anyhow::Result<CatalogService> {
                 fsync: settings.fsync,
                 ..SqliteOptions::default()
             };
-            CatalogService::open_sqlite(&path, sqlite, ServiceOptions::default())
+            CatalogService::open_sqlite(&path, sqlite, options)
                 .await
                 .with_context(|| format!("cannot open the SQLite catalog {}", path.display()))
         }
@@ -87,7 +91,7 @@ async fn open(settings: &CatalogSettings) -> anyhow::Result<CatalogService> {
                     "cannot open the PostgreSQL catalog (is the server up, and does the URL \
                      name an existing database and user?)",
                 )?;
-            CatalogService::new(Arc::new(store), ServiceOptions::default())
+            CatalogService::new(Arc::new(store), options)
                 .await
                 .context("cannot start the catalog over PostgreSQL")
         }

@@ -34,6 +34,9 @@ pub(crate) const DEFAULT_CATALOG_METRICS_LISTEN: &str = "127.0.0.1:9645";
 pub(crate) const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:9092";
 /// Default agent `/metrics` listener.
 pub(crate) const DEFAULT_AGENT_METRICS_LISTEN: &str = "127.0.0.1:9644";
+/// Default agent lease: an agent missing heartbeats for this long is
+/// fenced and leaves Metadata.
+pub(crate) const DEFAULT_AGENT_LEASE_MS: u64 = 10_000;
 /// Default catalog endpoint of an agent.
 pub(crate) const DEFAULT_CATALOG_ENDPOINT: &str = "http://127.0.0.1:9093";
 /// Default cluster id reported to Kafka clients.
@@ -104,6 +107,10 @@ layered! {
         /// crash [default: true].
         #[arg(long, env = "STRATA_FSYNC", action = clap::ArgAction::Set)]
         fsync: bool,
+        /// An agent that does not heartbeat for this long is fenced and
+        /// drops out of Metadata [default: 10000].
+        #[arg(long, env = "STRATA_AGENT_LEASE_MS")]
+        agent_lease_ms: u64,
     }
 }
 
@@ -271,6 +278,8 @@ pub(crate) struct CatalogSettings {
     pub(crate) metrics_listen: SocketAddr,
     /// SQLite `synchronous=FULL`.
     pub(crate) fsync: bool,
+    /// Agent lease.
+    pub(crate) agent_lease_ms: u64,
 }
 
 impl std::fmt::Debug for CatalogSettings {
@@ -280,6 +289,7 @@ impl std::fmt::Debug for CatalogSettings {
             .field("listen", &self.listen)
             .field("metrics_listen", &self.metrics_listen)
             .field("fsync", &self.fsync)
+            .field("agent_lease_ms", &self.agent_lease_ms)
             .finish()
     }
 }
@@ -310,6 +320,7 @@ impl CatalogSettings {
                 .metrics_listen
                 .unwrap_or(addr(DEFAULT_CATALOG_METRICS_LISTEN)),
             fsync: options.fsync.unwrap_or(true),
+            agent_lease_ms: options.agent_lease_ms.unwrap_or(DEFAULT_AGENT_LEASE_MS),
         })
     }
 }
@@ -323,8 +334,6 @@ pub(crate) struct AgentSettings {
     pub(crate) object_store: ObjectStoreUrl,
     /// HTTP listener.
     pub(crate) metrics_listen: SocketAddr,
-    /// Availability zone, if any.
-    pub(crate) zone: Option<String>,
     /// Wrap the object store in the test-only fault injector.
     pub(crate) fault_injection: bool,
     /// The agent's own settings.
@@ -349,6 +358,8 @@ impl AgentSettings {
         agent.advertise_host = host;
         agent.advertise_port = port;
         agent.node_id = options.node_id.unwrap_or(0);
+        agent.register = true;
+        agent.zone = options.zone.clone().filter(|zone| !zone.is_empty());
         apply_flush_options(&mut agent, &options);
         apply_cache_options(&mut agent, &options, listen);
         agent.agent_id = options
@@ -365,7 +376,6 @@ impl AgentSettings {
             metrics_listen: options
                 .metrics_listen
                 .unwrap_or(addr(DEFAULT_AGENT_METRICS_LISTEN)),
-            zone: options.zone,
             fault_injection: options.fault_injection.unwrap_or(false),
             agent,
         })

@@ -14,6 +14,9 @@ use tracing::{debug, warn};
 /// Renders the metrics text on each scrape.
 pub(crate) type Renderer = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Says whether the role may serve (`/ready`).
+pub(crate) type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Largest request (head and body) the endpoint reads.
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
 /// How long a client may take to send its request.
@@ -23,6 +26,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) struct Routes {
     render: Renderer,
+    /// `/ready` answers 503 while this says no.
+    ready: Readiness,
     /// `Some` only under `--fault-injection`.
     faults: Option<FaultControl>,
 }
@@ -40,8 +45,15 @@ impl Routes {
     pub(crate) fn metrics(render: Renderer) -> Self {
         Self {
             render,
+            ready: Arc::new(|| true),
             faults: None,
         }
+    }
+
+    /// Answers `/ready` with `ready` (always ready without it).
+    pub(crate) fn with_readiness(mut self, ready: Readiness) -> Self {
+        self.ready = ready;
+        self
     }
 
     /// Adds `/faults`: `GET` shows the rules and counts, `PUT` replaces the
@@ -62,7 +74,14 @@ const JSON: &str = "application/json";
 fn route(routes: &Routes, method: &str, path: &str, body: &[u8]) -> Answer {
     match (method, path) {
         ("GET", "/metrics") => ("200 OK", TEXT, (routes.render)()),
-        ("GET", "/health" | "/ready") => ("200 OK", TEXT, "ok\n".to_string()),
+        ("GET", "/health") => ("200 OK", TEXT, "ok\n".to_string()),
+        ("GET", "/ready") if (routes.ready)() => ("200 OK", TEXT, "ok\n".to_string()),
+        ("GET", "/ready") => (
+            "503 Service Unavailable",
+            TEXT,
+            "not ready: not registered with the catalog, or it has not answered lately\n"
+                .to_string(),
+        ),
         (_, "/faults") => match &routes.faults {
             Some(faults) => route_faults(faults, method, body),
             None => (

@@ -438,23 +438,27 @@ class KafkaConnection:
         body = i32(-1) if topics is None else array([string(t) for t in topics])
         r = Reader(self.request(METADATA, 1, body))
         brokers = []
+        racks = {}
         for _ in range(r.array_len()):
-            node, host, port, _rack = r.i32(), r.string(), r.i32(), r.string()
+            node, host, port, rack = r.i32(), r.string(), r.i32(), r.string()
             brokers.append((node, host, port))
+            racks[node] = rack
         controller = r.i32()
         out_topics = {}
         for _ in range(r.array_len()):
             err, name, _internal = r.i16(), r.string(), r.i8()
-            parts = {}
+            parts, leaders, replicas = {}, {}, {}
             for _ in range(r.array_len()):
-                perr, pidx, _leader = r.i16(), r.i32(), r.i32()
-                for _ in range(r.array_len()):
-                    r.i32()  # replicas
+                perr, pidx, leader = r.i16(), r.i32(), r.i32()
+                replicas[pidx] = [r.i32() for _ in range(r.array_len())]
                 for _ in range(r.array_len()):
                     r.i32()  # isr
                 parts[pidx] = perr
-            out_topics[name] = {"error": err, "partitions": parts}
-        return {"brokers": brokers, "controller": controller, "topics": out_topics}
+                leaders[pidx] = leader
+            out_topics[name] = {"error": err, "partitions": parts, "leaders": leaders,
+                                "replicas": replicas}
+        return {"brokers": brokers, "racks": racks, "controller": controller,
+                "topics": out_topics}
 
     # -- InitProducerId v1 ---------------------------------------------------------------------
 

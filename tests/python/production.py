@@ -194,12 +194,13 @@ class Cluster:
         return [self.catalog, *(a.process for a in self.agents)]
 
 
-def _catalog(base: Path, store: str | None) -> tuple[Process, int]:
+def _catalog(base: Path, store: str | None, extra: list[str]) -> tuple[Process, int]:
     port, metrics = free_port(), free_port()
     argv = [str(find_strata_bin()), "catalog",
             "--store", store or f"sqlite://{base / 'catalog' / 'catalog.db'}",
             "--listen", f"127.0.0.1:{port}",
-            "--metrics-listen", f"127.0.0.1:{metrics}"]
+            "--metrics-listen", f"127.0.0.1:{metrics}",
+            *extra]
     return Process("strata catalog", argv, base / "catalog.log", port), metrics
 
 
@@ -222,18 +223,22 @@ def _agent(base: Path, endpoint: str, bucket: str, catalog_port: int, node_id: i
 
 
 def start_cluster(base: Path, endpoint: str, agents: int = 2,
-                  agent_args: list[str] | None = None, store: str | None = None) -> Cluster:
+                  agent_args: list[str] | None = None, store: str | None = None,
+                  catalog_args: list[str] | None = None,
+                  agent_args_each: list[list[str]] | None = None) -> Cluster:
     """init-bucket --create, then a catalog (SQLite unless `store` names another) and `agents`
-    agents, all started and listening."""
+    agents, all started and listening. `agent_args_each[i]` goes to agent i+1 only."""
     bucket = unique_bucket()
     created = init_bucket(endpoint, bucket, "--create")
     assert created.returncode == 0, f"init-bucket failed:\n{created.stdout}\n{created.stderr}"
-    catalog, catalog_metrics = _catalog(base, store)
+    catalog, catalog_metrics = _catalog(base, store, catalog_args or [])
     cluster = Cluster(base, endpoint, bucket, catalog, catalog_metrics)
     try:
         catalog.start()
         for node_id in range(1, agents + 1):
-            agent = _agent(base, endpoint, bucket, catalog.port, node_id, agent_args or [])
+            own = agent_args_each[node_id - 1] if agent_args_each else []
+            agent = _agent(base, endpoint, bucket, catalog.port, node_id,
+                           [*(agent_args or []), *own])
             cluster.agents.append(agent)
             agent.process.start()
     except BaseException:

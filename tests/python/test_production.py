@@ -17,7 +17,8 @@ import pytest
 
 from conftest import find_strata_bin, port_open
 from load import assert_log_matches, produce_through_a_kill
-from helpers import consume_partition, create_topic, produce_all, producer
+from helpers import consume_partition, create_topic, produce_all, producer, wait_until
+from kafka_wire import KafkaConnection
 # `cluster` and `s3_endpoint` are fixtures: importing them here makes pytest use them.
 from production import (Process, cluster, free_port, http_get, init_bucket, role_env,  # noqa: F401
                         s3_endpoint, start_cluster, stop_cluster, unique_bucket)
@@ -81,7 +82,9 @@ def test_sigterm_flushes_buffered_writes_before_the_agent_exits(cluster, topic):
     slow.argv += ["--flush-interval-ms", "60000", "--flush-bytes", str(64 * 1024 * 1024)]
     slow.start()
     bootstrap = cluster.agents[0].bootstrap
-    create_topic(bootstrap, topic)
+    # Leaders spread over the fleet: write to a partition the slow agent leads.
+    create_topic(bootstrap, topic, partitions=8)
+    partition = partition_led_by(cluster.agents[0], topic)
 
     p = producer(bootstrap, acks="all", enable_idempotence=True)
     acked: list[tuple[int, bytes]] = []
@@ -94,15 +97,45 @@ def test_sigterm_flushes_buffered_writes_before_the_agent_exits(cluster, topic):
             p_errors.append(str(err))
 
     for i in range(50):
-        p.produce(topic, value=f"buffered-{i}".encode(), partition=0, on_delivery=report)
+        p.produce(topic, value=f"buffered-{i}".encode(), partition=partition,
+                  on_delivery=report)
     p.poll(1.0)
     assert not acked, "acknowledged before any flush: the flush interval did not apply"
     assert slow.stop(signal.SIGTERM) == 0, slow.log_tail()
     assert p.flush(30) == 0 and not p_errors, p_errors
     assert len(acked) == 50
 
-    records = consume_partition(cluster.agents[1].bootstrap, topic, 0, start=0, expect=50)
+    records = consume_partition(cluster.agents[1].bootstrap, topic, partition, start=0,
+                                expect=50)
     assert [(m.offset(), m.value()) for m in records] == sorted(acked)
+
+
+def partition_led_by_any(cluster, topic: str):
+    """The agent that leads partition 0 of `topic`, once the fleet is complete."""
+    ports = {a.process.port for a in cluster.agents}
+
+    def leader():
+        with KafkaConnection(cluster.agents[0].bootstrap) as conn:
+            md = conn.metadata([topic])
+        if {port for _node, _host, port in md["brokers"]} != ports:
+            return None
+        by_node = {node: port for node, _host, port in md["brokers"]}
+        port = by_node.get(md["topics"][topic]["leaders"].get(0))
+        return next((a for a in cluster.agents if a.process.port == port), None)
+    return wait_until(leader, what="the fleet to list every agent")
+
+
+def partition_led_by(agent, topic: str) -> int:
+    """A partition of `topic` whose leader, in `agent`'s Metadata, is `agent` itself."""
+    def find():
+        with KafkaConnection(agent.bootstrap) as conn:
+            md = conn.metadata([topic])
+        own = [node for node, _host, port in md["brokers"] if port == agent.process.port]
+        leaders = md["topics"][topic]["leaders"]
+        return next((p for p, leader in leaders.items() if own and leader == own[0]), None)
+    found = wait_until(lambda: find() is not None, what=f"a partition led by {agent.bootstrap}")
+    assert found
+    return find()
 
 
 def test_settings_layer_flags_over_environment_over_file(tmp_path):
@@ -141,13 +174,16 @@ def test_settings_layer_flags_over_environment_over_file(tmp_path):
 def test_kill9_of_an_agent_under_idempotent_load_loses_and_duplicates_nothing(cluster, topic):
     # Goal (promise 1): with acks=all and idempotence, every acknowledged record survives a
     # kill -9 of the agent it was produced through, exactly once and in order. The producer
-    # knows only agent 1, which is restarted on the same port; agent 2 reads everything back.
-    writer = cluster.agents[0]
-    create_topic(writer.bootstrap, topic)
+    # knows only the agent that leads partition 0 (leaders spread over the fleet), which is
+    # restarted on the same port; the other agent reads everything back.
+    create_topic(cluster.agents[0].bootstrap, topic)
+    writer, reader = cluster.agents
+    if partition_led_by_any(cluster, topic) is cluster.agents[1]:
+        writer, reader = reader, writer
     count = 10000
     acked = produce_through_a_kill(writer.bootstrap, topic, count, kill_after=2000,
                                    kill=writer.process.kill9, restart=writer.process.start)
-    records = consume_partition(cluster.agents[1].bootstrap, topic, 0, start=0, expect=count)
+    records = consume_partition(reader.bootstrap, topic, 0, start=0, expect=count)
     assert_log_matches(records, acked, count)
 
 

@@ -139,7 +139,8 @@ async fn topic_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described
 
 fn broker_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described>, (i16, String)> {
     let config = &shared.config;
-    if !name.is_empty() && name.parse::<i32>().ok() != Some(config.node_id) {
+    let node_id = shared.fleet.view().node_id;
+    if !name.is_empty() && name.parse::<i32>().ok() != Some(node_id) {
         return Err((
             error_code::INVALID_REQUEST,
             format!("unknown broker {name}"),
@@ -158,7 +159,7 @@ fn broker_configs(shared: &Arc<Shared>, name: &str) -> Result<Vec<Described>, (i
             config.auto_create_topics.to_string(),
             1,
         ),
-        static_config("broker.id", config.node_id.to_string(), 3),
+        static_config("broker.id", node_id.to_string(), 3),
         static_config("num.partitions", config.default_partitions.to_string(), 3),
         static_config(
             "socket.request.max.bytes",

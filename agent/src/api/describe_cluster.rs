@@ -1,4 +1,4 @@
-//! DescribeCluster: this agent is the cluster's one broker in `strata dev`.
+//! DescribeCluster: the live agents (the fixed fleet in `strata dev`).
 
 use std::sync::Arc;
 
@@ -23,20 +23,22 @@ pub(crate) fn handle(
             .with_error_message(Some(str_bytes("Strata has no controller endpoints")))
             .with_endpoint_type(request.endpoint_type);
     }
-    let brokers = config
-        .brokers()
-        .into_iter()
+    let fleet = shared.fleet.view();
+    let brokers = fleet
+        .members
+        .iter()
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
                 .with_host(str_bytes(&b.host))
                 .with_port(i32::from(b.port))
+                .with_rack(b.zone.as_deref().map(str_bytes))
         })
         .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(&config.cluster_id))
-        .with_controller_id(BrokerId(config.node_id))
+        .with_controller_id(BrokerId(fleet.node_id))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

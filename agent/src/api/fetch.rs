@@ -1,5 +1,10 @@
 //! Fetch: read committed batches from the partition index and the block
 //! cache; long-poll at the end of the log until a commit arrives.
+//!
+//! Follower fetching (KIP-392): a consumer that names its rack (v11+) and
+//! reaches an agent of another zone while a live agent of its zone exists
+//! gets that agent as `preferred_read_replica` (no records) and moves
+//! there, so its reads stay in its zone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +48,7 @@ pub(crate) async fn handle(
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let (targets, mut topics) = resolve(shared, version, &request).await;
+    let (targets, redirected) = split_by_zone(shared, version, &request, targets);
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = if request.max_bytes <= 0 {
         usize::MAX
@@ -54,14 +60,24 @@ pub(crate) async fn handle(
         // lands during the read wakes the wait below.
         changes.borrow_and_update();
         let (partitions, total, any_error) = read_all(shared, &targets, max_bytes).await;
-        let done = total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline;
+        // A consumer sent elsewhere must learn it at once.
+        let done = total >= min_bytes
+            || any_error
+            || !redirected.is_empty()
+            || tokio::time::Instant::now() >= deadline;
         if done {
-            for (target, mut data) in targets.iter().zip(partitions) {
+            let redirects = redirected.iter().map(|(target, node_id)| {
+                let data = empty(target.partition, error_code::NONE)
+                    .with_preferred_read_replica(kafka_protocol::messages::BrokerId(*node_id));
+                (target, data)
+            });
+            for (target, mut data) in targets.iter().zip(partitions).chain(redirects) {
                 if version < 5 {
                     data.log_start_offset = -1;
                 }
                 topics[target.topic_index].partitions.push(data);
             }
+            add(&shared.metrics.fetch_redirects, redirected.len() as u64);
             add(&shared.metrics.fetch_requests, 1);
             add(&shared.metrics.fetch_bytes, total as u64);
             return FetchResponse::default()
@@ -122,6 +138,35 @@ async fn resolve(
         );
     }
     (targets, topics)
+}
+
+/// Splits the targets into those this agent serves and those a consumer
+/// in another zone should read from an agent of its own zone (with that
+/// agent's node id).
+fn split_by_zone(
+    shared: &Arc<Shared>,
+    version: i16,
+    request: &FetchRequest,
+    targets: Vec<Target>,
+) -> (Vec<Target>, Vec<(Target, i32)>) {
+    let rack: &str = &request.rack_id;
+    if version < 11 || rack.is_empty() {
+        return (targets, Vec::new());
+    }
+    let fleet = shared.fleet.view();
+    let own_zone = shared.config.zone.as_deref();
+    let mut served = Vec::with_capacity(targets.len());
+    let mut redirected = Vec::new();
+    for target in targets {
+        let preferred = target.topic_id.and_then(|topic_id| {
+            fleet.preferred_replica(own_zone, rack, &topic_id, target.partition)
+        });
+        match preferred {
+            Some(node_id) => redirected.push((target, node_id)),
+            None => served.push(target),
+        }
+    }
+    (served, redirected)
 }
 
 /// Reads every target; returns their answers, the bytes read, and whether

@@ -21,10 +21,11 @@ pub(crate) fn handle(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let config = &shared.config;
+    let node_id = shared.fleet.view().node_id;
     let answer = |key: StrBytes| {
         let mut c = Coordinator::default().with_key(key);
         if request.key_type == KEY_TYPE_GROUP {
-            c.node_id = BrokerId(config.node_id);
+            c.node_id = BrokerId(node_id);
             c.host = str_bytes(&config.advertise_host);
             c.port = i32::from(config.advertise_port);
         } else {

@@ -1,6 +1,8 @@
-//! Metadata: brokers and topics. Any agent can serve any partition, so
-//! partition leaders only spread clients over the agents (a stable hash of
-//! topic id and partition).
+//! Metadata: brokers and topics. The brokers are the live agents (with
+//! their zones as racks). Any agent can serve any partition, so partition
+//! leaders only spread clients over the agents (a stable hash of topic id
+//! and partition over the agents sorted by node id); replicas and ISR are
+//! every live agent, leader first.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use uuid::Uuid;
 
 use super::{str_bytes, topics::create_topic};
 use crate::error_code;
+use crate::fleet::FleetView;
 use crate::server::Shared;
 use crate::topics::TopicInfo;
 
@@ -23,26 +26,33 @@ pub(crate) async fn handle(
     request: MetadataRequest,
 ) -> MetadataResponse {
     let config = &shared.config;
-    let brokers: Vec<MetadataResponseBroker> = config
-        .brokers()
-        .into_iter()
+    let fleet = shared.fleet.view();
+    let brokers: Vec<MetadataResponseBroker> = fleet
+        .members
+        .iter()
         .map(|b| {
+            let rack = if version >= 1 {
+                b.zone.as_deref().map(str_bytes)
+            } else {
+                None
+            };
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
                 .with_host(str_bytes(&b.host))
                 .with_port(i32::from(b.port))
+                .with_rack(rack)
         })
         .collect();
     // Before v4 a request could not opt out of auto-creation.
     let auto_create =
         config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let topics = match request.topics {
-        None => all_topics(shared).await,
-        Some(requested) if requested.is_empty() && version == 0 => all_topics(shared).await,
+        None => all_topics(shared, &fleet).await,
+        Some(requested) if requested.is_empty() && version == 0 => all_topics(shared, &fleet).await,
         Some(requested) => {
             let mut out = Vec::with_capacity(requested.len());
             for t in requested {
-                out.push(one_topic(shared, t.name, t.topic_id, auto_create).await);
+                out.push(one_topic(shared, &fleet, t.name, t.topic_id, auto_create).await);
             }
             out
         }
@@ -52,7 +62,7 @@ pub(crate) async fn handle(
         .with_topics(topics);
     // Fields a version lacks must keep their defaults or encoding fails.
     if version >= 1 {
-        response.controller_id = BrokerId(config.node_id);
+        response.controller_id = BrokerId(fleet.node_id);
     }
     if version >= 2 {
         response.cluster_id = Some(str_bytes(&config.cluster_id));
@@ -74,9 +84,9 @@ pub(crate) async fn handle(
     response
 }
 
-async fn all_topics(shared: &Arc<Shared>) -> Vec<MetadataResponseTopic> {
+async fn all_topics(shared: &Arc<Shared>, fleet: &FleetView) -> Vec<MetadataResponseTopic> {
     match shared.topics.all().await {
-        Ok(topics) => topics.iter().map(|t| describe(shared, t)).collect(),
+        Ok(topics) => topics.iter().map(|t| describe(fleet, t)).collect(),
         Err(status) => {
             warn!(%status, "catalog unavailable during Metadata");
             Vec::new()
@@ -86,6 +96,7 @@ async fn all_topics(shared: &Arc<Shared>) -> Vec<MetadataResponseTopic> {
 
 async fn one_topic(
     shared: &Arc<Shared>,
+    fleet: &FleetView,
     name: Option<TopicName>,
     id: Uuid,
     auto_create: bool,
@@ -95,9 +106,9 @@ async fn one_topic(
         None => shared.topics.get_by_id(id).await,
     };
     match found {
-        Ok(Some(topic)) => describe(shared, &topic),
+        Ok(Some(topic)) => describe(fleet, &topic),
         Ok(None) => match name {
-            Some(name) if auto_create => auto_create_topic(shared, name).await,
+            Some(name) if auto_create => auto_create_topic(shared, fleet, name).await,
             Some(name) => error_topic(Some(name), id, error_code::UNKNOWN_TOPIC_OR_PARTITION),
             None => error_topic(None, id, error_code::UNKNOWN_TOPIC_ID),
         },
@@ -108,7 +119,11 @@ async fn one_topic(
     }
 }
 
-async fn auto_create_topic(shared: &Arc<Shared>, name: TopicName) -> MetadataResponseTopic {
+async fn auto_create_topic(
+    shared: &Arc<Shared>,
+    fleet: &FleetView,
+    name: TopicName,
+) -> MetadataResponseTopic {
     let partitions = shared.config.default_partitions as i32;
     match create_topic(
         shared,
@@ -121,7 +136,7 @@ async fn auto_create_topic(shared: &Arc<Shared>, name: TopicName) -> MetadataRes
     {
         Ok(_) | Err((error_code::TOPIC_ALREADY_EXISTS, _)) => {
             match shared.topics.get(super::topic_str(&name)).await {
-                Ok(Some(topic)) => describe(shared, &topic),
+                Ok(Some(topic)) => describe(fleet, &topic),
                 _ => error_topic(Some(name), Uuid::nil(), error_code::LEADER_NOT_AVAILABLE),
             }
         }
@@ -140,16 +155,20 @@ fn error_topic(name: Option<TopicName>, id: Uuid, code: i16) -> MetadataResponse
         .with_topic_authorized_operations(i32::MIN)
 }
 
-fn describe(shared: &Arc<Shared>, topic: &TopicInfo) -> MetadataResponseTopic {
+fn describe(fleet: &FleetView, topic: &TopicInfo) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions as i32)
         .map(|p| {
-            let node = BrokerId(shared.config.leader_of(&topic.id, p));
+            let replicas: Vec<BrokerId> = fleet
+                .replicas(&topic.id, p)
+                .into_iter()
+                .map(BrokerId)
+                .collect();
             MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(node)
+                .with_leader_id(replicas[0])
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas)
         })
         .collect();
     MetadataResponseTopic::default()

@@ -136,6 +136,20 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
         &self,
         r: ReleaseCompactionRequest,
     ) -> Result<ReleaseCompactionResponse, Status>;
+
+    // ---------- agents ----------
+    /// See `Catalog.RegisterAgent`.
+    async fn register_agent(
+        &self,
+        r: RegisterAgentRequest,
+    ) -> Result<RegisterAgentResponse, Status>;
+    /// See `Catalog.AgentHeartbeat`.
+    async fn agent_heartbeat(
+        &self,
+        r: AgentHeartbeatRequest,
+    ) -> Result<AgentHeartbeatResponse, Status>;
+    /// See `Catalog.ListAgents`.
+    async fn list_agents(&self, r: ListAgentsRequest) -> Result<ListAgentsResponse, Status>;
 }
 
 /// Calls a catalog service object in this process through the generated
@@ -224,4 +238,8 @@ unary! {
     referenced_objects(ReferencedObjectsRequest) -> ReferencedObjectsResponse;
     claim_compaction(ClaimCompactionRequest) -> ClaimCompactionResponse;
     release_compaction(ReleaseCompactionRequest) -> ReleaseCompactionResponse;
+    // agents
+    register_agent(RegisterAgentRequest) -> RegisterAgentResponse;
+    agent_heartbeat(AgentHeartbeatRequest) -> AgentHeartbeatResponse;
+    list_agents(ListAgentsRequest) -> ListAgentsResponse;
 }

@@ -8,8 +8,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::store::{
-    CommitOutcome, CommittedOffset, ConfigChange, ConsumerGroupRecord, DeleteRecordsOutcome,
-    DeletedTopic, GroupRecord, NewTopic, ProducerIdAndEpoch, ReplaceOutcome, TopicRef,
+    AgentRecord, AgentRegistration, CommitOutcome, CommittedOffset, ConfigChange,
+    ConsumerGroupRecord, DeleteRecordsOutcome, DeletedTopic, GroupRecord, NewTopic,
+    ProducerIdAndEpoch, ReplaceOutcome, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -37,6 +38,9 @@ pub(crate) enum Command {
     ReplaceChunks(ReplaceChunksRequest, Reply<ReplaceOutcome>),
     DeleteRecords(Uuid, u32, i64, Reply<DeleteRecordsOutcome>),
     ForgetDeadObjects(Vec<String>, Reply<()>),
+    // ---------- agents ----------
+    RegisterAgent(AgentRegistration, Reply<AgentRecord>),
+    FenceAgent(String, u64, Reply<bool>),
 }
 
 impl Command {
@@ -58,6 +62,9 @@ impl Command {
             | Self::ForgetDeadObjects(_, reply) => drop(reply.send(Err(error()))),
             Self::ReplaceChunks(_, reply) => drop(reply.send(Err(error()))),
             Self::DeleteRecords(_, _, _, reply) => drop(reply.send(Err(error()))),
+            // ---------- agents ----------
+            Self::RegisterAgent(_, reply) => drop(reply.send(Err(error()))),
+            Self::FenceAgent(_, _, reply) => drop(reply.send(Err(error()))),
         }
     }
 }

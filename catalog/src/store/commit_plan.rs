@@ -57,6 +57,43 @@ pub(crate) trait CommitSource {
     /// Takes a chunk the commit just closed (to write it, or to check it
     /// fits the database); an `Err` fails the commit.
     fn chunk_closed(&mut self, chunk: &NewChunk) -> Result<()>;
+
+    /// The agent's registration as (epoch, fenced); `None` if the agent
+    /// never registered. Read inside the commit's transaction, so a fence
+    /// or a newer registration either precedes the commit or follows it.
+    fn agent(&mut self, agent_id: &str) -> Result<Option<AgentFence>>;
+}
+
+/// An agent's registration as a commit checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AgentFence {
+    /// The agent's current epoch.
+    pub(crate) epoch: u64,
+    /// Whether that epoch's lease expired.
+    pub(crate) fenced: bool,
+}
+
+/// Fails with `AgentFenced` unless a fenced commit (`agent_epoch > 0`)
+/// comes from the agent's current, unfenced registration. Epoch 0 is the
+/// unfenced path of `strata dev`, whose in-process agents cannot be
+/// zombies of a separate process.
+pub(crate) fn check_agent<S: CommitSource>(
+    source: &mut S,
+    request: &CommitSegmentRequest,
+) -> Result<()> {
+    if request.agent_epoch == 0 {
+        return Ok(());
+    }
+    let registration = source.agent(&request.agent_id)?;
+    let current = registration.filter(|r| !r.fenced).map(|r| r.epoch);
+    if current == Some(request.agent_epoch) {
+        return Ok(());
+    }
+    Err(Error::AgentFenced {
+        agent_id: request.agent_id.clone(),
+        epoch: request.agent_epoch,
+        current,
+    })
 }
 
 /// What a successful commit changed, to be written back by the store.
@@ -132,14 +169,16 @@ pub(crate) fn replayed(response: CommitSegmentResponse) -> CommitOutcome {
     }
 }
 
-/// Applies the writes of `request` in order, reading rows from `source`.
+/// Checks the agent's epoch, then applies the writes of `request` in
+/// order, reading rows from `source`.
 /// Producer state last updated before `live_since_ms` counts as expired.
 pub(crate) fn apply<S: CommitSource>(
-    source: S,
+    mut source: S,
     request: &CommitSegmentRequest,
     now_ms: i64,
     live_since_ms: i64,
 ) -> Result<Applied> {
+    check_agent(&mut source, request)?;
     let mut work = CommitWork {
         source,
         request,

@@ -24,6 +24,7 @@
 //! Connections are unencrypted (`NoTls`) for now: run the catalog next to
 //! PostgreSQL or on a trusted network. TLS comes later.
 
+mod agents;
 mod commit;
 mod compaction;
 mod consumer_groups;
@@ -47,9 +48,10 @@ use uuid::Uuid;
 
 use crate::store::command::{Command, CommandQueue};
 use crate::store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, GroupRecord, NewTopic,
-    PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SystemClock, TopicRef,
+    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
+    CommittedOffset, ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome,
+    DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome,
+    SystemClock, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -407,5 +409,27 @@ impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
         compaction::referenced_objects(&get(&self.pool).await?, &object_keys).await
+    }
+
+    // ---------- agents ----------
+
+    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %registration.agent_id))]
+    async fn register_agent(&self, registration: AgentRegistration) -> Result<AgentRecord> {
+        self.commands
+            .write(|reply| Command::RegisterAgent(registration, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn fence_agent(&self, agent_id: &str, epoch: u64) -> Result<bool> {
+        let agent_id = agent_id.to_string();
+        self.commands
+            .write(|reply| Command::FenceAgent(agent_id, epoch, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
+        agents::list(&get(&self.pool).await?).await
     }
 }

@@ -7,6 +7,7 @@
 //! commit. Reads use a small pool of read-only connections on tokio's
 //! blocking pool; WAL lets them run beside the writer.
 
+mod agents;
 mod commit;
 mod compaction;
 mod consumer_groups;
@@ -30,9 +31,10 @@ use uuid::Uuid;
 
 use crate::store::command::{Command, CommandQueue};
 use crate::store::{
-    CatalogStore, ChunkLookup, Clock, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, GroupRecord, NewTopic,
-    PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SystemClock, TopicRef,
+    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
+    CommittedOffset, ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome,
+    DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome,
+    SystemClock, TopicRef,
 };
 use crate::{Error, Result};
 
@@ -373,5 +375,27 @@ impl CatalogStore for SqliteStore {
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
         self.read(move |connection, _| compaction::referenced_objects(connection, &object_keys))
             .await
+    }
+
+    // ---------- agents ----------
+
+    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %registration.agent_id))]
+    async fn register_agent(&self, registration: AgentRegistration) -> Result<AgentRecord> {
+        self.commands
+            .write(|reply| Command::RegisterAgent(registration, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn fence_agent(&self, agent_id: &str, epoch: u64) -> Result<bool> {
+        let agent_id = agent_id.to_string();
+        self.commands
+            .write(|reply| Command::FenceAgent(agent_id, epoch, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
+        self.read(|connection, _| agents::list(connection)).await
     }
 }

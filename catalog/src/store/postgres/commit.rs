@@ -17,7 +17,7 @@ use super::{to_bigint, to_u32};
 use crate::Result;
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
-use crate::store::commit_plan::{self, Changes, CommitSource, StateKey};
+use crate::store::commit_plan::{self, AgentFence, Changes, CommitSource, StateKey};
 pub(super) use crate::store::commit_plan::{NewChunk, PartitionKey, PartitionRow};
 use crate::store::producer_rules::ProducerRow;
 
@@ -52,6 +52,8 @@ pub(super) struct RunState {
     pub(super) segments: Vec<SegmentRow>,
     /// Objects of commits whose batches were all rejected.
     pub(super) dead_objects: Vec<String>,
+    /// Registrations of the agents of fenced commits, by agent id.
+    pub(super) agents: HashMap<String, AgentFence>,
 }
 
 /// Applies `requests` in order; returns one outcome per request. An `Err`
@@ -145,6 +147,10 @@ impl CommitSource for &RunState {
             to_bigint(field, value)?;
         }
         Ok(())
+    }
+
+    fn agent(&mut self, agent_id: &str) -> Result<Option<AgentFence>> {
+        Ok(self.agents.get(agent_id).copied())
     }
 }
 

@@ -16,7 +16,8 @@ use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
 use super::{
-    PostgresOptions, commit, compaction, consumer_groups, groups, pool_error, producers, topics,
+    PostgresOptions, agents, commit, compaction, consumer_groups, groups, pool_error, producers,
+    topics,
 };
 use crate::store::CommitOutcome;
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
@@ -154,6 +155,13 @@ async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnsw
         ),
         Command::ForgetDeadObjects(keys, reply) => {
             answered(reply, compaction::forget_dead_objects(context, &keys).await)
+        }
+        // ---------- agents ----------
+        Command::RegisterAgent(registration, reply) => {
+            answered(reply, agents::register(context, &registration).await)
+        }
+        Command::FenceAgent(agent_id, epoch, reply) => {
+            answered(reply, agents::fence(context, &agent_id, epoch).await)
         }
     }
 }

@@ -7,11 +7,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{Chunk, CommitSegmentRequest, CommitSegmentResponse};
 
 use super::writer::WriteContext;
-use super::{compaction, producers};
+use super::{agents, compaction, producers};
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
 use crate::store::commit_plan::{
-    self, Changes, CommitSource, NewChunk, PartitionKey, PartitionRow, StateKey,
+    self, AgentFence, Changes, CommitSource, NewChunk, PartitionKey, PartitionRow, StateKey,
 };
 use crate::store::producer_rules::ProducerRow;
 use crate::{Error, Result};
@@ -113,6 +113,10 @@ impl CommitSource for &Connection {
 
     fn chunk_closed(&mut self, new: &NewChunk) -> Result<()> {
         insert_chunk(self, &new.chunk, new.running_max_timestamp)
+    }
+
+    fn agent(&mut self, agent_id: &str) -> Result<Option<AgentFence>> {
+        agents::load_fence(self, agent_id)
     }
 }
 

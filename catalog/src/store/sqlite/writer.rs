@@ -5,7 +5,9 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::{SqliteOptions, commit, compaction, consumer_groups, groups, producers, topics};
+use super::{
+    SqliteOptions, agents, commit, compaction, consumer_groups, groups, producers, topics,
+};
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
 
@@ -114,6 +116,13 @@ fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
         ),
         Command::ForgetDeadObjects(keys, reply) => {
             answered(reply, compaction::forget_dead_objects(context, &keys))
+        }
+        // ---------- agents ----------
+        Command::RegisterAgent(registration, reply) => {
+            answered(reply, agents::register(context, &registration))
+        }
+        Command::FenceAgent(agent_id, epoch, reply) => {
+            answered(reply, agents::fence(context, &agent_id, epoch))
         }
     }
 }

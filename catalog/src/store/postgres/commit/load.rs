@@ -5,6 +5,7 @@
 use prost::Message;
 use strata_catalog_api::proto::{CommitSegmentRequest, CommitSegmentResponse};
 
+use super::super::agents;
 use super::super::producers::state_from_row;
 use super::super::writer::Transaction;
 use super::{PartitionKey, PartitionRow, RunState, partition_index, run_keys};
@@ -21,17 +22,24 @@ pub(super) async fn load(
         .iter()
         .map(|request| request.segment_id.as_str())
         .collect();
-    let (stored, partitions, producers, states) = futures::try_join!(
+    let agent_ids: std::collections::BTreeSet<String> = requests
+        .iter()
+        .filter(|request| request.agent_epoch > 0)
+        .map(|request| request.agent_id.clone())
+        .collect();
+    let (stored, partitions, producers, states, agents) = futures::try_join!(
         load_stored(transaction, &segment_ids),
         load_partitions(transaction, partitions.into_iter().collect()),
         load_producers(transaction, producers.into_iter().collect()),
         load_states(transaction, states.into_iter().collect()),
+        agents::load_fences(transaction, agent_ids.into_iter().collect()),
     )?;
     Ok(RunState {
         stored,
         partitions,
         producers,
         states,
+        agents,
         ..RunState::default()
     })
 }
