@@ -30,6 +30,7 @@ mod fleet;
 pub mod frame;
 mod index;
 mod metrics;
+mod parquet_tier;
 mod reader;
 mod reserving_alloc;
 mod server;
