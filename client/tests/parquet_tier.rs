@@ -131,6 +131,9 @@ forward! {
     referenced_objects(pb::ReferencedObjectsRequest) -> pb::ReferencedObjectsResponse;
     claim_compaction(pb::ClaimCompactionRequest) -> pb::ClaimCompactionResponse;
     release_compaction(pb::ReleaseCompactionRequest) -> pb::ReleaseCompactionResponse;
+    register_agent(pb::RegisterAgentRequest) -> pb::RegisterAgentResponse;
+    agent_heartbeat(pb::AgentHeartbeatRequest) -> pb::AgentHeartbeatResponse;
+    list_agents(pb::ListAgentsRequest) -> pb::ListAgentsResponse;
 }
 
 /// One Kafka connection speaking raw frames.
