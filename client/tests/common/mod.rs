@@ -20,6 +20,13 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "strata dev of the failed test: catalog {}, data dir {}",
+                self.catalog,
+                self.dir.path().display()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -36,8 +43,7 @@ fn free_port() -> u16 {
 /// The `strata` binary under test: `$STRATA_BIN` when set (worktrees that
 /// share a target directory overwrite each other's build), else cargo's.
 pub fn strata_bin() -> std::path::PathBuf {
-    std::env::var_os("STRATA_BIN")
-        .map_or_else(|| env!("CARGO_BIN_EXE_strata").into(), Into::into)
+    std::env::var_os("STRATA_BIN").map_or_else(|| env!("CARGO_BIN_EXE_strata").into(), Into::into)
 }
 
 /// Starts `strata dev` and waits until its Kafka port accepts connections.
