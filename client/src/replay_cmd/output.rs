@@ -52,11 +52,16 @@ pub(crate) fn open(
         OutputFormat::Jsonl => Box::new(JsonLines {
             out: BufWriter::with_capacity(1 << 20, out),
             binary,
+            iso: IsoTime::default(),
         }),
         OutputFormat::Csv => {
             let mut out = BufWriter::with_capacity(1 << 20, out);
             out.write_all(CSV_HEADER.as_bytes())?;
-            Box::new(Csv { out, binary })
+            Box::new(Csv {
+                out,
+                binary,
+                iso: IsoTime::default(),
+            })
         }
         OutputFormat::Parquet => Box::new(ParquetSink::new(out)?),
     })
@@ -77,6 +82,24 @@ impl Write for Counting {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// The ISO 8601 text of the last timestamp formatted: the records of a
+/// batch mostly share their millisecond.
+#[derive(Debug, Default)]
+struct IsoTime {
+    ms: Option<i64>,
+    text: String,
+}
+
+impl IsoTime {
+    fn format(&mut self, ms: i64) -> &str {
+        if self.ms != Some(ms) {
+            self.ms = Some(ms);
+            self.text = crate::group_cmd::format_datetime_ms(ms);
+        }
+        &self.text
     }
 }
 
@@ -136,7 +159,7 @@ struct JsonRecord<'a> {
     partition: i32,
     offset: i64,
     timestamp: i64,
-    timestamp_iso: String,
+    timestamp_iso: &'a str,
     timestamp_type: &'static str,
     key: Option<Text<'a>>,
     value: Option<Text<'a>>,
@@ -157,6 +180,7 @@ fn json_headers(record: &Record, binary: BinaryEncoding) -> Vec<JsonHeader<'_>> 
 struct JsonLines {
     out: BufWriter<Counting>,
     binary: BinaryEncoding,
+    iso: IsoTime,
 }
 
 impl RecordSink for JsonLines {
@@ -166,7 +190,7 @@ impl RecordSink for JsonLines {
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp_ms,
-            timestamp_iso: crate::group_cmd::format_datetime_ms(record.timestamp_ms),
+            timestamp_iso: self.iso.format(record.timestamp_ms),
             timestamp_type: timestamp_type(record),
             key: record.key.as_deref().map(|k| text(k, self.binary)),
             value: record.value.as_deref().map(|v| text(v, self.binary)),
@@ -191,6 +215,7 @@ key,key_encoding,value,value_encoding,headers\r\n";
 struct Csv {
     out: BufWriter<Counting>,
     binary: BinaryEncoding,
+    iso: IsoTime,
 }
 
 impl Csv {
@@ -237,7 +262,7 @@ impl RecordSink for Csv {
             record.partition,
             record.offset,
             record.timestamp_ms,
-            crate::group_cmd::format_datetime_ms(record.timestamp_ms),
+            self.iso.format(record.timestamp_ms),
             timestamp_type(record)
         )?;
         self.bytes_field(record.key.as_deref())?;
