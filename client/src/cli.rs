@@ -48,6 +48,12 @@ pub(crate) enum Command {
     Agent(Box<AgentArgs>),
     /// One-off operations on a deployment, such as checking a bucket.
     Admin(AdminArgs),
+    /// Print a topic's records (JSON lines, CSV or Parquet), read straight
+    /// from the object store through the catalog: no agent involved.
+    Replay(Box<ReplayArgs>),
+    /// Copy a topic to local files (one per partition, or one file), read
+    /// straight from the object store like `replay`.
+    Export(Box<ExportArgs>),
 }
 
 /// Settings of `strata catalog`. Each flag also reads the `STRATA_*`
@@ -264,4 +270,133 @@ pub(crate) struct ResetTarget {
     /// 2026-01-01T00:00:00Z); the log end if there is none.
     #[arg(long, value_name = "DATETIME", value_parser = crate::group_cmd::parse_datetime_ms)]
     pub(crate) to_datetime: Option<i64>,
+}
+
+/// Settings of `strata replay`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub(crate) format: OutputFormat,
+    /// Write the records to this file instead of stdout (the summary then
+    /// goes to stdout).
+    #[arg(long, short = 'o')]
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// Settings of `strata export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    pub(crate) read: ReadArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub(crate) format: OutputFormat,
+    /// A directory, filled with one `<topic>-<partition>.<format>` file per
+    /// partition; or, when it ends in `.parquet`, `.jsonl` or `.csv`, one
+    /// file holding every partition.
+    #[arg(long, short = 'o')]
+    pub(crate) output: PathBuf,
+}
+
+/// What `replay` and `export` read, from where, and how they report.
+#[derive(Debug, Args)]
+pub(crate) struct ReadArgs {
+    /// The topic to read.
+    #[arg(long)]
+    pub(crate) topic: String,
+    /// Only these partitions (repeat or separate with commas; default:
+    /// every partition).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) partition: Vec<i32>,
+    /// First offset to read (inclusive; default: the log start offset).
+    #[arg(long, value_name = "OFFSET", conflicts_with = "from_time")]
+    pub(crate) from_offset: Option<i64>,
+    /// Start at the first record whose timestamp is at or after this time
+    /// (RFC 3339 or milliseconds since the epoch), as Kafka's
+    /// offsetsForTimes does; later records are all read, whatever their
+    /// timestamp.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+    pub(crate) from_time: Option<i64>,
+    /// Stop before this offset (exclusive; default: the high watermark
+    /// when the command starts).
+    #[arg(long, value_name = "OFFSET", conflicts_with = "to_time")]
+    pub(crate) to_offset: Option<i64>,
+    /// Stop before the first record whose timestamp is at or after this
+    /// time (RFC 3339 or milliseconds since the epoch).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+    pub(crate) to_time: Option<i64>,
+    /// How keys, values and header values appear in JSON and CSV:
+    /// `auto` writes UTF-8 text when the bytes are valid UTF-8 and base64
+    /// otherwise (marked, see docs/replay.md); Parquet keeps raw bytes.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) binary: BinaryEncoding,
+    /// The catalog's gRPC endpoint [default: strata dev's].
+    #[arg(
+        long,
+        default_value = crate::config::DEFAULT_CATALOG_ENDPOINT,
+        env = "STRATA_CATALOG"
+    )]
+    pub(crate) catalog: String,
+    /// Where data lives: s3://bucket/prefix or file:///directory
+    /// [default: the `objects` directory of --data-dir].
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub(crate) object_store: Option<String>,
+    /// `strata dev`'s data directory, used when --object-store is not given.
+    #[arg(long, default_value = "./strata-data", env = "STRATA_DATA_DIR")]
+    pub(crate) data_dir: PathBuf,
+    /// No progress bar and no summary (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+    /// Print the summary as one JSON document.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) s3: crate::config::S3Options,
+}
+
+/// Output formats of `replay` and `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// One JSON object per record and line.
+    Jsonl,
+    /// Comma-separated values with a header row (RFC 4180 quoting).
+    Csv,
+    /// One Parquet file (zstd), with raw binary keys and values.
+    Parquet,
+}
+
+impl OutputFormat {
+    /// The file extension, without the dot.
+    pub(crate) fn extension(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// How binary fields are written as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BinaryEncoding {
+    /// UTF-8 text when valid, else base64 (marked as such).
+    Auto,
+    /// Always standard base64 (with padding).
+    Base64,
+    /// Always lowercase hex.
+    Hex,
+    /// Always text; invalid UTF-8 sequences become U+FFFD.
+    #[value(name = "utf8-lossy")]
+    Utf8Lossy,
+}
+
+/// Milliseconds since the epoch, written as such or as RFC 3339.
+fn parse_time_ms(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(ms) => Ok(ms),
+        Err(_) => crate::group_cmd::parse_datetime_ms(text),
+    }
 }

@@ -4,7 +4,7 @@
 
 mod datetime;
 mod reset;
-mod table;
+pub(crate) mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -16,7 +16,7 @@ use strata_client::{
     TopicPartition,
 };
 
-pub(crate) use self::datetime::parse_datetime_ms;
+pub(crate) use self::datetime::{format_datetime_ms, parse_datetime_ms};
 use crate::cli::{GroupArgs, GroupCommand};
 
 /// Runs one `strata group` subcommand and prints its result to stdout.

@@ -11,6 +11,7 @@ mod dev;
 mod group_cmd;
 mod http;
 mod object_store_url;
+mod replay_cmd;
 mod shutdown;
 mod telemetry;
 
@@ -40,6 +41,8 @@ fn main() -> std::process::ExitCode {
             cli::Command::Catalog(args) => catalog_cmd::run(args).await,
             cli::Command::Agent(args) => agent_cmd::run(*args).await,
             cli::Command::Admin(args) => admin_cmd::run(args).await,
+            cli::Command::Replay(args) => replay_cmd::replay(*args).await,
+            cli::Command::Export(args) => replay_cmd::export(*args).await,
         }
     });
     match result {

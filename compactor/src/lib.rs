@@ -36,7 +36,7 @@
 
 mod error;
 mod read;
-mod records;
+pub mod records;
 mod schema;
 mod write;
 

@@ -7,6 +7,10 @@
 //! varint | value)*`, varints zig-zag encoded. Every decoder here returns an
 //! error on malformed input, never panics, and does work bounded by the
 //! input length.
+//!
+//! The decoding half is public so that `strata replay` reads segment chunks
+//! with the same parser as the compactor: it keeps duplicate and non-UTF-8
+//! header keys exactly, where a map-based decoder would not.
 
 use bytes::Bytes;
 use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
@@ -34,7 +38,7 @@ pub enum RecordFault {
 
 /// Returns the uncompressed records of a stored batch (everything after the
 /// 61-byte header), decompressing with the codec its attributes name.
-pub(crate) fn batch_body(batch: &Bytes, header: &BatchHeader) -> Result<Bytes, String> {
+pub fn batch_body(batch: &Bytes, header: &BatchHeader) -> Result<Bytes, String> {
     let compressed = batch.slice(BATCH_HEADER_LEN.min(batch.len())..);
     let mut buf = compressed.clone();
     let identity = |bytes: &mut Bytes| Ok(bytes.clone());
@@ -51,18 +55,23 @@ pub(crate) fn batch_body(batch: &Bytes, header: &BatchHeader) -> Result<Bytes, S
 
 /// One record of a batch, borrowing from the decompressed body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RecordView<'a> {
+pub struct RecordView<'a> {
+    /// Added to the batch's base timestamp (CreateTime batches).
     pub timestamp_delta: i64,
+    /// Added to the batch's base offset.
     pub offset_delta: i32,
+    /// The key, `None` when null.
     pub key: Option<&'a [u8]>,
+    /// The value, `None` when null (a tombstone).
     pub value: Option<&'a [u8]>,
     /// The encoded headers (`header_count` of them), walked by [`headers`].
     pub headers: &'a [u8],
+    /// Number of headers in `headers`.
     pub header_count: usize,
 }
 
 /// Walks the records of an uncompressed body.
-pub(crate) fn records(body: &[u8]) -> RecordIter<'_> {
+pub fn records(body: &[u8]) -> RecordIter<'_> {
     RecordIter {
         cursor: Cursor { bytes: body },
     }
@@ -70,7 +79,7 @@ pub(crate) fn records(body: &[u8]) -> RecordIter<'_> {
 
 /// Iterator of [`records`]; ends after the first error.
 #[derive(Debug)]
-pub(crate) struct RecordIter<'a> {
+pub struct RecordIter<'a> {
     cursor: Cursor<'a>,
 }
 
@@ -121,7 +130,7 @@ fn parse_record<'a>(cursor: &mut Cursor<'a>) -> Result<RecordView<'a>, RecordFau
 }
 
 /// The headers of a record whose framing [`records`] already checked.
-pub(crate) fn headers<'a>(
+pub fn headers<'a>(
     record: &RecordView<'a>,
 ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + use<'a> {
     let mut cursor = Cursor {

@@ -107,9 +107,55 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// `2026-01-01T00:00:00.000Z` for milliseconds since the Unix epoch (UTC,
+/// always with milliseconds, so the text sorts like the number for years
+/// 0 to 9999).
+pub(crate) fn format_datetime_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let (hours, minutes) = (in_day / 3_600_000, in_day / 60_000 % 60);
+    let (seconds, millis) = (in_day / 1000 % 60, in_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z")
+}
+
+/// The proleptic Gregorian date of days since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_times_parse_back() {
+        assert_eq!(format_datetime_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_datetime_ms(-1), "1969-12-31T23:59:59.999Z");
+        for ms in [
+            1_709_209_815_250,
+            1_767_225_600_000,
+            951_782_400_123,
+            -86_400_000 * 400,
+        ] {
+            assert_eq!(parse_datetime_ms(&format_datetime_ms(ms)), Ok(ms), "{ms}");
+        }
+    }
 
     #[test]
     fn utc_times_parse_to_epoch_millis() {

@@ -12,11 +12,21 @@ pub struct Server {
     child: Child,
     /// The Kafka listener, `127.0.0.1:<port>`.
     pub address: String,
-    _dir: tempfile::TempDir,
+    /// The catalog's gRPC listener, `127.0.0.1:<port>`.
+    pub catalog: String,
+    /// The data directory (objects under `objects/`).
+    pub dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "strata dev of the failed test: catalog {}, data dir {}",
+                self.catalog,
+                self.dir.path().display()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -30,15 +40,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The `strata` binary under test: `$STRATA_BIN` when set (worktrees that
+/// share a target directory overwrite each other's build), else cargo's.
+pub fn strata_bin() -> std::path::PathBuf {
+    std::env::var_os("STRATA_BIN").map_or_else(|| env!("CARGO_BIN_EXE_strata").into(), Into::into)
+}
+
 /// Starts `strata dev` and waits until its Kafka port accepts connections.
 pub fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+    let catalog = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(strata_bin())
         .args(["dev", "--data-dir"])
         .arg(dir.path())
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--catalog-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--catalog-listen", &catalog])
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--cache-disk-mb", "0"])
         .stdout(Stdio::null())
@@ -56,6 +73,7 @@ pub fn start() -> Server {
     Server {
         child,
         address: format!("127.0.0.1:{port}"),
-        _dir: dir,
+        catalog,
+        dir,
     }
 }
