@@ -129,8 +129,6 @@ mod tests {
 
     use super::*;
 
-    const ULID_AT_1000: &str = "0000000000ZZZZZZZZZZZZZZZZ";
-
     fn chunk(base: i64, end: i64, key: &str, length: u64, max_timestamp: i64) -> Chunk {
         Chunk {
             base_offset: base,
@@ -157,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_segment_is_as_old_as_its_ulid() {
-        let id = ulid::Ulid::from_string(ULID_AT_1000).expect("valid ULID");
+        let id = ulid::Ulid::from_string("0000000001ZZZZZZZZZZZZZZZZ").expect("valid ULID");
         assert_eq!(id.timestamp_ms(), 1);
         assert_eq!(written_ms(&segment(0, 1, 1_234, 1)), 1_234);
         assert_eq!(written_ms(&chunk(0, 1, "segments/00/s1.seg", 1, 99)), 99);
