@@ -168,6 +168,12 @@ impl CacheError {
         }
     }
 
+    /// Whether the object does not exist (deleted: a reader holding a
+    /// stale chunk list looks the chunks up again).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::ObjectStore(error) if matches!(**error, object_store::Error::NotFound { .. }))
+    }
+
     /// Recovers our own error from a foyer error that wraps a failed fetch.
     fn from_foyer(error: foyer::Error) -> Self {
         match error.downcast_ref::<CacheError>() {

@@ -10,6 +10,7 @@
 //! incomplete index.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -54,6 +55,11 @@ pub(crate) struct PartitionIndex {
     tails: RwLock<HashMap<Key, Tail>>,
     /// Bumped after every applied commit: long-polling fetches wait on it.
     commits: watch::Sender<u64>,
+    /// Bumped whenever tails are dropped (an `invalidated` partition or a
+    /// resync), under the `tails` write lock. Offsets asked from the catalog
+    /// become a tail only if no drop happened meanwhile: an answer from
+    /// before a DeleteRecords must not bring back the old log start.
+    drops: AtomicU64,
 }
 
 impl PartitionIndex {
@@ -62,6 +68,7 @@ impl PartitionIndex {
             catalog,
             tails: RwLock::new(HashMap::new()),
             commits: watch::channel(0).0,
+            drops: AtomicU64::new(0),
         }
     }
 
@@ -124,7 +131,10 @@ impl PartitionIndex {
     }
 
     fn clear(&self) {
-        self.tails.write().expect("index lock poisoned").clear();
+        let mut tails = self.tails.write().expect("index lock poisoned");
+        tails.clear();
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        drop(tails);
         self.commits.send_modify(|n| *n += 1);
     }
 
@@ -132,6 +142,9 @@ impl PartitionIndex {
     pub(crate) fn apply(&self, event: CommitEvent) {
         {
             let mut tails = self.tails.write().expect("index lock poisoned");
+            if !event.invalidated.is_empty() {
+                self.drops.fetch_add(1, Ordering::Relaxed);
+            }
             for r in &event.invalidated {
                 if let Ok(id) = Uuid::from_slice(&r.topic_id) {
                     tails.remove(&(id, r.partition));
@@ -187,6 +200,7 @@ impl PartitionIndex {
         if let Some(offsets) = cached.filter(|_| !fresh) {
             return Ok(Ok(offsets));
         }
+        let drops = self.drops.load(Ordering::Relaxed);
         let r = self
             .catalog
             .get_partition_offsets(GetPartitionOffsetsRequest {
@@ -202,6 +216,11 @@ impl PartitionIndex {
             high_watermark: r.high_watermark,
         };
         let mut tails = self.tails.write().expect("index lock poisoned");
+        if self.drops.load(Ordering::Relaxed) != drops {
+            // A tail was dropped while the catalog answered: the answer may
+            // predate it, so it is returned but not cached.
+            return Ok(Ok(offsets));
+        }
         let tail = tails.entry((topic, partition)).or_insert_with(|| Tail {
             offsets,
             complete_from: offsets.high_watermark,
@@ -212,15 +231,19 @@ impl PartitionIndex {
         Ok(Ok(tail.offsets))
     }
 
-    /// Chunks holding `offset` and after, in order (at most `max_chunks`).
+    /// Chunks holding `offset` and after, in order (at most `max_chunks`):
+    /// from the tail when it holds `offset`, else (or with `fresh`) from
+    /// the catalog. Chunk lists from the catalog are not kept: only the
+    /// tail, which the commit stream's `invalidated` drops, caches chunks.
     pub(crate) async fn chunks_from(
         &self,
         topic: Uuid,
         partition: u32,
         offset: i64,
         max_chunks: usize,
+        fresh: bool,
     ) -> Result<Result<Vec<Chunk>, i16>, Status> {
-        if let Some(chunks) = self.tail_chunks(topic, partition, offset, max_chunks) {
+        if !fresh && let Some(chunks) = self.tail_chunks(topic, partition, offset, max_chunks) {
             return Ok(Ok(chunks));
         }
         let r = self

@@ -29,6 +29,7 @@ mod fault_store;
 pub mod frame;
 mod index;
 mod metrics;
+mod parquet_tier;
 mod reader;
 mod reserving_alloc;
 mod server;

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::CacheStats;
+use crate::reader::ReadStats;
 
 /// Counters of one agent.
 #[derive(Debug, Default)]
@@ -42,11 +43,13 @@ struct Sample {
 
 impl Metrics {
     /// The samples of one agent, each labelled `agent="<agent>"`.
-    fn samples(&self, agent: &str, cache: CacheStats) -> Vec<Sample> {
+    fn samples(&self, agent: &str, cache: CacheStats, reads: ReadStats) -> Vec<Sample> {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
         let plain = format!("agent=\"{agent}\"");
         let produce = format!("agent=\"{agent}\",purpose=\"produce\"");
         let fetch = format!("agent=\"{agent}\",purpose=\"fetch\"");
+        let segment = format!("agent=\"{agent}\",tier=\"segment\"");
+        let parquet = format!("agent=\"{agent}\",tier=\"parquet\"");
         let s = |name, help, labels: &String, value| Sample {
             name,
             help,
@@ -89,6 +92,36 @@ impl Metrics {
                 "Record bytes returned by fetches.",
                 &plain,
                 load(&self.fetch_bytes),
+            ),
+            s(
+                "strata_fetch_tier_bytes_total",
+                "Record bytes returned by fetches, per tier the chunks were read from.",
+                &segment,
+                reads.segment_bytes as f64,
+            ),
+            s(
+                "strata_fetch_tier_bytes_total",
+                "Record bytes returned by fetches, per tier the chunks were read from.",
+                &parquet,
+                reads.parquet_bytes as f64,
+            ),
+            s(
+                "strata_fetch_tier_batches_total",
+                "Record batches returned by fetches, per tier the chunks were read from.",
+                &segment,
+                reads.segment_batches as f64,
+            ),
+            s(
+                "strata_fetch_tier_batches_total",
+                "Record batches returned by fetches, per tier the chunks were read from.",
+                &parquet,
+                reads.parquet_batches as f64,
+            ),
+            s(
+                "strata_parquet_footer_reads_total",
+                "Parquet-tier footers (with page indexes) read and parsed; opened readers are kept.",
+                &plain,
+                reads.parquet_footers as f64,
             ),
             s(
                 "strata_flushes_total",
@@ -174,21 +207,25 @@ impl Metrics {
 
 /// Prometheus text exposition of several agents' counters: each metric's
 /// HELP and TYPE once, then one line per agent.
-pub(crate) fn render(agents: &[(&str, &Metrics, CacheStats)]) -> String {
+pub(crate) fn render(agents: &[(&str, &Metrics, CacheStats, ReadStats)]) -> String {
     let per_agent: Vec<Vec<Sample>> = agents
         .iter()
-        .map(|(name, m, cache)| m.samples(name, *cache))
+        .map(|(name, m, cache, reads)| m.samples(name, *cache, *reads))
         .collect();
     let mut out = String::new();
     let Some(first) = per_agent.first() else {
         return out;
     };
     for (i, sample) in first.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "# HELP {} {}\n# TYPE {} counter",
-            sample.name, sample.help, sample.name
-        );
+        // Samples of one metric with different labels are adjacent: HELP
+        // and TYPE once per metric.
+        if i == 0 || first[i - 1].name != sample.name {
+            let _ = writeln!(
+                out,
+                "# HELP {} {}\n# TYPE {} counter",
+                sample.name, sample.help, sample.name
+            );
+        }
         for samples in &per_agent {
             let s = &samples[i];
             let _ = writeln!(out, "{}{{{}}} {}", s.name, s.labels, s.value);

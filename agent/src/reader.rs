@@ -1,16 +1,22 @@
-//! Reading committed batches back: chunk bytes through the block cache, with
-//! base offsets patched on the way out (the payload is never re-encoded).
+//! Reading committed batches back, whatever the chunk's format: segment
+//! chunks are byte ranges of segment objects (base offsets patched on the
+//! way out, the payload never re-encoded); Parquet chunks are whole
+//! Parquet-tier files whose rows are rebuilt into uncompressed batches.
+//! Fetch and ListOffsets both read through [`ChunkReader::read`], so they
+//! cannot disagree about a chunk's records.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use object_store::path::Path;
-use strata_catalog_api::proto::Chunk;
+use strata_catalog_api::proto::{Chunk, ChunkFormat};
 use strata_segment::BatchHeader;
 
 use crate::cache::{BlockCache, CacheError};
+use crate::parquet_tier::{self, CachedFile, ParquetReaders};
 
-/// One batch inside a chunk's bytes.
+/// One batch inside a [`ChunkRead`]'s bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct BatchRef {
     pub(crate) base_offset: i64,
@@ -25,25 +31,188 @@ impl BatchRef {
     }
 }
 
-/// Reads a chunk's bytes.
-pub(crate) async fn read_chunk(cache: &BlockCache, chunk: &Chunk) -> Result<Bytes, CacheError> {
-    let key = Path::from(chunk.object_key.as_str());
-    cache
-        .read(
-            &key,
-            chunk.object_size,
-            chunk.position..chunk.position + chunk.length,
-        )
-        .await
+/// Where a chunk's records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    Segment,
+    Parquet,
 }
 
-/// The batches of a chunk with the offsets the catalog assigned them.
-/// Stops at the first malformed batch (never expected: batches were
-/// validated before they were written, and objects are checksummed).
-pub(crate) fn batches(chunk: &Chunk, bytes: &[u8]) -> Vec<BatchRef> {
-    let mut out = Vec::with_capacity(chunk.batch_count as usize);
+impl Tier {
+    pub(crate) fn of(chunk: &Chunk) -> Self {
+        if chunk.format == ChunkFormat::Parquet as i32 {
+            Self::Parquet
+        } else {
+            Self::Segment
+        }
+    }
+}
+
+/// Batches of one chunk, from the one holding the requested offset on.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkRead {
+    pub(crate) tier: Tier,
+    pub(crate) bytes: Bytes,
+    pub(crate) batches: Vec<BatchRef>,
+}
+
+/// Why a chunk could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("segment read: {0}")]
+    Segment(#[from] CacheError),
+    #[error("parquet tier read: {0}")]
+    Parquet(#[from] strata_compactor::Error),
+}
+
+impl ReadError {
+    /// The chunk's object does not exist: it was replaced (compaction) or
+    /// dropped (retention) and deleted after the GC grace period, so the
+    /// chunk list the reader holds is stale.
+    pub(crate) fn is_not_found(&self) -> bool {
+        match self {
+            Self::Segment(error) => error.is_not_found(),
+            Self::Parquet(error) => parquet_tier::is_not_found(error),
+        }
+    }
+}
+
+/// Bytes and batches served per tier.
+#[derive(Debug, Default)]
+pub(crate) struct TierCounters {
+    pub(crate) bytes: AtomicU64,
+    pub(crate) batches: AtomicU64,
+}
+
+impl TierCounters {
+    pub(crate) fn add(&self, bytes: usize, batches: usize) {
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.batches.fetch_add(batches as u64, Ordering::Relaxed);
+    }
+}
+
+/// Counters of a [`ChunkReader`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ReadStats {
+    pub(crate) segment_bytes: u64,
+    pub(crate) segment_batches: u64,
+    pub(crate) parquet_bytes: u64,
+    pub(crate) parquet_batches: u64,
+    /// Parquet footers (with page indexes) read and parsed.
+    pub(crate) parquet_footers: u64,
+}
+
+/// Reads chunks of either format through the block cache.
+#[derive(Debug)]
+pub(crate) struct ChunkReader {
+    cache: BlockCache,
+    parquet: ParquetReaders,
+    /// Served by fetches, per tier.
+    pub(crate) segment_served: TierCounters,
+    pub(crate) parquet_served: TierCounters,
+}
+
+impl ChunkReader {
+    pub(crate) fn new(cache: BlockCache, parquet_readers_max: usize) -> Self {
+        Self {
+            cache,
+            parquet: ParquetReaders::new(parquet_readers_max),
+            segment_served: TierCounters::default(),
+            parquet_served: TierCounters::default(),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> ReadStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ReadStats {
+            segment_bytes: load(&self.segment_served.bytes),
+            segment_batches: load(&self.segment_served.batches),
+            parquet_bytes: load(&self.parquet_served.bytes),
+            parquet_batches: load(&self.parquet_served.batches),
+            parquet_footers: self.parquet.opens(),
+        }
+    }
+
+    /// The batches of `chunk` from the one holding `from` on, with the
+    /// offsets the catalog assigned them. A segment chunk is read whole
+    /// (it is one flush's worth); from a Parquet chunk, batches are added
+    /// while they fit in `max_bytes`, and the first always comes (KIP-74),
+    /// since a file may hold far more than one fetch wants.
+    pub(crate) async fn read(
+        &self,
+        chunk: &Chunk,
+        from: i64,
+        max_bytes: usize,
+    ) -> Result<ChunkRead, ReadError> {
+        if from >= chunk.end_offset {
+            return Ok(ChunkRead {
+                tier: Tier::of(chunk),
+                bytes: Bytes::new(),
+                batches: Vec::new(),
+            });
+        }
+        match Tier::of(chunk) {
+            Tier::Segment => {
+                let bytes = self.read_segment_chunk(chunk).await?;
+                let mut batches = batches(chunk.base_offset, &bytes);
+                batches.retain(|b| b.end_offset() > from);
+                Ok(ChunkRead {
+                    tier: Tier::Segment,
+                    bytes,
+                    batches,
+                })
+            }
+            Tier::Parquet => {
+                let file = CachedFile::new(
+                    self.cache.clone(),
+                    Path::from(chunk.object_key.as_str()),
+                    chunk.object_size,
+                );
+                let reader = self.parquet.get(file).await?;
+                let fetched = reader
+                    .fetch(from.max(reader.first_offset()), max_bytes)
+                    .await?;
+                let bytes = fetched.records;
+                // Rebuilt batches carry their base offsets already.
+                let first = BatchHeader::parse(&bytes).map_or(from, |h| h.base_offset);
+                let batches = batches(first, &bytes);
+                Ok(ChunkRead {
+                    tier: Tier::Parquet,
+                    bytes,
+                    batches,
+                })
+            }
+        }
+    }
+
+    /// Forgets what is cached about a chunk's object (it is gone).
+    pub(crate) fn forget(&self, chunk: &Chunk) {
+        if Tier::of(chunk) == Tier::Parquet {
+            self.parquet.remove(&chunk.object_key);
+        }
+    }
+
+    async fn read_segment_chunk(&self, chunk: &Chunk) -> Result<Bytes, CacheError> {
+        let key = Path::from(chunk.object_key.as_str());
+        self.cache
+            .read(
+                &key,
+                chunk.object_size,
+                chunk.position..chunk.position + chunk.length,
+            )
+            .await
+    }
+}
+
+/// The batches in `bytes`, the first at `base_offset`, each following one
+/// at the previous one's end. Stops at the first malformed batch (never
+/// expected: batches were validated before they were written, and objects
+/// are checksummed).
+fn batches(base_offset: i64, bytes: &[u8]) -> Vec<BatchRef> {
+    let mut out = Vec::new();
     let mut position = 0usize;
-    let mut offset = chunk.base_offset;
+    let mut offset = base_offset;
     while position < bytes.len() {
         let Ok(header) = BatchHeader::parse(&bytes[position..]) else {
             break;

@@ -13,6 +13,7 @@ use crate::cache::BlockCache;
 use crate::config::AgentConfig;
 use crate::index::PartitionIndex;
 use crate::metrics::Metrics;
+use crate::reader::ChunkReader;
 use crate::topics::TopicCache;
 use crate::writer::SegmentWriter;
 
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) config: AgentConfig,
     pub(crate) catalog: Arc<dyn CatalogApi>,
     pub(crate) cache: BlockCache,
+    /// Reads chunks of both tiers (through `cache`).
+    pub(crate) chunks: ChunkReader,
     pub(crate) topics: TopicCache,
     pub(crate) index: Arc<PartitionIndex>,
     pub(crate) writer: SegmentWriter,
@@ -74,6 +77,7 @@ impl Agent {
             topics: TopicCache::new(catalog.clone()),
             config,
             catalog,
+            chunks: ChunkReader::new(cache.clone(), crate::parquet_tier::READERS_MAX),
             cache,
             index,
             writer,
@@ -111,6 +115,7 @@ impl Agent {
                         s.config.agent_id.as_str(),
                         s.metrics.as_ref(),
                         s.cache.stats(),
+                        s.chunks.stats(),
                     )
                 })
                 .collect();

@@ -7,12 +7,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use strata_catalog_api::proto::Chunk;
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
 use crate::error_code;
 use crate::metrics::add;
-use crate::reader;
+use crate::reader::{self, BatchRef, Tier};
 use crate::server::Shared;
 
 /// Chunks looked up per partition read; a read stops earlier once it has
@@ -220,45 +221,103 @@ async fn read_records(
     budget: usize,
     first: bool,
 ) -> Result<BytesMut, i16> {
-    let chunks = match shared
-        .index
-        .chunks_from(topic_id, partition, fetch_offset, CHUNKS_PER_READ)
-        .await
-    {
-        Ok(Ok(chunks)) => chunks,
-        Ok(Err(code)) => return Err(code),
-        Err(status) => {
-            warn!(%status, "catalog unavailable during fetch");
-            return Err(error_code::NOT_LEADER_OR_FOLLOWER);
-        }
-    };
+    let mut chunks = lookup(shared, topic_id, partition, fetch_offset, false).await?;
     let mut out = BytesMut::new();
-    for chunk in &chunks {
-        let bytes = reader::read_chunk(&shared.cache, chunk)
+    let mut next = fetch_offset;
+    let mut looked_up_again = false;
+    let mut index = 0;
+    while let Some(chunk) = chunks.get(index) {
+        let remaining = budget.saturating_sub(out.len());
+        let read = match shared
+            .chunks
+            .read(chunk, next.max(chunk.base_offset), remaining)
             .await
-            .map_err(|e| {
-                warn!(error = %e, object = %chunk.object_key, "cannot read chunk");
-                error_code::KAFKA_STORAGE_ERROR
-            })?;
-        let mut wanted = Vec::new();
-        let mut used = out.len();
-        for batch in reader::batches(chunk, &bytes) {
-            if batch.end_offset() <= fetch_offset {
+        {
+            Ok(read) => read,
+            // The object was deleted after the GC grace period: this chunk
+            // list is older than any swap or retention the catalog has
+            // published since. Ask the catalog once for the chunks now in
+            // the index, and carry on from the same offset.
+            Err(e) if e.is_not_found() && !looked_up_again => {
+                warn!(object = %chunk.object_key, "chunk object gone; looking the chunks up again");
+                shared.chunks.forget(chunk);
+                looked_up_again = true;
+                chunks = lookup(shared, topic_id, partition, next, true).await?;
+                index = 0;
                 continue;
             }
-            let size = batch.range.len();
-            let must = first && used == 0;
-            if !must && used + size > budget {
-                reader::patched(&bytes, &wanted, &mut out);
-                return Ok(out);
+            Err(e) => {
+                warn!(error = %e, object = %chunk.object_key, "cannot read chunk");
+                return Err(error_code::KAFKA_STORAGE_ERROR);
             }
-            used += size;
-            wanted.push(batch);
+        };
+        let (wanted, full) = fit(read.batches, next, out.len(), budget, first);
+        let before = out.len();
+        reader::patched(&read.bytes, &wanted, &mut out);
+        let served = match read.tier {
+            Tier::Segment => &shared.chunks.segment_served,
+            Tier::Parquet => &shared.chunks.parquet_served,
+        };
+        served.add(out.len() - before, wanted.len());
+        if let Some(last) = wanted.last() {
+            next = last.end_offset();
         }
-        reader::patched(&bytes, &wanted, &mut out);
-        if out.len() >= budget {
+        // A Parquet read stops at the budget, so a chunk that still holds
+        // offsets after what was taken from it is where the fetch ends.
+        if full || out.len() >= budget || !wanted.is_empty() && next < chunk.end_offset {
             break;
         }
+        next = next.max(chunk.end_offset);
+        index += 1;
     }
     Ok(out)
+}
+
+/// The chunks from `offset` on: from the index tail (or the catalog when
+/// the tail does not hold `offset`), or with `fresh` from the catalog.
+async fn lookup(
+    shared: &Arc<Shared>,
+    topic_id: Uuid,
+    partition: u32,
+    offset: i64,
+    fresh: bool,
+) -> Result<Vec<Chunk>, i16> {
+    match shared
+        .index
+        .chunks_from(topic_id, partition, offset, CHUNKS_PER_READ, fresh)
+        .await
+    {
+        Ok(Ok(chunks)) => Ok(chunks),
+        Ok(Err(code)) => Err(code),
+        Err(status) => {
+            warn!(%status, "catalog unavailable during fetch");
+            Err(error_code::NOT_LEADER_OR_FOLLOWER)
+        }
+    }
+}
+
+/// The batches to send, ending at `next` or later, that fit in `budget`
+/// after `used` bytes (with `first`, the first batch of the response fits
+/// whatever its size: KIP-74); and whether one did not fit.
+fn fit(
+    batches: Vec<BatchRef>,
+    next: i64,
+    mut used: usize,
+    budget: usize,
+    first: bool,
+) -> (Vec<BatchRef>, bool) {
+    let mut wanted = Vec::new();
+    for batch in batches {
+        if batch.end_offset() <= next {
+            continue;
+        }
+        let size = batch.range.len();
+        let must = first && used == 0;
+        if !must && used + size > budget {
+            return (wanted, true);
+        }
+        used += size;
+        wanted.push(batch);
+    }
+    (wanted, false)
 }

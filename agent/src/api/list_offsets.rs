@@ -66,7 +66,16 @@ pub(crate) async fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+/// Bytes asked of a Parquet chunk per read while scanning it (a segment
+/// chunk is read whole).
+const SCAN_BYTES: usize = 1024 * 1024;
+
+/// Chunks looked up per step when a scan goes on past one chunk.
+const CHUNKS_PER_STEP: usize = 32;
+
 /// (offset, timestamp) for one partition; timestamp -1 where Kafka gives none.
+/// Never an offset below the log start: a chunk straddling it (after
+/// DeleteRecords) still holds records below it, which are skipped.
 async fn lookup(
     shared: &Arc<Shared>,
     topic: Uuid,
@@ -81,42 +90,44 @@ async fn lookup(
         .catalog
         .get_partition_offsets(request)
         .await
-        .map_err(|status| {
-            warn!(%status, "catalog unavailable during ListOffsets");
-            error_code::NOT_LEADER_OR_FOLLOWER
-        })?;
+        .map_err(unavailable)?;
     if offsets.error_code != 0 {
         return Err(offsets.error_code as i16);
     }
+    let log_start = offsets.log_start_offset;
+    let partition = Partition {
+        topic,
+        partition,
+        log_start,
+    };
     match timestamp {
         LATEST => Ok((offsets.high_watermark, -1)),
-        EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => Ok((offsets.log_start_offset, -1)),
+        EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => Ok((log_start, -1)),
         MAX_TIMESTAMP => match offsets.max_timestamp_chunk {
             Some(chunk) if offsets.max_timestamp >= 0 => {
-                Ok(
-                    first_at_or_after(shared, &chunk, offsets.max_timestamp, true)
-                        .await?
-                        .unwrap_or((-1, -1)),
-                )
+                let ts = offsets.max_timestamp;
+                let hit = match first_at_or_after(shared, &chunk, log_start, ts, true).await? {
+                    Some(hit) => Some(hit),
+                    // The greatest timestamp lies below the log start.
+                    None => max_timestamp_from_log_start(shared, &partition).await?,
+                };
+                Ok(hit.unwrap_or((-1, -1)))
             }
             _ => Ok((-1, -1)),
         },
         ts if ts >= 0 => {
             let request = FindChunkByTimestampRequest {
                 topic_id: topic.as_bytes().to_vec(),
-                partition,
+                partition: partition.partition,
                 timestamp: ts,
             };
             let found = shared
                 .catalog
                 .find_chunk_by_timestamp(request)
                 .await
-                .map_err(|status| {
-                    warn!(%status, "catalog unavailable during ListOffsets");
-                    error_code::NOT_LEADER_OR_FOLLOWER
-                })?;
+                .map_err(unavailable)?;
             match found.chunk {
-                Some(chunk) => Ok(first_at_or_after(shared, &chunk, ts, false)
+                Some(chunk) => Ok(first_from_chunk(shared, &partition, chunk, ts)
                     .await?
                     .unwrap_or((-1, -1))),
                 None => Ok((-1, -1)),
@@ -126,45 +137,182 @@ async fn lookup(
     }
 }
 
-/// In `chunk`, the first record whose timestamp is >= `ts` (or, with
-/// `exact`, == `ts`): its (offset, timestamp).
+fn unavailable(status: tonic::Status) -> i16 {
+    warn!(%status, "catalog unavailable during ListOffsets");
+    error_code::NOT_LEADER_OR_FOLLOWER
+}
+
+/// The partition a lookup is about.
+struct Partition {
+    topic: Uuid,
+    partition: u32,
+    log_start: i64,
+}
+
+/// The first record at or after the log start with a timestamp >= `ts`,
+/// from `chunk` (the first whose max timestamp reaches `ts`) on. Only when
+/// the hits of `chunk` all lie below the log start does the search go on
+/// to the chunks after it.
+async fn first_from_chunk(
+    shared: &Arc<Shared>,
+    partition: &Partition,
+    mut chunk: Chunk,
+    ts: i64,
+) -> Result<Option<(i64, i64)>, i16> {
+    loop {
+        if chunk.max_timestamp >= ts
+            && let Some(hit) =
+                first_at_or_after(shared, &chunk, partition.log_start, ts, false).await?
+        {
+            return Ok(Some(hit));
+        }
+        let next = chunks_after(shared, partition, chunk.end_offset).await?;
+        let Some(following) = next.into_iter().find(|c| c.max_timestamp >= ts) else {
+            return Ok(None);
+        };
+        chunk = following;
+    }
+}
+
+/// Chunks from `offset` on (a few at a time).
+async fn chunks_after(
+    shared: &Arc<Shared>,
+    partition: &Partition,
+    offset: i64,
+) -> Result<Vec<Chunk>, i16> {
+    match shared
+        .index
+        .chunks_from(
+            partition.topic,
+            partition.partition,
+            offset,
+            CHUNKS_PER_STEP,
+            false,
+        )
+        .await
+    {
+        Ok(Ok(chunks)) => Ok(chunks),
+        Ok(Err(code)) if code == error_code::OFFSET_OUT_OF_RANGE => Ok(Vec::new()),
+        Ok(Err(code)) => Err(code),
+        Err(status) => Err(unavailable(status)),
+    }
+}
+
+/// MAX_TIMESTAMP when the record holding the partition's greatest
+/// timestamp lies below the log start: the greatest timestamp of the
+/// records from the log start on (the straddling chunk is read; the others
+/// are known from their max timestamps), and the first record holding it.
+async fn max_timestamp_from_log_start(
+    shared: &Arc<Shared>,
+    partition: &Partition,
+) -> Result<Option<(i64, i64)>, i16> {
+    let mut best: Option<(i64, Chunk)> = None;
+    let mut next = partition.log_start;
+    loop {
+        let chunks = chunks_after(shared, partition, next).await?;
+        if chunks.is_empty() {
+            break;
+        }
+        for chunk in chunks {
+            let ts = if chunk.base_offset < partition.log_start {
+                let mut max = -1;
+                visit_records(shared, &chunk, partition.log_start, i64::MIN, |_, ts| {
+                    max = max.max(ts);
+                    false
+                })
+                .await?;
+                max
+            } else {
+                chunk.max_timestamp
+            };
+            if ts >= 0 && best.as_ref().is_none_or(|(b, _)| ts > *b) {
+                best = Some((ts, chunk.clone()));
+            }
+            next = next.max(chunk.end_offset);
+        }
+    }
+    match best {
+        Some((ts, chunk)) => first_at_or_after(shared, &chunk, partition.log_start, ts, true).await,
+        None => Ok(None),
+    }
+}
+
+/// In `chunk`, from offset `from` on, the first record whose timestamp is
+/// >= `ts` (or, with `exact`, == `ts`): its (offset, timestamp).
 async fn first_at_or_after(
     shared: &Arc<Shared>,
     chunk: &Chunk,
+    from: i64,
     ts: i64,
     exact: bool,
 ) -> Result<Option<(i64, i64)>, i16> {
-    let bytes = reader::read_chunk(&shared.cache, chunk)
-        .await
-        .map_err(|e| {
-            warn!(error = %e, "cannot read chunk for ListOffsets");
-            error_code::KAFKA_STORAGE_ERROR
-        })?;
-    for batch in reader::batches(chunk, &bytes) {
-        if batch.header.max_timestamp < ts {
-            continue;
-        }
-        if batch.header.timestamp_type_log_append() {
-            // Every record of the batch carries the batch's max timestamp.
-            return Ok(Some((batch.base_offset, batch.header.max_timestamp)));
-        }
-        let mut raw = bytes::BytesMut::new();
-        reader::patched(&bytes, std::slice::from_ref(&batch), &mut raw);
-        let mut raw: Bytes = raw.freeze();
-        let Ok(set) = RecordBatchDecoder::decode(&mut raw) else {
-            warn!("cannot decode a stored batch for ListOffsets");
-            return Err(error_code::CORRUPT_MESSAGE);
+    let mut hit = None;
+    visit_records(shared, chunk, from, ts, |offset, timestamp| {
+        let found = if exact {
+            timestamp == ts
+        } else {
+            timestamp >= ts
         };
-        let hit = set.records.iter().find(|r| {
-            if exact {
-                r.timestamp == ts
-            } else {
-                r.timestamp >= ts
-            }
-        });
-        if let Some(record) = hit {
-            return Ok(Some((record.offset, record.timestamp)));
+        if found {
+            hit = Some((offset, timestamp));
         }
+        found
+    })
+    .await?;
+    Ok(hit)
+}
+
+/// Calls `visit(offset, timestamp)` for the records of `chunk` at offsets
+/// `from` and after, in order, until it returns true. Reads either tier
+/// through the same reader as Fetch. For a LogAppendTime batch every
+/// record's timestamp is the batch's max timestamp. Batches whose max
+/// timestamp is below `min_timestamp` are skipped undecoded.
+async fn visit_records(
+    shared: &Arc<Shared>,
+    chunk: &Chunk,
+    from: i64,
+    min_timestamp: i64,
+    mut visit: impl FnMut(i64, i64) -> bool,
+) -> Result<(), i16> {
+    let mut next = from.max(chunk.base_offset);
+    while next < chunk.end_offset {
+        let read = shared
+            .chunks
+            .read(chunk, next, SCAN_BYTES)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, object = %chunk.object_key, "cannot read chunk for ListOffsets");
+                error_code::KAFKA_STORAGE_ERROR
+            })?;
+        let Some(last) = read.batches.last() else {
+            break;
+        };
+        let end = last.end_offset();
+        for batch in read
+            .batches
+            .iter()
+            .filter(|b| b.header.max_timestamp >= min_timestamp)
+        {
+            let mut raw = bytes::BytesMut::new();
+            reader::patched(&read.bytes, std::slice::from_ref(batch), &mut raw);
+            let mut raw: Bytes = raw.freeze();
+            let Ok(set) = RecordBatchDecoder::decode(&mut raw) else {
+                warn!("cannot decode a stored batch for ListOffsets");
+                return Err(error_code::CORRUPT_MESSAGE);
+            };
+            let log_append = batch.header.timestamp_type_log_append();
+            for record in set.records.iter().filter(|r| r.offset >= next) {
+                let timestamp = if log_append {
+                    batch.header.max_timestamp
+                } else {
+                    record.timestamp
+                };
+                if visit(record.offset, timestamp) {
+                    return Ok(());
+                }
+            }
+        }
+        next = end;
     }
-    Ok(None)
+    Ok(())
 }
