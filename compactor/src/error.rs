@@ -85,9 +85,6 @@ impl Error {
     /// True for errors that may pass on retry: only I/O errors surfaced
     /// through the Parquet reader (object store). Bad data stays bad.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Parquet(parquet::errors::ParquetError::External(_))
-        )
+        matches!(self, Self::Parquet(parquet::errors::ParquetError::External(_)))
     }
 }

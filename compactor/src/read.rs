@@ -16,7 +16,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{
+    Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
 use arrow_array::{Array, ArrowPrimitiveType, BinaryArray, ListArray, PrimitiveArray, RecordBatch};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -201,23 +203,19 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
             self.metadata.parquet_schema(),
             [COL_BATCH_BASE_OFFSET, COL_BATCH_LAST_OFFSET_DELTA],
         );
-        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            self.input.clone(),
-            self.metadata.clone(),
-        )
-        .with_row_groups(vec![group])
-        .with_projection(mask)
-        .with_batch_size(64 * 1024)
-        .build()?;
+        let mut stream =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(self.input.clone(), self.metadata.clone())
+                .with_row_groups(vec![group])
+                .with_projection(mask)
+                .with_batch_size(64 * 1024)
+                .build()?;
         let mut row = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let bases = primitive::<Int64Type>(&batch, 0)?;
             let deltas = primitive::<Int32Type>(&batch, 1)?;
             for index in 0..batch.num_rows() {
-                let last = bases
-                    .value(index)
-                    .saturating_add(deltas.value(index).into());
+                let last = bases.value(index).saturating_add(deltas.value(index).into());
                 if last >= offset {
                     return Ok(Some(row + index));
                 }
@@ -251,14 +249,12 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
             RowSelector::select(rows.len()),
             RowSelector::skip(total - rows.end),
         ]);
-        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            self.input.clone(),
-            self.metadata.clone(),
-        )
-        .with_row_groups(vec![group])
-        .with_row_selection(selection)
-        .with_batch_size(rows.len().clamp(1, 8192))
-        .build()?;
+        let mut stream =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(self.input.clone(), self.metadata.clone())
+                .with_row_groups(vec![group])
+                .with_row_selection(selection)
+                .with_batch_size(rows.len().clamp(1, 8192))
+                .build()?;
         while let Some(batch) = stream.next().await {
             assembly.push_rows(&Columns::new(&batch?)?)?;
             if assembly.done {
@@ -321,10 +317,7 @@ fn row_group_bases(metadata: &ParquetMetaData) -> Result<Vec<(i64, usize)>> {
         .map_err(|_| missing)
 }
 
-fn primitive<T: ArrowPrimitiveType>(
-    batch: &RecordBatch,
-    index: usize,
-) -> Result<&PrimitiveArray<T>> {
+fn primitive<T: ArrowPrimitiveType>(batch: &RecordBatch, index: usize) -> Result<&PrimitiveArray<T>> {
     batch
         .column(index)
         .as_primitive_opt::<T>()
@@ -334,12 +327,9 @@ fn primitive<T: ArrowPrimitiveType>(
 }
 
 fn binary(batch: &RecordBatch, index: usize) -> Result<&BinaryArray> {
-    batch
-        .column(index)
-        .as_binary_opt::<i32>()
-        .ok_or(Error::Format {
-            reason: "column of an unexpected type",
-        })
+    batch.column(index).as_binary_opt::<i32>().ok_or(Error::Format {
+        reason: "column of an unexpected type",
+    })
 }
 
 /// The typed columns of one record batch read with the full schema.
@@ -374,10 +364,7 @@ impl<'a> Columns<'a> {
         let wrong = || Error::Format {
             reason: "column of an unexpected type",
         };
-        let headers = batch
-            .column(COL_HEADERS)
-            .as_list_opt::<i32>()
-            .ok_or_else(wrong)?;
+        let headers = batch.column(COL_HEADERS).as_list_opt::<i32>().ok_or_else(wrong)?;
         let entries = headers.values().as_struct_opt().ok_or_else(wrong)?;
         if entries.num_columns() != 2 {
             return Err(wrong());
@@ -487,11 +474,9 @@ impl Assembly {
         let Some((encoder, base, _, _)) = self.open.as_mut() else {
             return Ok(());
         };
-        let offset_delta =
-            i32::try_from(columns.offset.value(row).wrapping_sub(*base)).map_err(|_| {
-                Error::Format {
-                    reason: "record offset outside its batch",
-                }
+        let offset_delta = i32::try_from(columns.offset.value(row).wrapping_sub(*base))
+            .map_err(|_| Error::Format {
+                reason: "record offset outside its batch",
             })?;
         let timestamp_delta = if columns.timestamp_delta.is_valid(row) {
             columns.timestamp_delta.value(row)
@@ -541,7 +526,9 @@ impl Assembly {
         self.close();
         Fetched {
             records: Bytes::from(self.out),
-            next_offset: self.next_offset.unwrap_or(last_offset.saturating_add(1)),
+            next_offset: self
+                .next_offset
+                .unwrap_or(last_offset.saturating_add(1)),
             batch_count: self.batch_count,
             row_groups_read: self.row_groups_read,
         }

@@ -164,10 +164,7 @@ mod tests {
         assert_eq!(ids.len(), count);
         assert_eq!(count, 20);
         assert_eq!(schema().fields().len(), COLUMN_COUNT);
-        assert_eq!(
-            schema().field(COL_TIMESTAMP_DELTA).name(),
-            "timestamp_delta"
-        );
+        assert_eq!(schema().field(COL_TIMESTAMP_DELTA).name(), "timestamp_delta");
         assert_eq!(schema().field(COL_HEADERS).name(), "headers");
     }
 }

@@ -330,15 +330,9 @@ fn metadata(info: &PartitionInfo, summary: &WriteSummary) -> [(&'static str, Str
         (metadata_keys::TOPIC, info.topic.clone()),
         (metadata_keys::TOPIC_ID, topic_id),
         (metadata_keys::PARTITION, info.partition.to_string()),
-        (
-            metadata_keys::FIRST_OFFSET,
-            summary.first_offset.to_string(),
-        ),
+        (metadata_keys::FIRST_OFFSET, summary.first_offset.to_string()),
         (metadata_keys::LAST_OFFSET, summary.last_offset.to_string()),
-        (
-            metadata_keys::RECORD_COUNT,
-            summary.record_count.to_string(),
-        ),
+        (metadata_keys::RECORD_COUNT, summary.record_count.to_string()),
         (metadata_keys::BATCH_COUNT, summary.batch_count.to_string()),
         (
             metadata_keys::MAX_TIMESTAMP,
@@ -507,9 +501,7 @@ impl RowBuffer {
             Arc::new(PrimitiveArray::<Int32Type>::from(
                 taken.batch_last_offset_delta,
             )),
-            Arc::new(PrimitiveArray::<Int64Type>::from(
-                taken.batch_base_timestamp,
-            )),
+            Arc::new(PrimitiveArray::<Int64Type>::from(taken.batch_base_timestamp)),
             Arc::new(PrimitiveArray::<Int64Type>::from(taken.batch_max_timestamp)),
             Arc::new(PrimitiveArray::<Int16Type>::from(taken.batch_attributes)),
             Arc::new(PrimitiveArray::<Int32Type>::from(

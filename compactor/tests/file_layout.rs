@@ -132,11 +132,7 @@ fn metadata_statistics_and_page_index_are_written() {
     assert_eq!(column_index.len(), metadata.num_row_groups());
     assert!(offset_index[0][leaf("value")].page_locations().len() > 1);
     for column in schema.columns() {
-        assert!(
-            column.self_type().get_basic_info().has_id(),
-            "{}",
-            column.path()
-        );
+        assert!(column.self_type().get_basic_info().has_id(), "{}", column.path());
     }
 }
 
@@ -191,10 +187,7 @@ fn fetch_reads_only_the_needed_row_group_and_pages() {
         assert_eq!(fetched.batch_count, 1);
 
         let expected = expected_batches(&chunks);
-        let want = expected
-            .iter()
-            .find(|(_, last, _)| *last >= offset)
-            .unwrap();
+        let want = expected.iter().find(|(_, last, _)| *last >= offset).unwrap();
         assert_eq!(&fetched.records[..], &want.2[..]);
 
         let chunk_ranges: Vec<(u64, u64)> = metadata.row_groups()[group]
@@ -210,9 +203,7 @@ fn fetch_reads_only_the_needed_row_group_and_pages() {
         let mut total = 0;
         for range in &requested {
             assert!(
-                chunk_ranges
-                    .iter()
-                    .any(|(s, e)| *s <= range.start && range.end <= *e),
+                chunk_ranges.iter().any(|(s, e)| *s <= range.start && range.end <= *e),
                 "range {range:?} is outside row group {group}"
             );
             total += range.end - range.start;
@@ -234,14 +225,10 @@ fn fetch_through_an_object_store() {
     let path = Path::from("parquet/clicks/5/1000-1999.parquet");
     block_on(async {
         store.put(&path, file.clone().into()).await.unwrap();
-        let input =
-            ParquetObjectReader::new(Arc::clone(&store), path).with_file_size(file.len() as u64);
+        let input = ParquetObjectReader::new(Arc::clone(&store), path).with_file_size(file.len() as u64);
         let reader = ParquetTierReader::open(input).await.unwrap();
         let fetched = reader.fetch(1000, usize::MAX).await.unwrap();
-        let expected: Vec<u8> = expected_batches(&chunks)
-            .into_iter()
-            .flat_map(|b| b.2)
-            .collect();
+        let expected: Vec<u8> = expected_batches(&chunks).into_iter().flat_map(|b| b.2).collect();
         assert_eq!(&fetched.records[..], &expected[..]);
         assert_eq!(fetched.next_offset, 2000);
     });

@@ -86,16 +86,13 @@ fn garbage_and_foreign_files_are_errors() {
     // refused with an error. Method: feed both to the reader.
     block_on(async {
         for garbage in [&b""[..], b"PAR1", b"PAR1\0\0\0\0PAR1", &[0xff; 100]] {
-            let result =
-                ParquetTierReader::open(InMemoryFile::new(Bytes::from_static(garbage))).await;
+            let result = ParquetTierReader::open(InMemoryFile::new(Bytes::from_static(garbage))).await;
             assert!(result.is_err());
         }
-        let column: arrow_array::ArrayRef =
-            std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2]));
+        let column: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2]));
         let batch = arrow_array::RecordBatch::try_from_iter([("offset", column)]).unwrap();
         let mut foreign = Vec::new();
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(&mut foreign, batch.schema(), None).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut foreign, batch.schema(), None).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         let result = ParquetTierReader::open(InMemoryFile::new(Bytes::from(foreign))).await;
@@ -107,13 +104,7 @@ fn garbage_and_foreign_files_are_errors() {
     ];
     assert!(matches!(
         write_file(info(), &out_of_order, WriteOptions::default()),
-        Err(Error::OffsetOrder {
-            expected_at_least: 11,
-            found: 5
-        })
+        Err(Error::OffsetOrder { expected_at_least: 11, found: 5 })
     ));
-    assert!(matches!(
-        write_file(info(), &[], WriteOptions::default()),
-        Err(Error::Empty)
-    ));
+    assert!(matches!(write_file(info(), &[], WriteOptions::default()), Err(Error::Empty)));
 }

@@ -170,26 +170,11 @@ pub fn batch() -> impl Strategy<Value = BatchSpec> {
         prop_oneof![Just(-1), 0..10],
         timestamp(),
         timestamp(),
-        prop_oneof![
-            Just((-1_i64, -1_i16, -1_i32)),
-            (
-                0_i64..1000,
-                0_i16..5,
-                prop_oneof![0..100, Just(i32::MAX - 1)]
-            )
-        ],
+        prop_oneof![Just((-1_i64, -1_i16, -1_i32)), (0_i64..1000, 0_i16..5, prop_oneof![0..100, Just(i32::MAX - 1)])],
         proptest::collection::vec(record(), 1..8),
     )
         .prop_map(
-            |(
-                codec,
-                (log_append_time, transactional, control),
-                epoch,
-                base,
-                max,
-                producer,
-                records,
-            )| {
+            |(codec, (log_append_time, transactional, control), epoch, base, max, producer, records)| {
                 BatchSpec {
                     codec,
                     log_append_time,
