@@ -257,10 +257,10 @@ fn batches(tag: &str, count: usize, timestamp: i64) -> Vec<Bytes> {
         .map(|i| {
             let key = format!("{tag}-key-{i}").into_bytes();
             let value = payload(i);
-            let records: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![
-                (Some(&key), Some(&value)),
+            let records = [
+                (Some(key.as_slice()), Some(value.as_slice())),
                 (None, None),
-                (Some(&key), Some(&value[..10])),
+                (Some(key.as_slice()), Some(&value[..10])),
             ];
             strata_segment::testing::build_batch(&records, timestamp + i as i64, None)
         })
