@@ -46,6 +46,10 @@ pub(crate) enum Command {
     /// Run one agent as its own process (production): the Kafka protocol
     /// front end, writing to S3 (or a directory) and a remote catalog.
     Agent(Box<AgentArgs>),
+    /// Run the compactor as its own process (production): rewrites old
+    /// segments as Parquet, enforces retention, deletes unreferenced
+    /// objects.
+    Compactor(Box<CompactorArgs>),
     /// One-off operations on a deployment, such as checking a bucket.
     Admin(AdminArgs),
     /// Print a topic's records (JSON lines, CSV or Parquet), read straight
@@ -54,6 +58,24 @@ pub(crate) enum Command {
     /// Copy a topic to local files (one per partition, or one file), read
     /// straight from the object store like `replay`.
     Export(Box<ExportArgs>),
+}
+
+/// Settings of `strata compactor`. Each flag also reads the `STRATA_*`
+/// variable shown and the `[compactor]` / `[s3]` sections of `--config`;
+/// flags win over the environment, which wins over the file.
+#[derive(Debug, Args)]
+pub(crate) struct CompactorArgs {
+    /// TOML file of settings (see docs/configuration.md).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Resolve every setting, build the object-store client, print the
+    /// result and exit without connecting to anything.
+    #[arg(long)]
+    pub(crate) check_config: bool,
+    #[command(flatten)]
+    pub(crate) compactor: crate::config::CompactorOptions,
+    #[command(flatten)]
+    pub(crate) s3: crate::config::S3Options,
 }
 
 /// Settings of `strata catalog`. Each flag also reads the `STRATA_*`
@@ -187,6 +209,25 @@ pub(crate) struct DevArgs {
     /// front of S3.
     #[arg(long, default_value_t = 0, env = "STRATA_CACHE_DISK_MB")]
     pub(crate) cache_disk_mb: usize,
+    /// Run the compactor (Parquet tier, retention, garbage collection).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "STRATA_COMPACTION")]
+    pub(crate) compaction: bool,
+    /// Time between compaction passes.
+    #[arg(long, default_value_t = 10_000, env = "STRATA_COMPACTION_INTERVAL_MS")]
+    pub(crate) compaction_interval_ms: u64,
+    /// Segment bytes (input) gathered into one Parquet file.
+    #[arg(long, default_value_t = 128 << 20, env = "STRATA_COMPACTION_TARGET_FILE_BYTES")]
+    pub(crate) compaction_target_file_bytes: u64,
+    /// Delete dead objects after this long.
+    #[arg(long, default_value_t = 60_000, env = "STRATA_COMPACTION_GC_GRACE_MS")]
+    pub(crate) compaction_gc_grace_ms: i64,
+    /// Delete unknown (orphan) objects once they are this old.
+    #[arg(
+        long,
+        default_value_t = 3_600_000,
+        env = "STRATA_COMPACTION_ORPHAN_GRACE_MS"
+    )]
+    pub(crate) compaction_orphan_grace_ms: i64,
 }
 
 /// Settings of `strata group`.

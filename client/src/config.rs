@@ -23,6 +23,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use strata_agent::AgentConfig;
+use strata_compactor::CompactorConfig;
 
 use crate::object_store_url::ObjectStoreUrl;
 
@@ -37,6 +38,8 @@ pub(crate) const DEFAULT_AGENT_METRICS_LISTEN: &str = "127.0.0.1:9644";
 /// Default agent lease: an agent missing heartbeats for this long is
 /// fenced and leaves Metadata.
 pub(crate) const DEFAULT_AGENT_LEASE_MS: u64 = 10_000;
+/// Default compactor `/metrics` listener.
+pub(crate) const DEFAULT_COMPACTOR_METRICS_LISTEN: &str = "127.0.0.1:9646";
 /// Default catalog endpoint of an agent.
 pub(crate) const DEFAULT_CATALOG_ENDPOINT: &str = "http://127.0.0.1:9093";
 /// Default cluster id reported to Kafka clients.
@@ -194,6 +197,55 @@ layered! {
 }
 
 layered! {
+    /// Settings of `strata compactor` (file section `[compactor]`).
+    #[derive(Debug, Default, Clone, Args, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct CompactorOptions {
+        /// The catalog's gRPC endpoint [default: http://127.0.0.1:9093].
+        #[arg(long, env = "STRATA_CATALOG")]
+        catalog: String,
+        /// Where data lives (the agents' object store): s3://bucket/prefix
+        /// or file:///directory.
+        #[arg(long, env = "STRATA_OBJECT_STORE")]
+        object_store: String,
+        /// HTTP endpoint for /metrics, /health and /ready
+        /// [default: 127.0.0.1:9646].
+        #[arg(long, env = "STRATA_METRICS_LISTEN")]
+        metrics_listen: SocketAddr,
+        /// Names this compactor in compaction claims; unique per process
+        /// [default: <hostname>-<pid>].
+        #[arg(long, env = "STRATA_COMPACTOR_ID")]
+        compactor_id: String,
+        /// Time between passes over every partition [default: 60000].
+        #[arg(long, env = "STRATA_INTERVAL_MS")]
+        interval_ms: u64,
+        /// Segment bytes (input) gathered into one Parquet file
+        /// [default: 134217728].
+        #[arg(long, env = "STRATA_TARGET_FILE_BYTES")]
+        target_file_bytes: u64,
+        /// Parquet row group size [default: 16777216].
+        #[arg(long, env = "STRATA_ROW_GROUP_BYTES")]
+        row_group_bytes: usize,
+        /// Delete a dead object once it has been dead this long (longer
+        /// than any read in flight) [default: 600000].
+        #[arg(long, env = "STRATA_GC_GRACE_MS")]
+        gc_grace_ms: i64,
+        /// Delete an object the catalog does not know once it is this old
+        /// (longer than any PUT-to-commit) [default: 3600000].
+        #[arg(long, env = "STRATA_ORPHAN_GRACE_MS")]
+        orphan_grace_ms: i64,
+        /// Time between orphan sweeps (each lists the bucket)
+        /// [default: 3600000].
+        #[arg(long, env = "STRATA_ORPHAN_SWEEP_INTERVAL_MS")]
+        orphan_sweep_interval_ms: u64,
+        /// Length of a compaction claim, renewed while working
+        /// [default: 60000].
+        #[arg(long, env = "STRATA_CLAIM_LEASE_MS")]
+        claim_lease_ms: i64,
+    }
+}
+
+layered! {
     /// The S3 client (file section `[s3]`). Unset keys fall back to the
     /// standard AWS environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
     #[derive(Debug, Default, Clone, Args, Deserialize)]
@@ -240,6 +292,9 @@ pub(crate) struct ConfigFile {
     /// `[agent]`.
     #[serde(default)]
     pub(crate) agent: AgentOptions,
+    /// `[compactor]`.
+    #[serde(default)]
+    pub(crate) compactor: CompactorOptions,
     /// `[s3]`.
     #[serde(default)]
     pub(crate) s3: S3Options,
@@ -412,6 +467,84 @@ fn apply_cache_options(agent: &mut AgentConfig, options: &AgentOptions, listen: 
     });
 }
 
+/// `strata compactor`, fully resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct CompactorSettings {
+    /// The catalog's gRPC endpoint.
+    pub(crate) catalog: String,
+    /// Where objects live.
+    pub(crate) object_store: ObjectStoreUrl,
+    /// HTTP listener.
+    pub(crate) metrics_listen: SocketAddr,
+    /// The compactor's own settings.
+    pub(crate) compactor: CompactorConfig,
+}
+
+impl CompactorSettings {
+    /// Applies the defaults (CompactorConfig::new's); fails when the object
+    /// store is missing or malformed.
+    pub(crate) fn resolve(options: CompactorOptions) -> anyhow::Result<Self> {
+        let object_store = options.object_store.as_deref().context(
+            "no object store: pass --object-store s3://bucket/prefix or \
+             --object-store file:///directory, the agents' (or set STRATA_OBJECT_STORE)",
+        )?;
+        let object_store = ObjectStoreUrl::parse(object_store)?;
+        let id = options
+            .compactor_id
+            .clone()
+            .unwrap_or_else(default_compactor_id);
+        let mut compactor = CompactorConfig::new(id);
+        apply_compactor_options(&mut compactor, &options);
+        Ok(Self {
+            catalog: options
+                .catalog
+                .unwrap_or_else(|| DEFAULT_CATALOG_ENDPOINT.to_string()),
+            object_store,
+            metrics_listen: options
+                .metrics_listen
+                .unwrap_or(addr(DEFAULT_COMPACTOR_METRICS_LISTEN)),
+            compactor,
+        })
+    }
+}
+
+/// Layers the set options over `config` (`strata dev` uses it too).
+pub(crate) fn apply_compactor_options(config: &mut CompactorConfig, options: &CompactorOptions) {
+    let ms = Duration::from_millis;
+    if let Some(v) = options.interval_ms {
+        config.interval = ms(v);
+    }
+    if let Some(v) = options.target_file_bytes {
+        config.target_file_bytes = v.max(1);
+    }
+    if let Some(v) = options.row_group_bytes {
+        config.write.row_group_bytes = v.max(1);
+    }
+    if let Some(v) = options.gc_grace_ms {
+        config.gc_grace_ms = v.max(0);
+    }
+    if let Some(v) = options.orphan_grace_ms {
+        config.orphan_grace_ms = v.max(0);
+    }
+    if let Some(v) = options.orphan_sweep_interval_ms {
+        config.orphan_sweep_interval = ms(v);
+    }
+    if let Some(v) = options.claim_lease_ms {
+        config.claim_lease_ms = v.clamp(1, 3_600_000);
+    }
+}
+
+/// `<hostname>-<pid>`: unique per process on a host, readable in logs.
+fn default_compactor_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "compactor".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
 /// The S3 client settings with Strata's defaults applied where Strata
 /// has one; `None` leaves the key to the AWS environment.
 #[derive(Debug, Clone)]
@@ -566,6 +699,34 @@ mod tests {
             "{logged}"
         );
         assert_eq!(redact_password("sqlite:///a/b.db"), "sqlite:///a/b.db");
+    }
+
+    #[test]
+    fn compactor_settings_layer_over_its_defaults() {
+        let file = ConfigFile::parse(
+            r#"
+            [compactor]
+            object_store = "file:///tmp/objects"
+            gc_grace_ms = 5
+            interval_ms = 250
+            "#,
+        )
+        .expect("valid file");
+        let flags = CompactorOptions {
+            interval_ms: Some(20),
+            compactor_id: Some("c-1".into()),
+            ..CompactorOptions::default()
+        };
+        let settings = CompactorSettings::resolve(flags.or(file.compactor)).expect("complete");
+        assert_eq!(settings.compactor.interval, Duration::from_millis(20));
+        assert_eq!(settings.compactor.gc_grace_ms, 5);
+        assert_eq!(settings.compactor.compactor_id, "c-1");
+        assert_eq!(settings.compactor.orphan_grace_ms, 3_600_000);
+        assert_eq!(settings.catalog, DEFAULT_CATALOG_ENDPOINT);
+        let error = CompactorSettings::resolve(CompactorOptions::default()).expect_err("no store");
+        assert!(error.to_string().contains("--object-store"), "{error}");
+        let id = default_compactor_id();
+        assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use object_store::local::LocalFileSystem;
 use strata_agent::{Agent, AgentConfig, BrokerAddress, SyncedLocalStore};
 use strata_catalog::{CatalogService, ServiceOptions, SqliteOptions};
 use strata_catalog_api::InProcess;
+use strata_compactor::{Compactor, CompactorConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -65,6 +66,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     for config in configs {
         agents.push(Agent::start(config, catalog.clone(), store.clone()).await?);
     }
+    let stop_compactor = CancellationToken::new();
+    let compactor = args.compaction.then(|| {
+        let compactor = Compactor::new(compactor_config(&args), catalog.clone(), store.clone());
+        let stop = stop_compactor.clone();
+        let metrics = compactor.metrics();
+        let task = tokio::spawn(async move { compactor.run(stop).await });
+        (task, metrics)
+    });
     let kafka: Vec<String> = agents.iter().map(|a| a.local_addr().to_string()).collect();
     info!(kafka = %kafka.join(","), catalog = %catalog_addr, data_dir = %data_dir.display(), "strata dev is ready");
 
@@ -77,7 +86,15 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })?;
     let stop_http = CancellationToken::new();
-    let renderer = Agent::metrics_renderer(&agents.iter().collect::<Vec<_>>());
+    let agent_metrics = Agent::metrics_renderer(&agents.iter().collect::<Vec<_>>());
+    let compactor_metrics = compactor.as_ref().map(|(_, metrics)| metrics.clone());
+    let renderer = move || {
+        let mut text = agent_metrics();
+        if let Some(metrics) = &compactor_metrics {
+            text.push_str(&metrics.render());
+        }
+        text
+    };
     let http_task = tokio::spawn(crate::http::serve(
         http,
         crate::http::Routes::metrics(Arc::new(renderer)),
@@ -86,6 +103,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     crate::shutdown::signal().await;
     info!("shutting down: flushing buffered writes");
+    stop_compactor.cancel();
+    if let Some((task, _)) = compactor {
+        let _ = task.await;
+    }
     for agent in agents {
         agent.shutdown().await;
     }
@@ -95,6 +116,17 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     grpc_task.await??;
     info!("bye");
     Ok(())
+}
+
+/// The compactor of `strata dev`: dev defaults under the `--compaction-*`
+/// flags.
+fn compactor_config(args: &DevArgs) -> CompactorConfig {
+    let mut config = CompactorConfig::dev("dev-compactor");
+    config.interval = std::time::Duration::from_millis(args.compaction_interval_ms);
+    config.target_file_bytes = args.compaction_target_file_bytes.max(1);
+    config.gc_grace_ms = args.compaction_gc_grace_ms.max(0);
+    config.orphan_grace_ms = args.compaction_orphan_grace_ms.max(0);
+    config
 }
 
 /// One agent config per `--agents`, on consecutive ports from `--listen`.

@@ -6,6 +6,7 @@ mod admin_cmd;
 mod agent_cmd;
 mod catalog_cmd;
 mod cli;
+mod compactor_cmd;
 mod config;
 mod dev;
 mod group_cmd;
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Group(args) => group_cmd::run(args).await,
             cli::Command::Catalog(args) => catalog_cmd::run(args).await,
             cli::Command::Agent(args) => agent_cmd::run(*args).await,
+            cli::Command::Compactor(args) => compactor_cmd::run(*args).await,
             cli::Command::Admin(args) => admin_cmd::run(args).await,
             cli::Command::Replay(args) => replay_cmd::replay(*args).await,
             cli::Command::Export(args) => replay_cmd::export(*args).await,

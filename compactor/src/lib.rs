@@ -1,7 +1,10 @@
 //! Strata's compactor: rewrites old segment chunks per partition as
 //! Parquet, enforces retention and deletes objects nothing references.
 //!
-//! This crate holds the sans-catalog core of the Parquet tier:
+//! The service ([`Compactor`], run by `strata compactor` and `strata dev`)
+//! plans work from the catalog, claims partitions, enforces retention,
+//! swaps Parquet files in and collects garbage; see its module docs.
+//! Underneath is the sans-catalog core of the Parquet tier:
 //!
 //! - [`schema()`]: one row per Kafka record, with the batch header fields
 //!   repeated per row so batches can be rebuilt exactly; every field has a
@@ -38,10 +41,14 @@ mod error;
 mod read;
 pub mod records;
 mod schema;
+mod service;
 mod write;
 
 pub use error::{Error, Result};
 pub use read::{Fetched, InMemoryFile, ParquetTierReader};
 pub use records::RecordFault;
 pub use schema::{FORMAT_VERSION, metadata_keys, schema};
+pub use service::{
+    Clock, Compactor, CompactorConfig, CompactorMetrics, PassReport, ServiceError, SystemClock,
+};
 pub use write::{PartitionInfo, PartitionWriter, WriteOptions, WriteSummary, write_file};

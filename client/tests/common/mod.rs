@@ -58,6 +58,9 @@ pub fn start() -> Server {
         .args(["--catalog-listen", &catalog])
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--cache-disk-mb", "0"])
+        // Records here carry 2023 timestamps: the compactor's retention
+        // (7 days by default) would delete them mid-test.
+        .args(["--compaction", "false"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
