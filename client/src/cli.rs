@@ -228,6 +228,14 @@ pub(crate) struct DevArgs {
         env = "STRATA_COMPACTION_ORPHAN_GRACE_MS"
     )]
     pub(crate) compaction_orphan_grace_ms: i64,
+    /// Time between retention checks (Kafka's
+    /// log.retention.check.interval.ms).
+    #[arg(
+        long,
+        default_value_t = 300_000,
+        env = "STRATA_RETENTION_CHECK_INTERVAL_MS"
+    )]
+    pub(crate) retention_check_interval_ms: i64,
 }
 
 /// Settings of `strata group`.

@@ -242,6 +242,10 @@ layered! {
         /// [default: 60000].
         #[arg(long, env = "STRATA_CLAIM_LEASE_MS")]
         claim_lease_ms: i64,
+        /// Time between retention checks (Kafka's
+        /// log.retention.check.interval.ms) [default: 300000].
+        #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL_MS")]
+        retention_check_interval_ms: i64,
     }
 }
 
@@ -531,6 +535,9 @@ pub(crate) fn apply_compactor_options(config: &mut CompactorConfig, options: &Co
     }
     if let Some(v) = options.claim_lease_ms {
         config.claim_lease_ms = v.clamp(1, 3_600_000);
+    }
+    if let Some(v) = options.retention_check_interval_ms {
+        config.retention_check_interval_ms = v.max(0);
     }
 }
 

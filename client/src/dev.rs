@@ -126,6 +126,7 @@ fn compactor_config(args: &DevArgs) -> CompactorConfig {
     config.target_file_bytes = args.compaction_target_file_bytes.max(1);
     config.gc_grace_ms = args.compaction_gc_grace_ms.max(0);
     config.orphan_grace_ms = args.compaction_orphan_grace_ms.max(0);
+    config.retention_check_interval_ms = args.retention_check_interval_ms.max(0);
     config
 }
 

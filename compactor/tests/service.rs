@@ -77,6 +77,8 @@ impl Harness {
 
     fn compactor(&self, id: &str) -> Compactor {
         let mut config = CompactorConfig::new(id);
+        // Retention on every pass, whatever the manual clock says.
+        config.retention_check_interval_ms = 0;
         config.gc_grace_ms = GRACE_MS;
         config.orphan_grace_ms = ORPHAN_GRACE_MS;
         // Small parts: files of a few hundred KiB go up in several parts.
@@ -574,4 +576,37 @@ async fn retention_by_size_keeps_at_least_retention_bytes() {
     assert_eq!(compactor.collect_garbage().await.expect("gc"), 2);
     assert!(!h.exists(&keys[0]).await && !h.exists(&keys[1]).await);
     assert!(h.exists(&keys[2]).await && h.exists(&keys[3]).await);
+}
+
+/// Goal: retention runs every `retention_check_interval_ms`, as a broker's
+/// `log.retention.check.interval.ms`: records written with old timestamps
+/// stay readable until the next check. Method: a first pass (a check) on
+/// an empty topic, then old records, a pass before the interval (no move),
+/// and one after it (the move).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_waits_for_its_check_interval() {
+    let h = Harness::new().await;
+    let topic = h.topic("checked", &[("retention.ms", "3600000")]).await;
+    let mut config = CompactorConfig::new("c1");
+    config.retention_check_interval_ms = 300_000;
+    let compactor = Compactor::new(config, h.catalog.clone(), h.store.clone())
+        .with_clock(Arc::new(SharedClock(h.clock.clone())));
+    assert_eq!(
+        compactor.pass().await.retention_moves,
+        0,
+        "nothing to drop yet"
+    );
+    let now = h.now();
+    h.segment(&[(&topic, batches("old", 2, now - 7_200_000))])
+        .await;
+    h.advance(299_999);
+    assert_eq!(
+        compactor.pass().await.retention_moves,
+        0,
+        "before the check"
+    );
+    assert_eq!(h.chunks(&topic).await.log_start_offset, 0);
+    h.advance(1);
+    assert_eq!(compactor.pass().await.retention_moves, 1, "at the check");
+    assert_eq!(h.chunks(&topic).await.log_start_offset, 6);
 }

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import _own_server, find_strata_bin, free_port, wait_listening
+from conftest import _own_server, _teardown, find_strata_bin, free_port, wait_listening
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from helpers import (CODEC_HINT, CODEC_IDS, OP_TIMEOUT_S, admin, consume_partition, create_topic,
@@ -23,7 +23,10 @@ from helpers import (CODEC_HINT, CODEC_IDS, OP_TIMEOUT_S, admin, consume_partiti
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 PER_CODEC = 300
-FAST = ["--compaction-interval-ms", "200", "--compaction-gc-grace-ms", "0"]
+FAST = [
+    "--compaction-interval-ms", "200", "--compaction-gc-grace-ms", "0",
+    "--retention-check-interval-ms", "200",
+]
 
 
 def dataset(codec: str, count: int = PER_CODEC, value_bytes: int = 0) -> list[dict]:
@@ -94,6 +97,7 @@ def value_sum(rows: list[tuple]) -> int:
 def test_compacted_data_reads_the_same_through_kafka_duckdb_and_pyarrow(request,
                                                                       tmp_path_factory):
     server = _own_server(request, tmp_path_factory, "compaction", extra_args=FAST)
+    request.addfinalizer(lambda: _teardown(server))
     bootstrap, topic = server.bootstrap, "compacted"
     # Compaction waits until the codecs are checked in the segments.
     create_topic(bootstrap, topic, config={"strata.compaction.age.ms": "3600000"})
@@ -141,6 +145,7 @@ def test_compacted_data_reads_the_same_through_kafka_duckdb_and_pyarrow(request,
 def test_retention_by_time_and_size_moves_the_log_start_and_removes_objects(request,
                                                                           tmp_path_factory):
     server = _own_server(request, tmp_path_factory, "retention", extra_args=FAST)
+    request.addfinalizer(lambda: _teardown(server))
     bootstrap = server.bootstrap
 
     timed = "timed"
@@ -192,6 +197,7 @@ def test_kill9_of_the_compactor_mid_run_harms_no_reader_and_a_restart_finishes(
         request, tmp_path_factory):
     server = _own_server(request, tmp_path_factory, "kill-compactor",
                          extra_args=["--compaction", "false"])
+    request.addfinalizer(lambda: _teardown(server))
     bootstrap, topic = server.bootstrap, "big"
     create_topic(bootstrap, topic, config={"strata.compaction.age.ms": "0"})
     # ~24 MB in many segments: a dozen files of 2 MiB input each.

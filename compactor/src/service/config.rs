@@ -35,6 +35,12 @@ pub struct CompactorConfig {
     /// Length of a compaction claim; renewed at a third of it while the
     /// partition is worked on.
     pub claim_lease_ms: i64,
+    /// Time between retention checks (Kafka's
+    /// `log.retention.check.interval.ms`, 5 minutes): records past
+    /// `retention.ms` stay readable until the next check, as on a broker,
+    /// so a client that writes old timestamps and reads them back at once
+    /// finds them. Passes in between only compact.
+    pub retention_check_interval_ms: i64,
 }
 
 impl CompactorConfig {
@@ -51,6 +57,7 @@ impl CompactorConfig {
             orphan_grace_ms: 60 * 60 * 1000,
             orphan_sweep_interval: Duration::from_secs(60 * 60),
             claim_lease_ms: 60_000,
+            retention_check_interval_ms: 300_000,
         }
     }
 

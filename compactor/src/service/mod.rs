@@ -131,6 +131,8 @@ pub struct Compactor {
     config: Arc<CompactorConfig>,
     clock: Arc<dyn Clock>,
     metrics: Arc<CompactorMetrics>,
+    /// When retention is next checked (clock ms); 0 = at the next pass.
+    next_retention_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Compactor {
@@ -147,6 +149,7 @@ impl Compactor {
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
             metrics: Arc::default(),
+            next_retention_ms: Arc::default(),
         }
     }
 
@@ -198,11 +201,12 @@ impl Compactor {
     /// can claim, then the GC of dead objects.
     pub async fn pass(&self) -> PassReport {
         let mut report = PassReport::default();
+        let retention = self.retention_due();
         match self.catalog.list_topics(ListTopicsRequest::default()).await {
             Ok(response) => {
                 for topic in &response.topics {
                     for partition in 0..topic.partition_count {
-                        report.add(self.partition(topic, partition).await);
+                        report.add(self.partition(topic, partition, retention).await);
                     }
                 }
             }
@@ -224,7 +228,22 @@ impl Compactor {
 
     /// Claims one partition, works on it while renewing the claim, and
     /// releases it.
-    async fn partition(&self, topic: &Topic, partition: u32) -> PassReport {
+    /// Whether this pass checks retention (every
+    /// `retention_check_interval_ms` of the clock, and on the first pass).
+    fn retention_due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = self.clock.now_ms();
+        let next = self.next_retention_ms.load(Ordering::Relaxed);
+        if now < next {
+            return false;
+        }
+        let interval = self.config.retention_check_interval_ms.max(0);
+        self.next_retention_ms
+            .store(now.saturating_add(interval), Ordering::Relaxed);
+        true
+    }
+
+    async fn partition(&self, topic: &Topic, partition: u32, retention: bool) -> PassReport {
         let mut report = PassReport::default();
         let claim = ClaimCompactionRequest {
             topic_id: topic.topic_id.clone(),
@@ -247,7 +266,9 @@ impl Compactor {
         }
         let lost = CancellationToken::new();
         let renewal = tokio::spawn(renew(Arc::clone(&self.catalog), claim, lost.clone()));
-        let result = self.work(topic, partition, &lost, &mut report).await;
+        let result = self
+            .work(topic, partition, retention, &lost, &mut report)
+            .await;
         renewal.abort();
         if let Err(e) = result {
             warn!(topic = %topic.name, partition, error = %e, "partition work failed; retrying next pass");
@@ -271,6 +292,7 @@ impl Compactor {
         &self,
         topic: &Topic,
         partition: u32,
+        retention: bool,
         lost: &CancellationToken,
         report: &mut PassReport,
     ) -> Result<(), ServiceError> {
@@ -284,7 +306,7 @@ impl Compactor {
         let Some(listed) = self.list_chunks(topic, partition).await? else {
             return Ok(());
         };
-        if self.retain(topic, partition, policy, &listed).await? {
+        if retention && self.retain(topic, partition, policy, &listed).await? {
             report.retention_moves += 1;
         }
         let info = PartitionInfo {
