@@ -273,3 +273,22 @@ def cluster(request, tmp_path, s3_endpoint):
     complaints = stop_cluster(cluster)
     if complaints:
         pytest.fail("\n".join(complaints), pytrace=False)
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh database on the PostgreSQL server .ci/run starts (STRATA_TEST_PG_URL), dropped
+    afterwards; skipped without the server, except under CI=true, where it fails."""
+    url = os.environ.get("STRATA_TEST_PG_URL")
+    if not url:
+        message = "STRATA_TEST_PG_URL is not set (.ci/run starts PostgreSQL with scripts/pg.sh)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+    database = f"strata_test_{uuid.uuid4().hex[:10]}"
+    subprocess.run([psql, url, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE DATABASE {database}"],
+                   check=True, timeout=30)
+    yield f"{url.rsplit('/', 1)[0]}/{database}"
+    subprocess.run([psql, url, "-q", "-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
+                   timeout=30)

@@ -10,9 +10,6 @@ in order at its acknowledged offset, and the agent recovers by itself once the f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -24,7 +21,8 @@ import kafka_wire as kw
 from helpers import consume_partition, create_topic, producer, wait_until
 from load import assert_log_matches, produce_through_a_kill
 # `s3_endpoint` is a fixture: importing it here makes pytest use it.
-from production import http_get, s3_endpoint, start_cluster, stop_cluster  # noqa: F401
+from production import (http_get, pg_database, s3_endpoint, start_cluster,  # noqa: F401
+                        stop_cluster)
 
 # Retriable Produce errors for "not durable in time".
 REQUEST_TIMED_OUT = 7
@@ -84,22 +82,6 @@ def finish(cluster) -> None:
     assert not complaints, "\n".join(complaints)
 
 
-@pytest.fixture
-def pg_store():
-    """A fresh database on the PostgreSQL server .ci/run starts (STRATA_TEST_PG_URL)."""
-    url = os.environ.get("STRATA_TEST_PG_URL")
-    if not url:
-        message = "STRATA_TEST_PG_URL is not set (.ci/run starts PostgreSQL with scripts/pg.sh)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
-    database = f"strata_faults_{uuid.uuid4().hex[:10]}"
-    subprocess.run([psql, url, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE DATABASE {database}"],
-                   check=True, timeout=30)
-    yield f"{url.rsplit('/', 1)[0]}/{database}"
-    subprocess.run([psql, url, "-q", "-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
-                   timeout=30)
 
 
 def test_put_errors_and_delays_lose_and_duplicate_nothing(request, tmp_path, s3_endpoint, topic):
@@ -190,13 +172,13 @@ def test_hung_puts_time_out_produces_and_the_agent_recovers_by_itself(
 
 @pytest.mark.timeout(300)
 def test_kill9_of_the_catalog_under_load_loses_nothing_and_groups_resume(
-        request, tmp_path, s3_endpoint, pg_store, topic):
+        request, tmp_path, s3_endpoint, pg_database, topic):
     # Goal: the catalog is killed -9 while an idempotent acks=all producer streams and is
     # restarted on the same PostgreSQL: the producer keeps going (retriable errors while it is
     # down), every acknowledged record is stored once in order at its offset, and a consumer
     # group member that lives through a second catalog kill resumes from its committed offset
     # and reads the rest without loss or duplicates. No agent exits.
-    cluster = own_cluster(request, tmp_path, s3_endpoint, agents=2, store=pg_store,
+    cluster = own_cluster(request, tmp_path, s3_endpoint, agents=2, store=pg_database,
                           agent_args=["--flush-interval-ms", "10"])
     try:
         writer, reader = cluster.agents

@@ -9,48 +9,30 @@ with `client.rack` reads from the agent of its zone).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
-import subprocess
 import time
-import uuid
 
 import pytest
 
 from helpers import consume_partition, create_topic, producer, wait_until
 from kafka_wire import KafkaConnection
 # `s3_endpoint` is a fixture: importing it here makes pytest use it.
-from production import http_get, s3_endpoint, start_cluster, stop_cluster  # noqa: F401
+from production import (http_get, pg_database, s3_endpoint, start_cluster,  # noqa: F401
+                        stop_cluster)
 
 LEASE_MS = 2_000
 ZONES = ["a", "b", "c"]
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh database on the PostgreSQL server .ci/run starts (STRATA_TEST_PG_URL)."""
-    url = os.environ.get("STRATA_TEST_PG_URL")
-    if not url:
-        message = "STRATA_TEST_PG_URL is not set (.ci/run starts PostgreSQL with scripts/pg.sh)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
-    database = f"strata_fleet_{uuid.uuid4().hex[:10]}"
-    subprocess.run([psql, url, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE DATABASE {database}"],
-                   check=True, timeout=30)
-    yield f"{url.rsplit('/', 1)[0]}/{database}"
-    subprocess.run([psql, url, "-q", "-c", f"DROP DATABASE IF EXISTS {database}"], timeout=30)
 
 
 @pytest.fixture
-def fleet(request, tmp_path, s3_endpoint, pg_url):
+def fleet(request, tmp_path, s3_endpoint, pg_database):
     """Catalog (PostgreSQL, 2 s leases) and agents 1..3 in zones a, b, c. Flushes wait up to
     1 s (not eager), so a produce sits in an agent's buffer long enough to pause the agent."""
     cluster = start_cluster(
-        tmp_path, s3_endpoint, agents=3, store=pg_url,
+        tmp_path, s3_endpoint, agents=3, store=pg_database,
         catalog_args=["--agent-lease-ms", str(LEASE_MS)],
         agent_args=["--flush-interval-ms", "1000"],
         agent_args_each=[["--zone", zone, "--agent-id", f"agent-{zone}"] for zone in ZONES])

@@ -6,22 +6,18 @@ a catalog on SQLite and two agents, each its own process with its own ports.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import textwrap
-import uuid
 
-import pytest
 
 from conftest import find_strata_bin, port_open
 from load import assert_log_matches, produce_through_a_kill
 from helpers import consume_partition, create_topic, produce_all, producer, wait_until
 from kafka_wire import KafkaConnection
 # `cluster` and `s3_endpoint` are fixtures: importing them here makes pytest use them.
-from production import (Process, cluster, free_port, http_get, init_bucket, role_env,  # noqa: F401
-                        s3_endpoint, start_cluster, stop_cluster, unique_bucket)
+from production import (Process, cluster, free_port, http_get, init_bucket, pg_database,  # noqa: F401
+                        role_env, s3_endpoint, start_cluster, stop_cluster, unique_bucket)
 
 
 def test_init_bucket_reports_a_missing_bucket_then_creates_and_checks_it(s3_endpoint):
@@ -187,37 +183,24 @@ def test_kill9_of_an_agent_under_idempotent_load_loses_and_duplicates_nothing(cl
     assert_log_matches(records, acked, count)
 
 
-def test_catalog_on_postgresql_serves_two_agents(request, tmp_path, s3_endpoint, topic):
+def test_catalog_on_postgresql_serves_two_agents(request, tmp_path, s3_endpoint, pg_database,
+                                                 topic):
     # Goal: `strata catalog --store postgres://...` is a drop-in for SQLite: agents over S3
     # produce through one and consume through the other. Uses a database of its own on the
     # server .ci/run starts (STRATA_TEST_PG_URL).
-    url = os.environ.get("STRATA_TEST_PG_URL")
-    if not url:
-        message = "STRATA_TEST_PG_URL is not set (.ci/run starts PostgreSQL with scripts/pg.sh)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
-    database = f"strata_production_{uuid.uuid4().hex[:10]}"
-    subprocess.run([psql, url, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE DATABASE {database}"],
-                   check=True, timeout=30)
+    cluster = start_cluster(tmp_path, s3_endpoint, store=pg_database)
+    request.node._strata_servers = cluster.processes()
     try:
-        cluster = start_cluster(tmp_path, s3_endpoint, store=f"{url.rsplit('/', 1)[0]}/{database}")
-        request.node._strata_servers = cluster.processes()
-        try:
-            create_topic(cluster.agents[0].bootstrap, topic, partitions=2)
-            messages = [{"value": f"pg-{i}".encode(), "partition": i % 2} for i in range(200)]
-            delivered = produce_all(producer(cluster.agents[0].bootstrap, acks="all",
-                                             enable_idempotence=True), topic, messages)
-            for partition in range(2):
-                expected = sorted((d.offset, d.value) for d in delivered
-                                  if d.partition == partition)
-                records = consume_partition(cluster.agents[1].bootstrap, topic, partition,
-                                            start=0, expect=len(expected))
-                assert [(m.offset(), m.value()) for m in records] == expected
-        finally:
-            complaints = stop_cluster(cluster)
-        assert not complaints, "\n".join(complaints)
+        create_topic(cluster.agents[0].bootstrap, topic, partitions=2)
+        messages = [{"value": f"pg-{i}".encode(), "partition": i % 2} for i in range(200)]
+        delivered = produce_all(producer(cluster.agents[0].bootstrap, acks="all",
+                                         enable_idempotence=True), topic, messages)
+        for partition in range(2):
+            expected = sorted((d.offset, d.value) for d in delivered
+                              if d.partition == partition)
+            records = consume_partition(cluster.agents[1].bootstrap, topic, partition,
+                                        start=0, expect=len(expected))
+            assert [(m.offset(), m.value()) for m in records] == expected
     finally:
-        subprocess.run([psql, url, "-q", "-c", f"DROP DATABASE IF EXISTS {database}"],
-                       timeout=30)
+        complaints = stop_cluster(cluster)
+    assert not complaints, "\n".join(complaints)
