@@ -17,16 +17,18 @@
 
 #![expect(clippy::unwrap_used, reason = "test code panics on failures")]
 
+mod wire;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use indexmap::IndexMap;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -152,28 +154,20 @@ impl Conn {
 
     async fn call(&mut self, key: ApiKey, version: i16, request: RequestKind) -> ResponseKind {
         self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("parquet-tier-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = wire::request_frame(
+            key,
+            version,
+            self.correlation,
+            "parquet-tier-test",
+            &request,
+        );
         self.stream.write_all(&frame).await.unwrap();
         let size = self.stream.read_i32().await.unwrap();
         let mut response = vec![0u8; size as usize];
         self.stream.read_exact(&mut response).await.unwrap();
-        let mut response = Bytes::from(response);
-        let header =
-            ResponseHeader::decode(&mut response, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        ResponseKind::decode(key, &mut response, version).unwrap()
+        let (correlation, response) = wire::decode_response(key, version, response);
+        assert_eq!(correlation, self.correlation);
+        response
     }
 
     async fn create_topic(&mut self) {

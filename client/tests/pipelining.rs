@@ -8,34 +8,22 @@
 #![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 
 mod common;
+mod wire;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 fn frame(key: ApiKey, version: i16, correlation_id: i32, request: &RequestKind) -> BytesMut {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("pipelining-test")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, key.request_header_version(version))
-        .unwrap();
-    request.encode(&mut body, version).unwrap();
-    let mut out = BytesMut::new();
-    out.put_i32(body.len() as i32);
-    out.extend_from_slice(&body);
-    out
+    wire::request_frame(key, version, correlation_id, "pipelining-test", request)
 }
 
 fn read_response(stream: &mut TcpStream, key: ApiKey, version: i16) -> (i32, ResponseKind) {
@@ -43,12 +31,7 @@ fn read_response(stream: &mut TcpStream, key: ApiKey, version: i16) -> (i32, Res
     stream.read_exact(&mut size).unwrap();
     let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
     stream.read_exact(&mut buf).unwrap();
-    let mut buf = Bytes::from(buf);
-    let header = ResponseHeader::decode(&mut buf, key.response_header_version(version)).unwrap();
-    (
-        header.correlation_id,
-        ResponseKind::decode(key, &mut buf, version).unwrap(),
-    )
+    wire::decode_response(key, version, buf)
 }
 
 fn batch() -> Bytes {

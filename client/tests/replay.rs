@@ -11,6 +11,7 @@
 #![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 
 mod common;
+mod wire;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,10 +19,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -70,27 +71,15 @@ impl Kafka {
 
     fn call(&mut self, key: ApiKey, version: i16, request: RequestKind) -> ResponseKind {
         self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("replay-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = wire::request_frame(key, version, self.correlation, "replay-test", &request);
         self.stream.write_all(&frame).unwrap();
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).unwrap();
         let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
         self.stream.read_exact(&mut buf).unwrap();
-        let mut buf = Bytes::from(buf);
-        ResponseHeader::decode(&mut buf, key.response_header_version(version)).unwrap();
-        ResponseKind::decode(key, &mut buf, version).unwrap()
+        let (correlation, response) = wire::decode_response(key, version, buf);
+        assert_eq!(correlation, self.correlation);
+        response
     }
 
     fn create_topic(&mut self, partitions: i32) {
