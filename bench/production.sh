@@ -8,7 +8,8 @@
 #
 # STRATA_BIN=PATH runs that binary instead of building a release one.
 # Usage: bench/production.sh [--mb N] [--max-seconds S] [--rate R] [--latency-seconds S]
-#                            [--partitions N] [--skip-build] [--out DIR]
+#                            [--partitions N] [--flush-interval-ms MS] [--skip-build] [--out DIR]
+# --flush-interval-ms sets the agents' flush interval (default: the agent default, 100 ms).
 # The S3 emulator is a single Python process: throughput here measures Strata
 # and moto together on one machine, not what S3 itself sustains.
 set -euo pipefail
@@ -16,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 VENV="${STRATA_BENCH_VENV:-$HOME/.cache/strata-venv}"
-MB=256 MAX_SECONDS=60 RATE=1000 LAT_SECONDS=10 PARTITIONS=8 SKIP_BUILD=0 OUT=""
+MB=256 MAX_SECONDS=60 RATE=1000 LAT_SECONDS=10 PARTITIONS=8 SKIP_BUILD=0 OUT="" FLUSH_INTERVAL_MS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --mb) MB="$2"; shift 2 ;;
@@ -24,6 +25,7 @@ while [[ $# -gt 0 ]]; do
     --rate) RATE="$2"; shift 2 ;;
     --latency-seconds) LAT_SECONDS="$2"; shift 2 ;;
     --partitions) PARTITIONS="$2"; shift 2 ;;
+    --flush-interval-ms) FLUSH_INTERVAL_MS="$2"; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
@@ -75,6 +77,7 @@ for i in 1 2; do
   "$STRATA" agent --catalog "http://127.0.0.1:$CATALOG_PORT" "${S3[@]}" \
     --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" --agent-id "bench-agent-$i" \
     --metrics-listen "127.0.0.1:$metrics" --cache-dir "$OUT/cache-$i" \
+    ${FLUSH_INTERVAL_MS:+--flush-interval-ms "$FLUSH_INTERVAL_MS"} \
     >"$OUT/agent-$i.log" 2>&1 & PIDS+=($!)
   BOOT+=("127.0.0.1:$port"); METRICS+=("http://127.0.0.1:$metrics/metrics")
   wait_http "http://127.0.0.1:$metrics/ready"
