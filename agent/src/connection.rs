@@ -121,12 +121,22 @@ async fn start_request(
         // ApiVersions cannot be parsed, so the connection is closed.
         return Err(format!("{api_key:?} v{version} is not supported"));
     }
-    if api::group::is_group_api(api_key) {
+    let started = std::time::Instant::now();
+    let pending = if api::group::is_group_api(api_key) {
         let header = crate::frame::decode_header(api_key, version, &mut frame)?;
-        return Ok(api::group::forward(shared, api_key, header, frame, peer));
-    }
-    let (header, request) = crate::frame::decode_body(api_key, version, &mut frame)?;
-    Ok(api::start(shared, header, request).await)
+        api::group::forward(shared, api_key, header, frame, peer)
+    } else {
+        let (header, request) = crate::frame::decode_body(api_key, version, &mut frame)?;
+        api::start(shared, header, request).await
+    };
+    // Request count and latency per API: from the decoded frame to the
+    // response ready to write (a long-polling fetch counts its wait).
+    let shared = Arc::clone(shared);
+    Ok(Box::pin(async move {
+        let reply = pending.await;
+        shared.metrics.requests.observe(api_key, started.elapsed());
+        reply
+    }))
 }
 
 async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tcp::OwnedWriteHalf) {

@@ -28,6 +28,69 @@ pub(crate) struct Metrics {
     pub(crate) fetch_redirects: AtomicU64,
     pub(crate) catalog_commit_micros: AtomicU64,
     pub(crate) connections: AtomicU64,
+    /// Requests and their latency, per API.
+    pub(crate) requests: ApiLatencies,
+}
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// Highest Kafka API key tracked (keys above share nothing: not counted).
+const API_KEYS: usize = 96;
+
+/// Request counts and a latency histogram per Kafka API key.
+#[derive(Debug)]
+pub(crate) struct ApiLatencies {
+    /// Per API key: a count per bucket (the last is +Inf), then the sum
+    /// of latencies in microseconds.
+    apis: Vec<[AtomicU64; LATENCY_BUCKETS.len() + 2]>,
+}
+
+impl Default for ApiLatencies {
+    fn default() -> Self {
+        Self {
+            apis: (0..API_KEYS).map(|_| Default::default()).collect(),
+        }
+    }
+}
+
+impl ApiLatencies {
+    /// Counts one request of `api` that took `elapsed`.
+    pub(crate) fn observe(
+        &self,
+        api: kafka_protocol::messages::ApiKey,
+        elapsed: std::time::Duration,
+    ) {
+        let Some(slots) = usize::try_from(api as i16)
+            .ok()
+            .and_then(|key| self.apis.get(key))
+        else {
+            return;
+        };
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        add(&slots[bucket], 1);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        add(&slots[LATENCY_BUCKETS.len() + 1], micros);
+    }
+
+    /// Cumulative bucket counts, the count and the sum (seconds) of one API.
+    fn histogram(&self, key: usize) -> (Vec<u64>, u64, f64) {
+        let slots = &self.apis[key];
+        let mut cumulative = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        let mut total = 0;
+        for slot in &slots[..=LATENCY_BUCKETS.len()] {
+            total += slot.load(Ordering::Relaxed);
+            cumulative.push(total);
+        }
+        let sum = slots[LATENCY_BUCKETS.len() + 1].load(Ordering::Relaxed) as f64 / 1e6;
+        (cumulative, total, sum)
+    }
 }
 
 /// Adds `n` to a counter.
@@ -245,5 +308,87 @@ pub(crate) fn render(agents: &[(&str, &Metrics, CacheStats, ReadStats)]) -> Stri
             let _ = writeln!(out, "{}{{{}}} {}", s.name, s.labels, s.value);
         }
     }
+    render_request_latencies(&mut out, agents);
     out
+}
+
+/// `strata_request_duration_seconds`: a histogram per agent and API, for
+/// the APIs that served at least one request.
+fn render_request_latencies(out: &mut String, agents: &[(&str, &Metrics, CacheStats, ReadStats)]) {
+    const NAME: &str = "strata_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {NAME} Kafka requests by API: time from the decoded request to the response ready to send (a long-polling fetch includes its wait).\n# TYPE {NAME} histogram"
+    );
+    for key in 0..API_KEYS {
+        let Ok(api) = kafka_protocol::messages::ApiKey::try_from(key as i16) else {
+            continue;
+        };
+        for (agent, metrics, _, _) in agents {
+            let (cumulative, count, sum) = metrics.requests.histogram(key);
+            if count == 0 {
+                continue;
+            }
+            let labels = format!("agent=\"{agent}\",api=\"{api:?}\"");
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(&cumulative) {
+                let _ = writeln!(out, "{NAME}_bucket{{{labels},le=\"{bound}\"}} {n}");
+            }
+            let _ = writeln!(out, "{NAME}_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{NAME}_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "{NAME}_count{{{labels}}} {count}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kafka_protocol::messages::ApiKey;
+
+    use super::*;
+
+    /// Goal: per-API latency histograms render as Prometheus histograms
+    /// (cumulative buckets, +Inf = count, sum in seconds), only for APIs
+    /// that served requests.
+    #[test]
+    fn request_latencies_render_as_cumulative_histograms() {
+        let metrics = Metrics::default();
+        metrics
+            .requests
+            .observe(ApiKey::Produce, Duration::from_micros(1_500));
+        metrics
+            .requests
+            .observe(ApiKey::Produce, Duration::from_millis(40));
+        metrics
+            .requests
+            .observe(ApiKey::Fetch, Duration::from_secs(60));
+        let text = render(&[("a1", &metrics, CacheStats::default(), ReadStats::default())]);
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let produce = "strata_request_duration_seconds_bucket{agent=\"a1\",api=\"Produce\"";
+        assert_eq!(line(&format!("{produce},le=\"0.001\"}}")), "0");
+        assert_eq!(line(&format!("{produce},le=\"0.002\"}}")), "1");
+        assert_eq!(line(&format!("{produce},le=\"0.05\"}}")), "2");
+        assert_eq!(line(&format!("{produce},le=\"+Inf\"}}")), "2");
+        assert_eq!(
+            line("strata_request_duration_seconds_count{agent=\"a1\",api=\"Produce\"}"),
+            "2"
+        );
+        assert_eq!(
+            line("strata_request_duration_seconds_sum{agent=\"a1\",api=\"Produce\"}"),
+            "0.0415"
+        );
+        let fetch = "strata_request_duration_seconds_bucket{agent=\"a1\",api=\"Fetch\"";
+        assert_eq!(line(&format!("{fetch},le=\"30\"}}")), "0");
+        assert_eq!(line(&format!("{fetch},le=\"+Inf\"}}")), "1");
+        assert!(!text.contains("api=\"Metadata\""), "unused APIs stay out");
+    }
 }

@@ -49,7 +49,7 @@ mod store;
 
 pub use error::{Error, ErrorKind, Result};
 pub use group::{GroupCoordinator, GroupError, GroupOptions};
-pub use service::{CatalogService, ServiceOptions, serve, validate_topic_name};
+pub use service::{CatalogService, RpcMetrics, ServiceOptions, serve, validate_topic_name};
 pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{

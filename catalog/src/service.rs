@@ -8,6 +8,7 @@
 mod agents;
 mod claims;
 mod commit_stream;
+mod rpc_metrics;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,8 @@ use uuid::Uuid;
 use self::agents::AgentRegistry;
 use self::claims::CompactionClaims;
 use self::commit_stream::CommitStreamHub;
+pub use self::rpc_metrics::RpcMetrics;
+use self::rpc_metrics::RpcMetricsLayer;
 use crate::group::{GroupCoordinator, GroupOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{CatalogStore, ConfigChange, NewTopic, TopicRef};
@@ -82,6 +85,7 @@ pub struct CatalogService {
     groups: GroupCoordinator,
     claims: Arc<CompactionClaims>,
     agents: Arc<AgentRegistry>,
+    rpc_metrics: Arc<RpcMetrics>,
 }
 
 impl CatalogService {
@@ -110,7 +114,13 @@ impl CatalogService {
             groups,
             claims: Arc::new(claims),
             agents,
+            rpc_metrics: Arc::default(),
         })
+    }
+
+    /// Counts and latencies of the RPCs [`serve`] answered, for `/metrics`.
+    pub fn rpc_metrics(&self) -> Arc<RpcMetrics> {
+        Arc::clone(&self.rpc_metrics)
     }
 
     /// The group coordinator behind `GroupCall`.
@@ -167,7 +177,9 @@ pub async fn serve(
             }
         })
     });
+    let metrics = RpcMetricsLayer(service.rpc_metrics());
     tonic::transport::Server::builder()
+        .layer(metrics)
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await

@@ -25,6 +25,7 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     }
     info!(?settings, "starting the catalog");
     let service = open(&settings).await?;
+    let rpc_metrics = service.rpc_metrics();
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -40,7 +41,11 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let http = crate::http::Endpoint::start(
         settings.metrics_listen,
         "--metrics-listen",
-        crate::http::Routes::metrics(Arc::new(render_metrics)),
+        crate::http::Routes::metrics(Arc::new(move || {
+            let mut text = render_metrics();
+            text.push_str(&rpc_metrics.render());
+            text
+        })),
     )
     .await?;
     info!(%address, metrics = %settings.metrics_listen, "the catalog is ready");

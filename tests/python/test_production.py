@@ -67,7 +67,12 @@ def test_every_role_serves_metrics_health_and_ready(cluster, topic):
             assert http_get(port, path) == (200, "ok\n"), (port, path)
         status, body = http_get(port, "/metrics")
         assert status == 200 and "# TYPE" in body, (port, body[:200])
-    assert "strata_catalog_up 1" in http_get(cluster.catalog_metrics_port, "/metrics")[1]
+    catalog = http_get(cluster.catalog_metrics_port, "/metrics")[1]
+    assert "strata_catalog_up 1" in catalog
+    # The produce above went through CommitSegment: its catalog-side latency is measured.
+    assert 'strata_catalog_rpc_duration_seconds_count{method="CommitSegment"}' in catalog
+    agent = http_get(cluster.agents[0].metrics_port, "/metrics")[1]
+    assert 'api="Produce"' in agent and "strata_request_duration_seconds_bucket" in agent
 
 
 def test_sigterm_flushes_buffered_writes_before_the_agent_exits(cluster, topic):
