@@ -610,3 +610,53 @@ async fn retention_waits_for_its_check_interval() {
     assert_eq!(compactor.pass().await.retention_moves, 1, "at the check");
     assert_eq!(h.chunks(&topic).await.log_start_offset, 6);
 }
+
+/// Goal: deleting a topic eventually deletes its objects (segments and
+/// Parquet files), after the GC grace period and not before, and leaves
+/// an object shared with a live topic alone. Method: a compacted topic and
+/// a segment shared with a second topic; delete the first topic; GC
+/// before and after the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_eventually_deletes_its_objects() {
+    let h = Harness::new().await;
+    let doomed = h
+        .topic("doomed", &[("strata.compaction.age.ms", "0")])
+        .await;
+    let kept = h
+        .topic("kept", &[("strata.compaction.age.ms", "3600000")])
+        .await;
+    let now = h.now();
+    let own = h.segment(&[(&doomed, batches("a", 2, now))]).await;
+    let compactor = h.compactor("c1");
+    assert_eq!(compactor.pass().await.files_swapped, 1);
+    let parquet = h.chunks(&doomed).await.chunks[0].object_key.clone();
+    assert!(parquet.ends_with(".parquet"), "{parquet}");
+    h.advance(GRACE_MS + 1);
+    compactor.pass().await;
+    assert!(!h.exists(&own).await, "the compacted segment is collected");
+    let shared = h
+        .segment(&[
+            (&doomed, batches("b", 2, now)),
+            (&kept, batches("c", 2, now)),
+        ])
+        .await;
+    h.catalog
+        .delete_topic(DeleteTopicRequest {
+            name: "doomed".to_string(),
+            topic_id: Vec::new(),
+        })
+        .await
+        .expect("delete topic");
+    compactor.pass().await;
+    assert!(h.exists(&parquet).await, "not before the grace period");
+    h.advance(GRACE_MS + 1);
+    compactor.pass().await;
+    assert!(
+        !h.exists(&parquet).await,
+        "the deleted topic's Parquet file"
+    );
+    assert!(
+        h.exists(&shared).await,
+        "still holds the live topic's chunk"
+    );
+}
