@@ -22,6 +22,7 @@
 
 mod api;
 pub mod cache;
+mod codec;
 mod config;
 mod connection;
 mod error_code;

@@ -28,6 +28,7 @@ UNSUPPORTED_VERSION = 35
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_PRODUCER_EPOCH = 47
+INVALID_RECORD = 87
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
@@ -239,15 +240,21 @@ def encode_batch(
     producer_epoch: int = NO_PRODUCER_EPOCH,
     base_sequence: int = NO_SEQUENCE,
     corrupt_crc: bool = False,
+    codec: int = 0,
+    compress=None,
 ) -> bytes:
-    """One uncompressed magic-v2 record batch with base offset 0 and a correct (or broken) CRC."""
+    """One magic-v2 record batch with base offset 0 and a correct (or broken) CRC. With `codec`
+    (1 gzip, 2 snappy, 3 lz4, 4 zstd) the records are passed through `compress(records) -> bytes`,
+    which may also return anything else, to test what a broker does with a bad body."""
     keys = keys if keys is not None else [None] * len(values)
     records = b"".join(
         encode_record(Record(key=k, value=v, offset_delta=i, timestamp_delta=i))
         for i, (k, v) in enumerate(zip(keys, values))
     )
+    if compress is not None:
+        records = compress(records)
     after_crc = (
-        i16(0)  # attributes: no compression, CreateTime, not transactional, not control
+        i16(codec)  # attributes: codec, CreateTime, not transactional, not control
         + i32(len(values) - 1)  # last offset delta
         + i64(base_timestamp)
         + i64(base_timestamp + len(values) - 1)  # max timestamp
@@ -306,7 +313,10 @@ def decode_batches(data: bytes) -> list[Batch]:
         base_sequence = b.i32()
         count = b.i32()
         records = []
-        if attributes & 0x07 == 0:
+        if attributes & 0x07 == 1:  # gzip: decode the decompressed body the same way
+            import gzip
+            b = Reader(gzip.decompress(b.data[b.pos:]))
+        if attributes & 0x07 in (0, 1):
             for _ in range(count):
                 rec = Reader(b.take(b.varint()))
                 rec.i8()

@@ -127,6 +127,28 @@ def test_corrupt_crc_is_rejected(strata, topic):
     assert [r.value for b in batches for r in b.records] == [b"good"]
 
 
+def test_compressed_batches_are_checked_inside(strata, topic):
+    # Goal: as a broker, the agent looks inside compressed batches: a body that does not
+    # decompress is CORRUPT_MESSAGE, records that do not match the header are INVALID_RECORD,
+    # and nothing of either is appended; a good gzip batch is stored and read back.
+    import gzip
+    create_topic(strata.bootstrap, topic)
+    with KafkaConnection(strata.bootstrap) as conn:
+        good = conn.produce(topic, 0, encode_batch([b"a", b"b"], codec=1, compress=gzip.compress))
+        assert good["error_code"] == kw.NONE, good
+        garbage = conn.produce(topic, 0, encode_batch(
+            [b"evil"], codec=1, compress=lambda _records: b"\x1f\x8b not really gzip"))
+        assert garbage["error_code"] == kw.CORRUPT_MESSAGE, garbage
+        # Two records announced, one inside (a valid gzip stream of a shorter record list).
+        one = encode_batch([b"x"])[61:]
+        short = conn.produce(topic, 0, encode_batch(
+            [b"x", b"y"], codec=1, compress=lambda _records: gzip.compress(one)))
+        assert short["error_code"] == kw.INVALID_RECORD, short
+        hw, batches = conn.fetch_all(topic, 0)
+    assert hw == 2
+    assert [r.value for b in batches for r in b.records] == [b"a", b"b"]
+
+
 def test_unknown_topic_and_partition(strata, topic):
     # Goal: Produce to a missing topic (auto-create off) or partition answers UNKNOWN_TOPIC_OR_PARTITION.
     create_topic(strata.bootstrap, topic, partitions=1)

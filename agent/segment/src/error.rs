@@ -126,6 +126,13 @@ pub enum BatchError {
     /// Assigning offsets would pass `i64::MAX`.
     #[error("offset overflow while assigning base offsets")]
     OffsetOverflow,
+    /// The body of a compressed batch does not decompress (or expands past
+    /// the validation limit).
+    #[error("compressed records do not decompress: {reason}")]
+    CorruptCompressed {
+        /// The codec's complaint.
+        reason: String,
+    },
 }
 
 impl BatchError {
@@ -138,7 +145,8 @@ impl BatchError {
             Self::Truncated { .. }
             | Self::BatchLengthTooSmall { .. }
             | Self::CrcMismatch { .. }
-            | Self::UnknownCompression { .. } => CORRUPT_MESSAGE,
+            | Self::UnknownCompression { .. }
+            | Self::CorruptCompressed { .. } => CORRUPT_MESSAGE,
             Self::TooLarge { .. } => MESSAGE_TOO_LARGE,
             Self::Empty
             | Self::UnsupportedMagic { .. }

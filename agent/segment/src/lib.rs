@@ -62,4 +62,7 @@ pub use patch::{
     patch_base_offset, patch_batches, patch_partition_leader_epoch, set_log_append_time,
 };
 pub use segment::SegmentBuilder;
-pub use validate::{DEFAULT_MAX_MESSAGE_BYTES, Limits, ValidatedBatch, split_and_validate};
+pub use validate::{
+    DECOMPRESSED_BYTES_MAX, DEFAULT_MAX_MESSAGE_BYTES, Decompress, Limits, ValidatedBatch,
+    split_and_validate,
+};

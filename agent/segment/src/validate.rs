@@ -17,7 +17,7 @@ use crate::records::check_records;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
 /// Per-topic limits applied by [`split_and_validate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest batch accepted, counting its 12-byte log overhead, like
     /// Kafka's `max.message.bytes`.
@@ -27,7 +27,20 @@ pub struct Limits {
     /// batches must agree on producer id, epoch and transactionality and
     /// continue each other's sequences.
     pub allow_multiple_batches: bool,
+    /// Decompresses the records of a compressed batch so their framing is
+    /// checked as a broker does (a corrupt body is CORRUPT_MESSAGE, a bad
+    /// record INVALID_RECORD). `None`: compressed bodies are checked by
+    /// header and CRC only (this crate has no codecs).
+    pub decompress: Option<Decompress>,
 }
+
+/// Decompresses a batch body (the bytes after the 61-byte header) written
+/// with `Compression`, into at most `limit` bytes.
+pub type Decompress = fn(Compression, &[u8], usize) -> Result<Vec<u8>, String>;
+
+/// Most bytes a compressed batch may expand to when validated: Kafka's
+/// largest fetchable record set, against decompression bombs.
+pub const DECOMPRESSED_BYTES_MAX: usize = 100 * 1024 * 1024;
 
 impl Default for Limits {
     /// Kafka's defaults: 1 048 588 bytes, one batch per partition.
@@ -35,6 +48,7 @@ impl Default for Limits {
         Self {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             allow_multiple_batches: false,
+            decompress: None,
         }
     }
 }
@@ -143,14 +157,19 @@ fn validate_batch(header: &BatchHeader, bytes: &[u8], limits: &Limits) -> Result
     })?;
     check_counts(header)?;
     check_producer(header)?;
-    if compression == Compression::None {
-        let body = bytes.get(BATCH_HEADER_LEN..).unwrap_or_default();
-        check_records(body, header.records_count).map_err(|(record_index, reason)| {
-            BatchError::MalformedRecord {
-                record_index,
-                reason,
-            }
-        })?;
+    let body = bytes.get(BATCH_HEADER_LEN..).unwrap_or_default();
+    let malformed = |(record_index, reason)| BatchError::MalformedRecord {
+        record_index,
+        reason,
+    };
+    match (compression, limits.decompress) {
+        (Compression::None, _) => check_records(body, header.records_count).map_err(malformed)?,
+        (_, Some(decompress)) => {
+            let plain = decompress(compression, body, DECOMPRESSED_BYTES_MAX)
+                .map_err(|reason| BatchError::CorruptCompressed { reason })?;
+            check_records(&plain, header.records_count).map_err(malformed)?;
+        }
+        (_, None) => {}
     }
     Ok(())
 }
@@ -367,6 +386,40 @@ mod tests {
         let batch = with_header(|header| header.attributes |= 0x04, 2);
         assert_eq!(batch[ATTRIBUTES_OFFSET + 1] & 0x07, 4);
         assert!(split_and_validate(&batch, &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn compressed_bodies_are_checked_through_the_decompress_hook() {
+        // Goal: with a decompressor, a body that does not decompress is
+        // CORRUPT_MESSAGE and decompressed records that do not match the
+        // header are INVALID_RECORD, as a broker answers.
+        let batch = with_header(|header| header.attributes |= 0x04, 2);
+        let failing = Limits {
+            decompress: Some(|_, _, _| Err("bad frame".to_string())),
+            ..Limits::default()
+        };
+        let error = error_of(&batch, &failing);
+        assert!(
+            matches!(error, BatchError::CorruptCompressed { .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.kafka_error_code(), 2);
+        let empty = Limits {
+            decompress: Some(|_, _, _| Ok(Vec::new())),
+            ..Limits::default()
+        };
+        let error = error_of(&batch, &empty);
+        assert!(
+            matches!(error, BatchError::MalformedRecord { .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.kafka_error_code(), 87);
+        // The identity "decompressor" sees the well-formed records.
+        let identity = Limits {
+            decompress: Some(|_, body, _| Ok(body.to_vec())),
+            ..Limits::default()
+        };
+        assert!(split_and_validate(&batch, &identity).is_ok());
     }
 
     #[test]
