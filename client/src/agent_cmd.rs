@@ -10,7 +10,6 @@ use tracing::{info, warn};
 
 use crate::cli::AgentArgs;
 use crate::config::{AgentSettings, ConfigFile, S3Settings};
-use crate::object_store_url::ObjectStoreUrl;
 
 /// Runs the agent until SIGTERM or Ctrl-C, then flushes and commits every
 /// buffered write before it exits.
@@ -19,13 +18,8 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let settings = AgentSettings::resolve(args.agent.or(file.agent))?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
     if args.check_config {
-        // Builds the S3 client too (no request is made): a bad endpoint or
-        // region fails here.
-        if matches!(settings.object_store, ObjectStoreUrl::S3 { .. }) {
-            settings.object_store.open(&s3)?;
-        }
-        crate::catalog_cmd::print_settings(&format!("{settings:#?}\n{s3:#?}"));
-        return Ok(());
+        let printed = format!("{settings:#?}");
+        return crate::catalog_cmd::check_store_config(&settings.object_store, &s3, &printed);
     }
     info!(?settings, ?s3, "starting the agent");
 

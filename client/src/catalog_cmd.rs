@@ -61,6 +61,24 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--check-config` of a role that uses an object store: builds the S3
+/// client too (no request is made, so a bad endpoint or region fails here),
+/// then prints the resolved settings.
+pub(crate) fn check_store_config(
+    object_store: &crate::object_store_url::ObjectStoreUrl,
+    s3: &crate::config::S3Settings,
+    settings: &str,
+) -> anyhow::Result<()> {
+    if matches!(
+        object_store,
+        crate::object_store_url::ObjectStoreUrl::S3 { .. }
+    ) {
+        object_store.open(s3)?;
+    }
+    print_settings(&format!("{settings}\n{s3:#?}"));
+    Ok(())
+}
+
 /// `--check-config` output: the resolved settings on stdout.
 pub(crate) fn print_settings(settings: &str) {
     use std::io::Write;

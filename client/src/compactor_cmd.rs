@@ -11,7 +11,6 @@ use tracing::info;
 
 use crate::cli::CompactorArgs;
 use crate::config::{CompactorSettings, ConfigFile, S3Settings};
-use crate::object_store_url::ObjectStoreUrl;
 
 /// Runs the compactor until SIGTERM or Ctrl-C. Stopping mid-file is safe:
 /// an unswapped file is an orphan the next sweep deletes.
@@ -20,11 +19,8 @@ pub(crate) async fn run(args: CompactorArgs) -> anyhow::Result<()> {
     let settings = CompactorSettings::resolve(args.compactor.or(file.compactor))?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
     if args.check_config {
-        if matches!(settings.object_store, ObjectStoreUrl::S3 { .. }) {
-            settings.object_store.open(&s3)?;
-        }
-        crate::catalog_cmd::print_settings(&format!("{settings:#?}\n{s3:#?}"));
-        return Ok(());
+        let printed = format!("{settings:#?}");
+        return crate::catalog_cmd::check_store_config(&settings.object_store, &s3, &printed);
     }
     info!(?settings, ?s3, "starting the compactor");
     let store = settings.object_store.open(&s3)?;

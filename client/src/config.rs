@@ -384,6 +384,18 @@ impl CatalogSettings {
     }
 }
 
+/// The `--object-store` a role cannot run without, parsed; the error
+/// says how to give it (`whose` names whose store it must be).
+fn required_object_store(value: Option<&str>, whose: &str) -> anyhow::Result<ObjectStoreUrl> {
+    let value = value.with_context(|| {
+        format!(
+            "no object store: pass --object-store s3://bucket/prefix or \
+             --object-store file:///directory{whose} (or set STRATA_OBJECT_STORE)"
+        )
+    })?;
+    ObjectStoreUrl::parse(value)
+}
+
 /// `strata agent`, fully resolved.
 #[derive(Debug, Clone)]
 pub(crate) struct AgentSettings {
@@ -403,11 +415,7 @@ impl AgentSettings {
     /// Applies the production defaults; fails when a required setting is
     /// missing or malformed.
     pub(crate) fn resolve(options: AgentOptions) -> anyhow::Result<Self> {
-        let object_store = options.object_store.as_deref().context(
-            "no object store: pass --object-store s3://bucket/prefix or \
-             --object-store file:///directory (or set STRATA_OBJECT_STORE)",
-        )?;
-        let object_store = ObjectStoreUrl::parse(object_store)?;
+        let object_store = required_object_store(options.object_store.as_deref(), "")?;
         let listen = options.listen.unwrap_or(addr(DEFAULT_AGENT_LISTEN));
         let mut agent = AgentConfig::dev(listen, None);
         let (host, port) = match options.advertise.as_deref() {
@@ -488,11 +496,7 @@ impl CompactorSettings {
     /// Applies the defaults (CompactorConfig::new's); fails when the object
     /// store is missing or malformed.
     pub(crate) fn resolve(options: CompactorOptions) -> anyhow::Result<Self> {
-        let object_store = options.object_store.as_deref().context(
-            "no object store: pass --object-store s3://bucket/prefix or \
-             --object-store file:///directory, the agents' (or set STRATA_OBJECT_STORE)",
-        )?;
-        let object_store = ObjectStoreUrl::parse(object_store)?;
+        let object_store = required_object_store(options.object_store.as_deref(), ", the agents'")?;
         let id = options
             .compactor_id
             .clone()
