@@ -274,3 +274,44 @@ def test_kill9_mid_transaction_then_new_instance_aborts_it(fresh_strata, topic):
     successor.commit_transaction(OP_TIMEOUT_S)
     assert values(read(bs, topic, "read_committed")) == [b"kept"]
     assert high_watermark(bs, topic) == 6
+
+
+def test_kafka_python_commit_and_abort(strata, topic):
+    # Goal: kafka-python's transactional producer (its own protocol code, not librdkafka's)
+    # commits and aborts, and its READ_COMMITTED consumer drops the aborted records.
+    from kafka import KafkaConsumer, KafkaProducer
+
+    bs = strata.bootstrap
+    create_topic(bs, topic)
+    p = KafkaProducer(bootstrap_servers=bs, transactional_id=tid())
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        p.send(topic, value=b"kept", partition=0)
+        p.commit_transaction()
+        p.begin_transaction()
+        p.send(topic, value=b"dropped", partition=0)
+        p.abort_transaction()
+        p.begin_transaction()
+        p.send(topic, value=b"after", partition=0)
+        p.commit_transaction()
+    finally:
+        p.close()
+    c = KafkaConsumer(bootstrap_servers=bs, isolation_level="read_committed",
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      consumer_timeout_ms=3000)
+    try:
+        from kafka import TopicPartition as KafkaTopicPartition
+
+        tp = KafkaTopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        got = []
+        polls = 60
+        while polls and len(got) < 2:
+            polls -= 1
+            for records in c.poll(timeout_ms=500).values():
+                got.extend(r.value for r in records)
+        assert got == [b"kept", b"after"]
+    finally:
+        c.close()
