@@ -24,6 +24,7 @@ mod metadata;
 mod produce;
 mod producers;
 mod topics;
+mod transactions;
 
 /// What a connection does once a request is handled.
 #[derive(Debug)]
@@ -60,6 +61,13 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
+    // Transactions. AddPartitionsToTxn v4+ (batched, broker verification)
+    // and EndTxn/TxnOffsetCommit v5 (KIP-890 part 2 epoch bumps per
+    // transaction) are not implemented.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 /// Whether `version` of `key` is one this agent implements.
@@ -122,6 +130,16 @@ async fn handle_simple(
         RequestKind::DescribeProducers(r) => producers::describe(shared, r).await.into(),
         RequestKind::DeleteRecords(r) => delete_records::handle(shared, r).await.into(),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(shared, version, r).into(),
+        RequestKind::AddPartitionsToTxn(r) => transactions::add_partitions(shared, version, r)
+            .await
+            .into(),
+        RequestKind::AddOffsetsToTxn(r) => {
+            transactions::add_offsets(shared, version, r).await.into()
+        }
+        RequestKind::EndTxn(r) => transactions::end(shared, version, r).await.into(),
+        RequestKind::TxnOffsetCommit(r) => {
+            transactions::offset_commit(shared, version, r).await.into()
+        }
         // `is_supported` admitted only the APIs above; group APIs never get
         // here (they are forwarded to the catalog undecoded).
         _ => return None,

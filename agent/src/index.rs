@@ -35,6 +35,10 @@ const TAIL_CHUNKS_MAX: usize = 4096;
 pub(crate) struct Offsets {
     pub(crate) log_start: i64,
     pub(crate) high_watermark: i64,
+    /// The first offset of the earliest open transaction, else the high
+    /// watermark: READ_COMMITTED fetches stop here. Like the high
+    /// watermark it never decreases, so views are merged with `max`.
+    pub(crate) last_stable: i64,
 }
 
 #[derive(Debug)]
@@ -158,6 +162,7 @@ impl PartitionIndex {
                     offsets: Offsets {
                         log_start: 0,
                         high_watermark: chunk.base_offset,
+                        last_stable: 0,
                     },
                     complete_from: chunk.base_offset,
                     chunks: BTreeMap::new(),
@@ -177,6 +182,7 @@ impl PartitionIndex {
                 if let Some(tail) = tails.get_mut(&(id, o.partition)) {
                     tail.offsets.log_start = o.log_start_offset;
                     tail.offsets.high_watermark = tail.offsets.high_watermark.max(o.high_watermark);
+                    tail.offsets.last_stable = tail.offsets.last_stable.max(o.last_stable_offset);
                 }
             }
         }
@@ -214,6 +220,7 @@ impl PartitionIndex {
         let offsets = Offsets {
             log_start: r.log_start_offset,
             high_watermark: r.high_watermark,
+            last_stable: r.last_stable_offset,
         };
         let mut tails = self.tails.write().expect("index lock poisoned");
         if self.drops.load(Ordering::Relaxed) != drops {
@@ -228,6 +235,7 @@ impl PartitionIndex {
         });
         tail.offsets.log_start = tail.offsets.log_start.max(offsets.log_start);
         tail.offsets.high_watermark = tail.offsets.high_watermark.max(offsets.high_watermark);
+        tail.offsets.last_stable = tail.offsets.last_stable.max(offsets.last_stable);
         Ok(Ok(tail.offsets))
     }
 

@@ -36,16 +36,33 @@ impl BatchRef {
 pub(crate) enum Tier {
     Segment,
     Parquet,
+    /// A transaction marker: no object, the control batch is synthesized.
+    Marker,
 }
 
 impl Tier {
     pub(crate) fn of(chunk: &Chunk) -> Self {
         if chunk.format == ChunkFormat::Parquet as i32 {
             Self::Parquet
+        } else if chunk.format == ChunkFormat::Marker as i32 {
+            Self::Marker
         } else {
             Self::Segment
         }
     }
+}
+
+/// The control batch of a marker chunk (one offset, at its base offset).
+fn marker_batch(chunk: &Chunk) -> Bytes {
+    let marker = chunk.marker.unwrap_or_default();
+    let control = strata_segment::ControlMarker {
+        producer_id: marker.producer_id,
+        producer_epoch: i16::try_from(marker.producer_epoch).unwrap_or(i16::MAX),
+        coordinator_epoch: marker.coordinator_epoch,
+        commit: marker.commit,
+        timestamp: chunk.max_timestamp,
+    };
+    Bytes::from(strata_segment::control_batch(chunk.base_offset, &control))
 }
 
 /// Batches of one chunk, from the one holding the requested offset on.
@@ -153,6 +170,15 @@ impl ChunkReader {
             });
         }
         match Tier::of(chunk) {
+            Tier::Marker => {
+                let bytes = marker_batch(chunk);
+                let batches = batches(chunk.base_offset, &bytes);
+                Ok(ChunkRead {
+                    tier: Tier::Marker,
+                    bytes,
+                    batches,
+                })
+            }
             Tier::Segment => {
                 let bytes = self.read_segment_chunk(chunk).await?;
                 let mut batches = batches(chunk.base_offset, &bytes);
@@ -242,5 +268,42 @@ pub(crate) fn patched(bytes: &[u8], batches: &[BatchRef], out: &mut BytesMut) {
         out.extend_from_slice(&bytes[batch.range.clone()]);
         // The range was parsed as a whole batch above, so patching cannot fail.
         let _ = strata_segment::patch_base_offset(&mut out[start..], batch.base_offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_catalog_api::proto::TxnMarker;
+
+    use super::*;
+
+    /// Goal: the catalog's marker chunk length is the size of the batch
+    /// the reader synthesizes, and the batch is a control batch at the
+    /// chunk's offset.
+    #[test]
+    fn marker_chunks_become_control_batches() {
+        assert_eq!(
+            strata_catalog_api::CONTROL_BATCH_BYTES,
+            strata_segment::CONTROL_BATCH_LEN as u64
+        );
+        let chunk = Chunk {
+            base_offset: 9,
+            end_offset: 10,
+            format: ChunkFormat::Marker as i32,
+            max_timestamp: 5,
+            marker: Some(TxnMarker {
+                producer_id: 3,
+                producer_epoch: 1,
+                coordinator_epoch: 0,
+                commit: false,
+            }),
+            ..Chunk::default()
+        };
+        let bytes = marker_batch(&chunk);
+        let read = batches(chunk.base_offset, &bytes);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].base_offset, 9);
+        assert!(read[0].header.is_control() && read[0].header.is_transactional());
+        assert_eq!(read[0].header.producer_id, 3);
     }
 }

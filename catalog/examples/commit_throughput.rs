@@ -49,7 +49,8 @@ async fn main() {
                     ..Default::default()
                 })
                 .await
-                .unwrap();
+                .unwrap()
+                .granted;
             let producer = ProducerIdAndEpoch {
                 producer_epoch: 0,
                 ..granted

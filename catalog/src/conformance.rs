@@ -15,6 +15,7 @@
 //! ```
 
 mod compaction;
+mod transactions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -30,6 +31,10 @@ use uuid::Uuid;
 pub use self::compaction::{
     dead_objects_lifecycle, delete_records_moves_log_start, replace_chunks_swaps_atomically,
     replace_conflicts_with_retention,
+};
+pub use self::transactions::{
+    transaction_fencing_and_interleaving, transaction_markers_and_last_stable_offset,
+    transaction_timeout_aborts, transactional_offsets,
 };
 use crate::Error;
 use crate::error_code::{
@@ -66,6 +71,9 @@ pub async fn run_all(store: &dyn CatalogStore) {
     dead_objects_lifecycle(store).await;
     agent_registry(store).await;
     commit_fencing(store).await;
+    transaction_markers_and_last_stable_offset(store).await;
+    transaction_fencing_and_interleaving(store).await;
+    transactional_offsets(store).await;
 }
 
 // ---------- helpers ----------
@@ -179,6 +187,7 @@ async fn new_producer(store: &dyn CatalogStore) -> ProducerIdAndEpoch {
             producer_epoch: -1,
         })
         .await
+        .map(|outcome| outcome.granted)
         .expect("allocating a producer id")
 }
 
@@ -194,6 +203,7 @@ async fn bump(
             producer_epoch: producer.producer_epoch,
         })
         .await
+        .map(|outcome| outcome.granted)
 }
 
 const OK: i32 = 0;
@@ -765,11 +775,13 @@ pub async fn transactional_init_producer_id(store: &dyn CatalogStore) {
     let first = store
         .init_producer_id(init(-1, -1))
         .await
+        .map(|outcome| outcome.granted)
         .expect("first init");
     assert_eq!(first.producer_epoch, 0);
     let second = store
         .init_producer_id(init(-1, -1))
         .await
+        .map(|outcome| outcome.granted)
         .expect("second init");
     assert_eq!(
         second,
@@ -781,22 +793,28 @@ pub async fn transactional_init_producer_id(store: &dyn CatalogStore) {
     let third = store
         .init_producer_id(init(first.producer_id, 1))
         .await
+        .map(|outcome| outcome.granted)
         .expect("KIP-360 bump");
     assert_eq!(third.producer_epoch, 2);
     // A retry of that bump (answer lost) gets the same answer.
     let retried = store
         .init_producer_id(init(first.producer_id, 1))
         .await
+        .map(|outcome| outcome.granted)
         .expect("retry");
     assert_eq!(retried, third);
-    let zombie = store.init_producer_id(init(first.producer_id, 0)).await;
+    let zombie = store
+        .init_producer_id(init(first.producer_id, 0))
+        .await
+        .map(|outcome| outcome.granted);
     assert!(
         matches!(zombie, Err(Error::ProducerFenced { .. })),
         "{zombie:?}"
     );
     let other = store
         .init_producer_id(init(first.producer_id + 1_000_000, 2))
-        .await;
+        .await
+        .map(|outcome| outcome.granted);
     assert!(
         matches!(other, Err(Error::ProducerFenced { .. })),
         "{other:?}"

@@ -113,6 +113,24 @@ pub enum Error {
         /// The epoch the caller sent.
         epoch: i32,
     },
+    /// A transactional id is unknown, or its current producer is another
+    /// producer id (Kafka's INVALID_PRODUCER_ID_MAPPING).
+    #[error("producer {producer_id} is not the producer of transactional id {transactional_id:?}")]
+    InvalidProducerIdMapping {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer id the caller sent.
+        producer_id: i64,
+    },
+    /// The transaction coordinator call is not allowed in the
+    /// transaction's state (Kafka's INVALID_TXN_STATE).
+    #[error("transactional id {transactional_id:?} is in state {state}")]
+    InvalidTxnState {
+        /// The transactional id.
+        transactional_id: String,
+        /// Its state.
+        state: &'static str,
+    },
     /// A commit came from an agent registration that is no longer current:
     /// fenced after its lease expired, replaced by a newer registration,
     /// or never made. The agent must register again.
@@ -199,9 +217,11 @@ impl Error {
             | Self::InvalidTopicName { .. }
             | Self::InvalidPartitions { .. }
             | Self::InvalidConfig { .. }
+            | Self::InvalidTxnState { .. }
             | Self::InvalidArgument { .. } => ErrorKind::Invalid,
             Self::InvalidProducerEpoch { .. }
             | Self::ProducerFenced { .. }
+            | Self::InvalidProducerIdMapping { .. }
             | Self::AgentFenced { .. } => ErrorKind::Fenced,
             Self::Sqlite(e) if is_busy(e) => ErrorKind::Retryable,
             Self::Postgres(e) if is_transient_postgres(e) => ErrorKind::Retryable,
@@ -233,6 +253,8 @@ impl Error {
             Self::InvalidConfig { .. } => error_code::INVALID_CONFIG,
             Self::InvalidProducerEpoch { .. } => error_code::INVALID_PRODUCER_EPOCH,
             Self::ProducerFenced { .. } => error_code::PRODUCER_FENCED,
+            Self::InvalidProducerIdMapping { .. } => error_code::INVALID_PRODUCER_ID_MAPPING,
+            Self::InvalidTxnState { .. } => error_code::INVALID_TXN_STATE,
             _ => return None,
         })
     }

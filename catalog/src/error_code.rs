@@ -24,6 +24,10 @@ pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 /// The producer's epoch is older than the current one.
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+/// The transaction state does not allow the call.
+pub const INVALID_TXN_STATE: i16 = 48;
+/// The producer id is not the transactional id's producer.
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
 /// The transaction timeout is out of range.
 pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 /// The producer id is not known (never allocated or expired).

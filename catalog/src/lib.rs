@@ -55,8 +55,9 @@ pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
     AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
-    DeadObject, DeleteRecordsOutcome, DeletedTopic, GroupMemberRecord, GroupRecord, MemberProtocol,
-    NewTopic, PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SharedStore,
-    SubscribedTopicRecord, SystemClock, TopicPartitionsRecord, TopicRef,
+    DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupMemberRecord, GroupRecord,
+    InitProducerOutcome, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
+    ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord,
+    TopicRef, TxnOutcome, TxnRequest,
 };
 pub use strata_catalog_api::topic_config;

@@ -31,7 +31,9 @@ pub use self::rpc_metrics::RpcMetrics;
 use self::rpc_metrics::RpcMetricsLayer;
 use crate::group::{GroupCoordinator, GroupOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{CatalogStore, ConfigChange, NewTopic, TopicRef};
+use crate::store::{
+    CatalogStore, CommittedOffset, ConfigChange, NewTopic, TopicRef, TxnOutcome, TxnRequest,
+};
 use crate::{Error, Result, error_code};
 
 /// The longest topic name Kafka allows.
@@ -108,9 +110,11 @@ impl CatalogService {
         )
         .await?;
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
+        let hub = Arc::new(hub);
+        tokio::spawn(transaction_reaper(Arc::downgrade(&hub), Arc::clone(&store)));
         Ok(Self {
             store,
-            hub: Arc::new(hub),
+            hub,
             groups,
             claims: Arc::new(claims),
             agents,
@@ -207,6 +211,60 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
         name: name.to_string(),
         reason,
     })
+}
+
+/// One result per partition of `partitions`, the code of each by index.
+fn partition_results(
+    partitions: &[TxnPartition],
+    code: impl Fn(usize) -> i16,
+) -> Vec<TxnPartitionResult> {
+    partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| TxnPartitionResult {
+            topic_id: p.topic_id.clone(),
+            partition: p.partition,
+            error_code: i32::from(code(i)),
+        })
+        .collect()
+}
+
+/// How often the service looks for transactions past their timeout.
+const TRANSACTION_TIMEOUT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Aborts timed-out transactions every [`TRANSACTION_TIMEOUT_CHECK`] until
+/// the service is dropped.
+async fn transaction_reaper(
+    service: std::sync::Weak<CommitStreamHub>,
+    store: Arc<dyn CatalogStore>,
+) {
+    let mut ticks = tokio::time::interval(TRANSACTION_TIMEOUT_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(hub) = service.upgrade() else {
+            return;
+        };
+        let aborted = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                let aborts = store.abort_expired_transactions().await?;
+                if let Some(event) = aborts.event {
+                    hub.publish(event);
+                }
+                Ok::<_, Error>(aborts.transactional_ids)
+            }
+        })
+        .await;
+        match aborted {
+            Ok(Ok(ids)) if !ids.is_empty() => {
+                tracing::info!(?ids, "aborted transactions past their timeout");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot abort timed-out transactions"),
+            Err(error) => tracing::warn!(%error, "transaction reaper task failed"),
+        }
+    }
 }
 
 /// Splits a store result into a value, a Kafka error (code and message) for
@@ -376,6 +434,37 @@ impl CatalogService {
             });
         }
         Ok(())
+    }
+
+    /// Runs a transaction coordinator call and publishes its markers.
+    async fn txn_call(
+        &self,
+        producer: Option<TxnProducer>,
+        request: TxnRequest,
+    ) -> Result<TxnOutcome> {
+        let producer = producer.ok_or(Error::InvalidArgument {
+            field: "producer",
+            reason: "missing".to_string(),
+        })?;
+        let store = Arc::clone(&self.store);
+        self.write_and_publish(async move {
+            let outcome = store.transaction(producer, request).await?;
+            let event = outcome.event.clone();
+            Ok((outcome, event))
+        })
+        .await
+    }
+
+    /// Aborts every transaction older than its timeout now (the service
+    /// also does this on its own every second); for tests with a manual
+    /// clock. Returns the transactional ids aborted.
+    pub async fn abort_expired_transactions(&self) -> Result<Vec<String>> {
+        let store = Arc::clone(&self.store);
+        self.write_and_publish(async move {
+            let aborts = store.abort_expired_transactions().await?;
+            Ok((aborts.transactional_ids, aborts.event))
+        })
+        .await
     }
 
     fn check_init_producer(request: &InitProducerIdRequest) -> Option<i16> {
@@ -561,6 +650,7 @@ impl Catalog for CatalogService {
                 high_watermark: offsets.high_watermark,
                 max_timestamp: offsets.max_timestamp,
                 max_timestamp_chunk: offsets.max_timestamp_chunk,
+                last_stable_offset: offsets.last_stable_offset,
             },
             Err((error_code, _)) => GetPartitionOffsetsResponse {
                 error_code,
@@ -568,6 +658,7 @@ impl Catalog for CatalogService {
                 high_watermark: -1,
                 max_timestamp: -1,
                 max_timestamp_chunk: None,
+                last_stable_offset: -1,
             },
         };
         Ok(Response::new(response))
@@ -625,7 +716,14 @@ impl Catalog for CatalogService {
         if let Some(code) = Self::check_init_producer(&request) {
             return Ok(Response::new(failed(code)));
         }
-        let response = match kafka(self.store.init_producer_id(request).await)? {
+        let store = Arc::clone(&self.store);
+        let outcome = self
+            .write_and_publish(async move {
+                let outcome = store.init_producer_id(request).await?;
+                Ok((outcome.granted, outcome.event))
+            })
+            .await;
+        let response = match kafka(outcome)? {
             Ok(granted) => InitProducerIdResponse {
                 error_code: 0,
                 producer_id: granted.producer_id,
@@ -634,6 +732,157 @@ impl Catalog for CatalogService {
             Err((error_code, _)) => InitProducerIdResponse {
                 error_code,
                 ..failed(0)
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn add_partitions_to_txn(
+        &self,
+        request: Request<AddPartitionsToTxnRequest>,
+    ) -> Result<Response<AddPartitionsToTxnResponse>, Status> {
+        let request = request.into_inner();
+        let refs = request.partitions.clone();
+        let partitions = refs
+            .iter()
+            .map(|p| Some((topic_id(&p.topic_id)?, p.partition)))
+            .collect::<Option<Vec<_>>>();
+        let Some(partitions) = partitions else {
+            return Ok(Response::new(AddPartitionsToTxnResponse {
+                error_code: 0,
+                partitions: partition_results(&refs, |_| error_code::UNKNOWN_TOPIC_OR_PARTITION),
+            }));
+        };
+        let outcome = self
+            .txn_call(request.producer, TxnRequest::AddPartitions(partitions))
+            .await;
+        let response = match kafka(outcome)? {
+            Ok(outcome) => AddPartitionsToTxnResponse {
+                error_code: 0,
+                partitions: partition_results(&refs, |i| outcome.partition_codes[i]),
+            },
+            Err((error_code, _)) => AddPartitionsToTxnResponse {
+                error_code,
+                partitions: Vec::new(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn add_offsets_to_txn(
+        &self,
+        request: Request<AddOffsetsToTxnRequest>,
+    ) -> Result<Response<AddOffsetsToTxnResponse>, Status> {
+        let request = request.into_inner();
+        let call = TxnRequest::AddOffsets {
+            group_id: request.group_id,
+        };
+        let outcome = self.txn_call(request.producer, call).await;
+        let error_code = match kafka(outcome)? {
+            Ok(_) => 0,
+            Err((error_code, _)) => error_code,
+        };
+        Ok(Response::new(AddOffsetsToTxnResponse { error_code }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn txn_offset_commit(
+        &self,
+        request: Request<TxnOffsetCommitRequest>,
+    ) -> Result<Response<TxnOffsetCommitResponse>, Status> {
+        let request = request.into_inner();
+        let refs: Vec<TxnPartition> = request
+            .offsets
+            .iter()
+            .map(|o| TxnPartition {
+                topic_id: o.topic_id.clone(),
+                partition: o.partition,
+            })
+            .collect();
+        let offsets = request
+            .offsets
+            .iter()
+            .map(|o| {
+                Some(CommittedOffset {
+                    topic_id: topic_id(&o.topic_id)?,
+                    partition: o.partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp_ms: -1,
+                })
+            })
+            .collect::<Option<Vec<_>>>();
+        let Some(offsets) = offsets else {
+            return Ok(Response::new(TxnOffsetCommitResponse {
+                error_code: 0,
+                partitions: partition_results(&refs, |_| error_code::UNKNOWN_TOPIC_OR_PARTITION),
+            }));
+        };
+        let call = TxnRequest::CommitOffsets {
+            group_id: request.group_id,
+            offsets,
+        };
+        let outcome = self.txn_call(request.producer, call).await;
+        let response = match kafka(outcome)? {
+            Ok(outcome) => TxnOffsetCommitResponse {
+                error_code: 0,
+                partitions: partition_results(&refs, |i| outcome.partition_codes[i]),
+            },
+            Err((error_code, _)) => TxnOffsetCommitResponse {
+                error_code,
+                partitions: Vec::new(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(commit = request.get_ref().commit))]
+    async fn end_txn(
+        &self,
+        request: Request<EndTxnRequest>,
+    ) -> Result<Response<EndTxnResponse>, Status> {
+        let request = request.into_inner();
+        let call = TxnRequest::End {
+            commit: request.commit,
+        };
+        let outcome = self.txn_call(request.producer, call).await;
+        let error_code = match kafka(outcome)? {
+            Ok(_) => 0,
+            Err((error_code, _)) => error_code,
+        };
+        Ok(Response::new(EndTxnResponse { error_code }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition))]
+    async fn list_aborted_transactions(
+        &self,
+        request: Request<ListAbortedTransactionsRequest>,
+    ) -> Result<Response<ListAbortedTransactionsResponse>, Status> {
+        let request = request.into_inner();
+        let result = match topic_id(&request.topic_id) {
+            Some(id) => {
+                self.store
+                    .aborted_transactions(
+                        id,
+                        request.partition,
+                        request.from_offset,
+                        request.to_offset,
+                    )
+                    .await
+            }
+            None => Err(unknown_partition(&request.topic_id, request.partition)),
+        };
+        let response = match kafka(result)? {
+            Ok(transactions) => ListAbortedTransactionsResponse {
+                error_code: 0,
+                transactions,
+            },
+            Err((error_code, _)) => ListAbortedTransactionsResponse {
+                error_code,
+                transactions: Vec::new(),
             },
         };
         Ok(Response::new(response))

@@ -15,14 +15,15 @@ pub(crate) mod postgres;
 mod producer_rules;
 pub(crate) mod sqlite;
 mod topic_rules;
+mod txn_rules;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use strata_catalog_api::proto::{
-    Chunk, CommitEvent, CommitSegmentRequest, CommitSegmentResponse, InitProducerIdRequest,
-    ProducerState, ReplaceChunksRequest, Topic,
+    AbortedTransaction, Chunk, CommitEvent, CommitSegmentRequest, CommitSegmentResponse,
+    InitProducerIdRequest, ProducerState, ReplaceChunksRequest, Topic, TxnProducer,
 };
 use uuid::Uuid;
 
@@ -141,6 +142,9 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     /// The next offset to be assigned.
     pub high_watermark: i64,
+    /// The first offset of the earliest open transaction, else the high
+    /// watermark.
+    pub last_stable_offset: i64,
     /// The greatest max timestamp of any chunk, -1 when empty.
     pub max_timestamp: i64,
     /// The first chunk holding `max_timestamp`.
@@ -166,6 +170,63 @@ pub struct ProducerIdAndEpoch {
     pub producer_id: i64,
     /// The epoch.
     pub producer_epoch: i32,
+}
+
+/// The result of a [`CatalogStore::init_producer_id`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitProducerOutcome {
+    /// The producer id and epoch handed out.
+    pub granted: ProducerIdAndEpoch,
+    /// The markers of the transaction the call aborted (a new instance of
+    /// a transactional producer aborts its predecessor's open
+    /// transaction), to publish.
+    pub event: Option<CommitEvent>,
+}
+
+/// A transaction coordinator call (see [`CatalogStore::transaction`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxnRequest {
+    /// AddPartitionsToTxn: the partitions join the transaction (opening
+    /// it).
+    AddPartitions(Vec<(Uuid, u32)>),
+    /// AddOffsetsToTxn: the group's offsets will be part of the
+    /// transaction (opening it).
+    AddOffsets {
+        /// The consumer group.
+        group_id: String,
+    },
+    /// TxnOffsetCommit: offsets held until the transaction ends.
+    CommitOffsets {
+        /// The consumer group.
+        group_id: String,
+        /// The offsets (`commit_timestamp_ms` is ignored: the commit's
+        /// time is when the transaction commits).
+        offsets: Vec<CommittedOffset>,
+    },
+    /// EndTxn: commit or abort.
+    End {
+        /// Commit when true, abort when false.
+        commit: bool,
+    },
+}
+
+/// The result of a [`CatalogStore::transaction`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TxnOutcome {
+    /// For AddPartitions and CommitOffsets, one Kafka error code per
+    /// partition in request order; empty otherwise.
+    pub partition_codes: Vec<i16>,
+    /// The markers written (EndTxn), to publish.
+    pub event: Option<CommitEvent>,
+}
+
+/// The result of a [`CatalogStore::abort_expired_transactions`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExpiredAborts {
+    /// The transactional ids whose transactions were aborted.
+    pub transactional_ids: Vec<String>,
+    /// Their markers, to publish (`None` when nothing expired).
+    pub event: Option<CommitEvent>,
 }
 
 /// A consumer group's committed offset for one partition.
@@ -438,8 +499,45 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// bumped. An existing id with its current epoch: the epoch bumped
     /// (KIP-360), or a new id when the epoch is exhausted. A stale epoch
     /// fails with `InvalidProducerEpoch`, or `ProducerFenced` for a
-    /// transactional id.
-    async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch>;
+    /// transactional id. A transactional id with an open transaction has
+    /// it aborted first, in the same atomic step (ABORT markers carrying
+    /// the new epoch, in the returned event).
+    async fn init_producer_id(&self, request: InitProducerIdRequest)
+    -> Result<InitProducerOutcome>;
+
+    /// A transaction coordinator call of `producer` (Kafka's
+    /// AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
+    ///
+    /// Atomic. The caller must be the transactional id's current producer
+    /// (`InvalidProducerIdMapping` for an unknown id or another producer
+    /// id, `ProducerFenced` for another epoch). AddPartitions with an
+    /// unknown partition changes nothing and answers its code per
+    /// partition. CommitOffsets needs an open transaction
+    /// (`InvalidTxnState`). End with an open transaction appends one
+    /// marker chunk per partition of the transaction (taking the next
+    /// offset; the last stable offset moves to the earliest transaction
+    /// still open), records aborted ranges (aborts), applies the pending
+    /// offsets to the groups (commits) or drops them (aborts), and takes
+    /// the next commit-stream sequence for the event; repeating the same
+    /// End succeeds without changes (a retry), anything else is
+    /// `InvalidTxnState`.
+    async fn transaction(&self, producer: TxnProducer, request: TxnRequest) -> Result<TxnOutcome>;
+
+    /// Aborts every open transaction older than its timeout (on the
+    /// store's clock) with the producer's epoch bumped, so the timed-out
+    /// producer is fenced: one atomic step, one event for all markers.
+    async fn abort_expired_transactions(&self) -> Result<ExpiredAborts>;
+
+    /// The aborted transactions of a partition whose ABORT marker is at or
+    /// after `from_offset` and whose first offset is before `to_offset`,
+    /// by first offset (Fetch with READ_COMMITTED).
+    async fn aborted_transactions(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> Result<Vec<AbortedTransaction>>;
 
     /// The live (unexpired) producer states of a partition, by producer id.
     async fn describe_producers(

@@ -160,7 +160,12 @@ async fn postgres_two_stores_share_one_database() {
                 producer_epoch: -1,
                 ..Default::default()
             };
-            let producer = store.init_producer_id(init).await.unwrap().producer_id;
+            let producer = store
+                .init_producer_id(init)
+                .await
+                .unwrap()
+                .granted
+                .producer_id;
             (seen, producer)
         }));
     }
@@ -330,5 +335,22 @@ async fn postgres_refuses_a_newer_schema() {
         ),
         "{opened:?}"
     );
+    database.drop_database().await;
+}
+
+/// Goal: transactions past their timeout are aborted on the store's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_transaction_timeout_aborts() {
+    let Some(database) = TestDatabase::create("txn_timeout").await else {
+        return;
+    };
+    let clock = Arc::new(conformance::ManualClock::default());
+    let options = PostgresOptions {
+        clock: clock.clone(),
+        ..PostgresOptions::default()
+    };
+    let store = database.open_with(options).await;
+    conformance::transaction_timeout_aborts(&store, &clock).await;
+    store.close().await;
     database.drop_database().await;
 }

@@ -87,3 +87,16 @@ async fn exhausted_epoch_takes_a_new_id() {
     let store = open(&dir.path().join("catalog.db"));
     conformance::exhausted_epoch_takes_a_new_id(store.as_ref()).await;
 }
+
+/// Goal: transactions past their timeout are aborted on the store's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_timeout_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(conformance::ManualClock::default());
+    let options = SqliteOptions {
+        clock: clock.clone(),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(dir.path().join("catalog.db"), options).unwrap();
+    conformance::transaction_timeout_aborts(&store, &clock).await;
+}

@@ -125,6 +125,11 @@ forward! {
     find_chunk_by_timestamp(pb::FindChunkByTimestampRequest) -> pb::FindChunkByTimestampResponse;
     init_producer_id(pb::InitProducerIdRequest) -> pb::InitProducerIdResponse;
     describe_producers(pb::DescribeProducersRequest) -> pb::DescribeProducersResponse;
+    add_partitions_to_txn(pb::AddPartitionsToTxnRequest) -> pb::AddPartitionsToTxnResponse;
+    add_offsets_to_txn(pb::AddOffsetsToTxnRequest) -> pb::AddOffsetsToTxnResponse;
+    txn_offset_commit(pb::TxnOffsetCommitRequest) -> pb::TxnOffsetCommitResponse;
+    end_txn(pb::EndTxnRequest) -> pb::EndTxnResponse;
+    list_aborted_transactions(pb::ListAbortedTransactionsRequest) -> pb::ListAbortedTransactionsResponse;
     group_call(pb::GroupCallRequest) -> pb::GroupCallResponse;
     replace_chunks(pb::ReplaceChunksRequest) -> pb::ReplaceChunksResponse;
     delete_records(pb::DeleteRecordsRequest) -> pb::DeleteRecordsResponse;

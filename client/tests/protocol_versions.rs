@@ -360,6 +360,93 @@ fn request_for(
     }
 }
 
+fn is_transactional(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::TxnOffsetCommit
+            | ApiKey::EndTxn
+    )
+}
+
+/// A transaction coordinator request valid in every version: a fresh
+/// transactional id per run (InitProducerId), and for TxnOffsetCommit and
+/// EndTxn an open transaction (AddOffsetsToTxn / AddPartitionsToTxn v0).
+fn txn_request(conn: &mut Conn, key: ApiKey, topic: &str, run: &str) -> RequestKind {
+    let transactional_id = TransactionalId(StrBytes::from_string(format!("versions-txn-{run}")));
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(transactional_id.clone()))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let ResponseKind::InitProducerId(granted) = conn.call(ApiKey::InitProducerId, 4, init.into())
+    else {
+        panic!("not an InitProducerId response")
+    };
+    assert_eq!(granted.error_code, 0);
+    let (id, epoch) = (granted.producer_id, granted.producer_epoch);
+    let group = GroupId(StrBytes::from_static_str("versions-txn-group"));
+    let add_offsets = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(transactional_id.clone())
+        .with_producer_id(id)
+        .with_producer_epoch(epoch)
+        .with_group_id(group.clone());
+    let add_partitions = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(transactional_id.clone())
+        .with_v3_and_below_producer_id(id)
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![0]),
+        ]);
+    match key {
+        ApiKey::AddPartitionsToTxn => add_partitions.into(),
+        ApiKey::AddOffsetsToTxn => add_offsets.into(),
+        ApiKey::TxnOffsetCommit => {
+            let ResponseKind::AddOffsetsToTxn(added) =
+                conn.call(ApiKey::AddOffsetsToTxn, 0, add_offsets.into())
+            else {
+                panic!("not an AddOffsetsToTxn response")
+            };
+            assert_eq!(added.error_code, 0);
+            let p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1);
+            let t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![p]);
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(transactional_id)
+                .with_group_id(group)
+                .with_producer_id(id)
+                .with_producer_epoch(epoch)
+                .with_generation_id(-1)
+                .with_member_id(StrBytes::from_static_str(""))
+                .with_topics(vec![t])
+                .into()
+        }
+        _ => {
+            let ResponseKind::AddPartitionsToTxn(added) =
+                conn.call(ApiKey::AddPartitionsToTxn, 0, add_partitions.into())
+            else {
+                panic!("not an AddPartitionsToTxn response")
+            };
+            assert_eq!(
+                error_codes(&ResponseKind::AddPartitionsToTxn(added)),
+                vec![0]
+            );
+            EndTxnRequest::default()
+                .with_transactional_id(transactional_id)
+                .with_producer_id(id)
+                .with_producer_epoch(epoch)
+                .with_committed(true)
+                .into()
+        }
+    }
+}
+
 /// Requests for the group APIs (forwarded to the catalog's coordinator).
 /// Each is valid in `version`; several are answered with an error code by
 /// design (an unknown member's heartbeat), which `group_codes` knows.
@@ -542,6 +629,22 @@ fn error_codes(response: &ResponseKind) -> Vec<i16> {
         ResponseKind::OffsetDelete(r) => vec![r.error_code],
         ResponseKind::ConsumerGroupHeartbeat(r) => vec![r.error_code],
         ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().map(|g| g.error_code).collect(),
+        ResponseKind::AddPartitionsToTxn(r) => r
+            .results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })
+            .collect(),
+        ResponseKind::AddOffsetsToTxn(r) => vec![r.error_code],
+        ResponseKind::EndTxn(r) => vec![r.error_code],
+        ResponseKind::TxnOffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
         ResponseKind::FindCoordinator(r) if r.coordinators.is_empty() => vec![r.error_code],
         ResponseKind::FindCoordinator(r) => r.coordinators.iter().map(|c| c.error_code).collect(),
         ResponseKind::DescribeProducers(r) => r
@@ -600,6 +703,11 @@ fn every_advertised_version_is_served() {
         ApiKey::DeleteGroups,
         ApiKey::ConsumerGroupHeartbeat,
         ApiKey::ConsumerGroupDescribe,
+        // After Fetch: their markers take offsets.
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::AddOffsetsToTxn,
+        ApiKey::TxnOffsetCommit,
+        ApiKey::EndTxn,
         ApiKey::DeleteRecords,
     ];
     let mut calls = 0;
@@ -636,7 +744,11 @@ fn every_advertised_version_is_served() {
                 };
                 assert_eq!(created.topics[0].error_code, 0);
             }
-            let request = request_for(key, version, topic, topic_id, &run);
+            let request = if is_transactional(key) {
+                txn_request(&mut conn, key, topic, &run)
+            } else {
+                request_for(key, version, topic, topic_id, &run)
+            };
             let response = conn.call(key, version, request);
             calls += 1;
             let codes = error_codes(&response);

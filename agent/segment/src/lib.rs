@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod control;
 mod error;
 mod footer;
 mod patch;
@@ -53,6 +54,7 @@ pub use batch::{
     BATCH_HEADER_LEN, BatchHeader, BatchIter, BatchSpan, Compression, LOG_OVERHEAD, MAGIC_V2,
     MIN_BATCH_LENGTH, NO_PRODUCER_ID, batch_crc, iter_batches,
 };
+pub use control::{CONTROL_BATCH_LEN, ControlMarker, control_batch};
 pub use error::{BatchError, RecordError, SegmentError};
 pub use footer::{
     ChunkIndexEntry, ENTRY_LEN, Footer, SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC, TRAILER_LEN,

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use strata_catalog_api::proto::Chunk;
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use strata_catalog_api::proto::{Chunk, ListAbortedTransactionsRequest};
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
@@ -51,6 +53,7 @@ pub(crate) async fn handle(
     let (targets, mut topics) = resolve(shared, version, &request).await;
     let (targets, redirected) = split_by_zone(shared, version, &request, targets);
     let min_bytes = request.min_bytes.max(0) as usize;
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let max_bytes = if request.max_bytes <= 0 {
         usize::MAX
     } else {
@@ -60,7 +63,8 @@ pub(crate) async fn handle(
         // Mark the commit counter seen before reading, so a commit that
         // lands during the read wakes the wait below.
         changes.borrow_and_update();
-        let (partitions, total, any_error) = read_all(shared, &targets, max_bytes).await;
+        let (partitions, total, any_error) =
+            read_all(shared, &targets, max_bytes, read_committed).await;
         // A consumer sent elsewhere must learn it at once.
         let done = total >= min_bytes
             || any_error
@@ -176,6 +180,7 @@ async fn read_all(
     shared: &Arc<Shared>,
     targets: &[Target],
     max_bytes: usize,
+    read_committed: bool,
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -184,7 +189,7 @@ async fn read_all(
         let budget = target
             .partition_max_bytes
             .min(max_bytes.saturating_sub(total));
-        let data = read_partition(shared, target, budget, total == 0).await;
+        let data = read_partition(shared, target, budget, total == 0, read_committed).await;
         total += data.records.as_ref().map_or(0, |r| r.len());
         any_error |= data.error_code != error_code::NONE;
         out.push(data);
@@ -206,11 +211,14 @@ fn empty(partition: i32, code: i16) -> PartitionData {
 
 /// Reads one partition from `fetch_offset` up to `budget` bytes; with
 /// `first`, at least one whole batch even when it is larger (KIP-74).
+/// With `read_committed`, only below the last stable offset, listing the
+/// aborted transactions the records returned overlap.
 async fn read_partition(
     shared: &Arc<Shared>,
     target: &Target,
     budget: usize,
     first: bool,
+    read_committed: bool,
 ) -> PartitionData {
     let Some(topic_id) = target.topic_id else {
         return empty(target.partition, target.missing_code);
@@ -231,43 +239,119 @@ async fn read_partition(
             offsets = fresh;
         }
     }
+    let last_stable = offsets
+        .last_stable
+        .clamp(offsets.log_start, offsets.high_watermark);
     let mut data = empty(target.partition, error_code::NONE)
         .with_high_watermark(offsets.high_watermark)
-        .with_last_stable_offset(offsets.high_watermark)
+        .with_last_stable_offset(last_stable)
         .with_log_start_offset(offsets.log_start);
     if target.fetch_offset < offsets.log_start || target.fetch_offset > offsets.high_watermark {
         data.error_code = error_code::OFFSET_OUT_OF_RANGE;
         return data;
     }
-    if target.fetch_offset == offsets.high_watermark || budget == 0 && !first {
+    let end = if read_committed {
+        last_stable
+    } else {
+        offsets.high_watermark
+    };
+    if target.fetch_offset >= end || budget == 0 && !first {
         return data;
     }
-    match read_records(
-        shared,
-        topic_id,
-        partition,
-        target.fetch_offset,
+    let range = ReadRange {
+        from: target.fetch_offset,
+        end,
         budget,
         first,
-    )
-    .await
-    {
-        Ok(records) => data.records = Some(records.freeze()),
+    };
+    match read_records(shared, topic_id, partition, &range).await {
+        Ok(read) => {
+            if read_committed && read.transactional {
+                match aborted(shared, topic_id, partition, target.fetch_offset, read.next).await {
+                    Ok(list) => data.aborted_transactions = Some(list),
+                    Err(code) => {
+                        data.error_code = code;
+                        return data;
+                    }
+                }
+            }
+            data.records = Some(read.bytes.freeze());
+        }
         Err(code) => data.error_code = code,
     }
     data
+}
+
+/// The isolation level that reads only below the last stable offset.
+const READ_COMMITTED: i8 = 1;
+
+/// What a partition read covers.
+struct ReadRange {
+    from: i64,
+    /// Offsets at or past this are not read (the high watermark, or the
+    /// last stable offset for READ_COMMITTED).
+    end: i64,
+    budget: usize,
+    first: bool,
+}
+
+/// The records read from a partition.
+struct Records {
+    bytes: BytesMut,
+    /// One past the last offset returned.
+    next: i64,
+    /// Whether a transactional data batch (not a marker) was returned.
+    transactional: bool,
+}
+
+/// The aborted transactions overlapping `[from, to)`, for a READ_COMMITTED
+/// client to drop their records.
+async fn aborted(
+    shared: &Arc<Shared>,
+    topic_id: Uuid,
+    partition: u32,
+    from: i64,
+    to: i64,
+) -> Result<Vec<AbortedTransaction>, i16> {
+    let request = ListAbortedTransactionsRequest {
+        topic_id: topic_id.as_bytes().to_vec(),
+        partition,
+        from_offset: from,
+        to_offset: to,
+    };
+    match shared.catalog.list_aborted_transactions(request).await {
+        Ok(r) if r.error_code == 0 => Ok(r
+            .transactions
+            .into_iter()
+            .map(|t| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(t.producer_id))
+                    .with_first_offset(t.first_offset)
+            })
+            .collect()),
+        Ok(r) => Err(r.error_code as i16),
+        Err(status) => {
+            warn!(%status, "catalog unavailable while listing aborted transactions");
+            Err(error_code::NOT_LEADER_OR_FOLLOWER)
+        }
+    }
 }
 
 async fn read_records(
     shared: &Arc<Shared>,
     topic_id: Uuid,
     partition: u32,
-    fetch_offset: i64,
-    budget: usize,
-    first: bool,
-) -> Result<BytesMut, i16> {
+    range: &ReadRange,
+) -> Result<Records, i16> {
+    let ReadRange {
+        from: fetch_offset,
+        end,
+        budget,
+        first,
+    } = *range;
     let mut chunks = lookup(shared, topic_id, partition, fetch_offset, false).await?;
     let mut out = BytesMut::new();
+    let mut transactional = false;
     let mut next = fetch_offset;
     let mut looked_up_again = false;
     let mut index = 0;
@@ -296,11 +380,14 @@ async fn read_records(
                 return Err(error_code::KAFKA_STORAGE_ERROR);
             }
         };
-        let (wanted, full) = fit(read.batches, next, out.len(), budget, first);
+        let (wanted, full) = fit(read.batches, next, end, out.len(), budget, first);
+        transactional |= wanted
+            .iter()
+            .any(|b| b.header.is_transactional() && !b.header.is_control());
         let before = out.len();
         reader::patched(&read.bytes, &wanted, &mut out);
         let served = match read.tier {
-            Tier::Segment => &shared.chunks.segment_served,
+            Tier::Segment | Tier::Marker => &shared.chunks.segment_served,
             Tier::Parquet => &shared.chunks.parquet_served,
         };
         served.add(out.len() - before, wanted.len());
@@ -313,9 +400,16 @@ async fn read_records(
             break;
         }
         next = next.max(chunk.end_offset);
+        if next >= end {
+            break;
+        }
         index += 1;
     }
-    Ok(out)
+    Ok(Records {
+        bytes: out,
+        next,
+        transactional,
+    })
 }
 
 /// The chunks from `offset` on: from the index tail (or the catalog when
@@ -341,12 +435,14 @@ async fn lookup(
     }
 }
 
-/// The batches to send, ending at `next` or later, that fit in `budget`
-/// after `used` bytes (with `first`, the first batch of the response fits
-/// whatever its size: KIP-74); and whether one did not fit.
+/// The batches to send, ending at `next` or later and starting before
+/// `end`, that fit in `budget` after `used` bytes (with `first`, the first
+/// batch of the response fits whatever its size: KIP-74); and whether the
+/// read must stop (a batch did not fit, or `end` was reached).
 fn fit(
     batches: Vec<BatchRef>,
     next: i64,
+    end: i64,
     mut used: usize,
     budget: usize,
     first: bool,
@@ -355,6 +451,9 @@ fn fit(
     for batch in batches {
         if batch.end_offset() <= next {
             continue;
+        }
+        if batch.base_offset >= end {
+            return (wanted, true);
         }
         let size = batch.range.len();
         let must = first && used == 0;

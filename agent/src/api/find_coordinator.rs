@@ -1,6 +1,6 @@
-//! FindCoordinator: any agent can coordinate any group (group state lives in
-//! the catalog), so the answer is the agent that was asked. Transaction
-//! coordinators do not exist yet.
+//! FindCoordinator: any agent can coordinate any group or transactional id
+//! (group and transaction state live in the catalog), so the answer is the
+//! agent that was asked.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::error_code;
 use crate::server::Shared;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Answers FindCoordinator (single key before v4, batched from v4).
 pub(crate) fn handle(
@@ -24,15 +25,15 @@ pub(crate) fn handle(
     let node_id = shared.fleet.view().node_id;
     let answer = |key: StrBytes| {
         let mut c = Coordinator::default().with_key(key);
-        if request.key_type == KEY_TYPE_GROUP {
+        if matches!(request.key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION) {
             c.node_id = BrokerId(node_id);
             c.host = str_bytes(&config.advertise_host);
             c.port = i32::from(config.advertise_port);
         } else {
             c.node_id = BrokerId(-1);
             c.port = -1;
-            c.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
-            c.error_message = Some(str_bytes("transactions are not supported yet"));
+            c.error_code = error_code::INVALID_REQUEST;
+            c.error_message = Some(str_bytes("unknown coordinator key type"));
         }
         c
     };

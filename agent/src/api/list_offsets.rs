@@ -42,7 +42,15 @@ pub(crate) async fn handle(
         for p in topic.partitions {
             let response = match info.as_ref().filter(|i| i.has_partition(p.partition_index)) {
                 None => Err(error_code::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(info) => lookup(shared, info.id, p.partition_index as u32, p.timestamp).await,
+                Some(info) => {
+                    let target = Target {
+                        topic: info.id,
+                        partition: p.partition_index as u32,
+                        timestamp: p.timestamp,
+                        read_committed: request.isolation_level == READ_COMMITTED,
+                    };
+                    lookup(shared, &target).await
+                }
             };
             let (code, offset, timestamp) = match response {
                 Ok((offset, timestamp)) => (error_code::NONE, offset, timestamp),
@@ -73,15 +81,28 @@ const SCAN_BYTES: usize = 1024 * 1024;
 /// Chunks looked up per step when a scan goes on past one chunk.
 const CHUNKS_PER_STEP: usize = 32;
 
-/// (offset, timestamp) for one partition; timestamp -1 where Kafka gives none.
-/// Never an offset below the log start: a chunk straddling it (after
-/// DeleteRecords) still holds records below it, which are skipped.
-async fn lookup(
-    shared: &Arc<Shared>,
+/// The isolation level whose LATEST is the last stable offset.
+const READ_COMMITTED: i8 = 1;
+
+/// One partition's question.
+struct Target {
     topic: Uuid,
     partition: u32,
     timestamp: i64,
-) -> Result<(i64, i64), i16> {
+    /// LATEST answers the last stable offset.
+    read_committed: bool,
+}
+
+/// (offset, timestamp) for one partition; timestamp -1 where Kafka gives none.
+/// Never an offset below the log start: a chunk straddling it (after
+/// DeleteRecords) still holds records below it, which are skipped.
+async fn lookup(shared: &Arc<Shared>, target: &Target) -> Result<(i64, i64), i16> {
+    let Target {
+        topic,
+        partition,
+        timestamp,
+        read_committed,
+    } = *target;
     let request = GetPartitionOffsetsRequest {
         topic_id: topic.as_bytes().to_vec(),
         partition,
@@ -101,6 +122,12 @@ async fn lookup(
         log_start,
     };
     match timestamp {
+        LATEST if read_committed => Ok((
+            offsets
+                .last_stable_offset
+                .clamp(log_start, offsets.high_watermark),
+            -1,
+        )),
         LATEST => Ok((offsets.high_watermark, -1)),
         EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => Ok((log_start, -1)),
         MAX_TIMESTAMP => match offsets.max_timestamp_chunk {

@@ -145,14 +145,6 @@ async fn append_partition(
             );
         }
     };
-    if batches.iter().any(|b| b.header().is_transactional()) {
-        // Transactions arrive with their own issue; until then a
-        // transactional batch has no coordinator that began its transaction.
-        return (
-            Outcome::Done(AppendResult::error_with(error_code::INVALID_TXN_STATE)),
-            -1,
-        );
-    }
     let log_append_time = if info.log_append_time() { now_ms() } else { -1 };
     let batches: Vec<(Bytes, BatchMeta)> = batches
         .into_iter()
@@ -253,7 +245,9 @@ fn error_message(code: i16) -> &'static str {
         error_code::REQUEST_TIMED_OUT => {
             "the write was not durable within the request timeout; retry"
         }
-        error_code::INVALID_TXN_STATE => "transactions are not supported yet",
+        error_code::INVALID_TXN_STATE => {
+            "the transactional batch's partition is not part of its open transaction"
+        }
         _ => "produce failed",
     }
 }

@@ -99,6 +99,28 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
         &self,
         r: DescribeProducersRequest,
     ) -> Result<DescribeProducersResponse, Status>;
+    /// See `Catalog.AddPartitionsToTxn`.
+    async fn add_partitions_to_txn(
+        &self,
+        r: AddPartitionsToTxnRequest,
+    ) -> Result<AddPartitionsToTxnResponse, Status>;
+    /// See `Catalog.AddOffsetsToTxn`.
+    async fn add_offsets_to_txn(
+        &self,
+        r: AddOffsetsToTxnRequest,
+    ) -> Result<AddOffsetsToTxnResponse, Status>;
+    /// See `Catalog.TxnOffsetCommit`.
+    async fn txn_offset_commit(
+        &self,
+        r: TxnOffsetCommitRequest,
+    ) -> Result<TxnOffsetCommitResponse, Status>;
+    /// See `Catalog.EndTxn`.
+    async fn end_txn(&self, r: EndTxnRequest) -> Result<EndTxnResponse, Status>;
+    /// See `Catalog.ListAbortedTransactions`.
+    async fn list_aborted_transactions(
+        &self,
+        r: ListAbortedTransactionsRequest,
+    ) -> Result<ListAbortedTransactionsResponse, Status>;
     /// See `Catalog.GroupCall`.
     async fn group_call(&self, r: GroupCallRequest) -> Result<GroupCallResponse, Status>;
     /// See `Catalog.ReplaceChunks`.
@@ -151,6 +173,12 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
     /// See `Catalog.ListAgents`.
     async fn list_agents(&self, r: ListAgentsRequest) -> Result<ListAgentsResponse, Status>;
 }
+
+/// The size of the control batch a reader synthesizes for a transaction
+/// marker chunk (CHUNK_FORMAT_MARKER): a 61-byte v2 batch header and one
+/// 17-byte record (4-byte key, 6-byte value). Marker chunks carry it as
+/// their `length`, so fetch budgets count markers like any batch.
+pub const CONTROL_BATCH_BYTES: u64 = 78;
 
 /// Calls a catalog service object in this process through the generated
 /// server trait, the same entry points the gRPC server uses.
@@ -230,6 +258,11 @@ unary! {
     find_chunk_by_timestamp(FindChunkByTimestampRequest) -> FindChunkByTimestampResponse;
     init_producer_id(InitProducerIdRequest) -> InitProducerIdResponse;
     describe_producers(DescribeProducersRequest) -> DescribeProducersResponse;
+    add_partitions_to_txn(AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse;
+    add_offsets_to_txn(AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse;
+    txn_offset_commit(TxnOffsetCommitRequest) -> TxnOffsetCommitResponse;
+    end_txn(EndTxnRequest) -> EndTxnResponse;
+    list_aborted_transactions(ListAbortedTransactionsRequest) -> ListAbortedTransactionsResponse;
     group_call(GroupCallRequest) -> GroupCallResponse;
     replace_chunks(ReplaceChunksRequest) -> ReplaceChunksResponse;
     delete_records(DeleteRecordsRequest) -> DeleteRecordsResponse;

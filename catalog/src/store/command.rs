@@ -2,15 +2,15 @@
 //! carries them from the store's callers to the writer.
 
 use strata_catalog_api::proto::{
-    CommitSegmentRequest, InitProducerIdRequest, ReplaceChunksRequest, Topic,
+    CommitSegmentRequest, InitProducerIdRequest, ReplaceChunksRequest, Topic, TxnProducer,
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::store::{
     AgentRecord, AgentRegistration, CommitOutcome, CommittedOffset, ConfigChange,
-    ConsumerGroupRecord, DeleteRecordsOutcome, DeletedTopic, GroupRecord, NewTopic,
-    ProducerIdAndEpoch, ReplaceOutcome, TopicRef,
+    ConsumerGroupRecord, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupRecord,
+    InitProducerOutcome, NewTopic, ReplaceOutcome, TopicRef, TxnOutcome, TxnRequest,
 };
 use crate::{Error, Result};
 
@@ -29,7 +29,9 @@ pub(crate) enum Command {
     CreatePartitions(String, u32, Reply<Topic>),
     AlterConfigs(String, ConfigChange, Reply<Topic>),
     CommitSegment(CommitSegmentRequest, Reply<CommitOutcome>),
-    InitProducerId(InitProducerIdRequest, Reply<ProducerIdAndEpoch>),
+    InitProducerId(InitProducerIdRequest, Reply<InitProducerOutcome>),
+    Transaction(TxnProducer, TxnRequest, Reply<TxnOutcome>),
+    AbortExpiredTransactions(Reply<ExpiredAborts>),
     CommitOffsets(String, Vec<CommittedOffset>, Reply<()>),
     DeleteOffsets(String, Vec<(Uuid, u32)>, Reply<()>),
     SaveGroup(GroupRecord, Reply<()>),
@@ -54,6 +56,8 @@ impl Command {
             Self::DeleteTopic(_, reply) => drop(reply.send(Err(error()))),
             Self::CommitSegment(_, reply) => drop(reply.send(Err(error()))),
             Self::InitProducerId(_, reply) => drop(reply.send(Err(error()))),
+            Self::Transaction(_, _, reply) => drop(reply.send(Err(error()))),
+            Self::AbortExpiredTransactions(reply) => drop(reply.send(Err(error()))),
             Self::CommitOffsets(_, _, reply)
             | Self::DeleteOffsets(_, _, reply)
             | Self::SaveGroup(_, reply)

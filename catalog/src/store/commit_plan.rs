@@ -31,6 +31,9 @@ pub(crate) type StateKey = (i64, PartitionKey);
 pub(crate) struct PartitionRow {
     pub(crate) log_start_offset: i64,
     pub(crate) next_offset: i64,
+    /// The first offset of the earliest open transaction, else
+    /// `next_offset`.
+    pub(crate) last_stable_offset: i64,
     pub(crate) max_timestamp: i64,
     pub(crate) max_timestamp_offset: i64,
 }
@@ -119,6 +122,7 @@ impl Changes {
                 partition: key.1,
                 log_start_offset: row.log_start_offset,
                 high_watermark: row.next_offset,
+                last_stable_offset: row.last_stable_offset,
             })
             .collect()
     }
@@ -375,6 +379,13 @@ impl<S: CommitSource> CommitWork<'_, S> {
             .checked_add(i64::from(batch.offset_count))
             .ok_or_else(|| overflow("offset"))?;
         partition.next_offset = end_offset;
+        // With no transaction open (LSO = HWM), the LSO follows the HWM,
+        // unless this batch opens one (see below); an open transaction
+        // holds the LSO where it is.
+        let stable_before = partition.last_stable_offset == base_offset;
+        if stable_before {
+            partition.last_stable_offset = end_offset;
+        }
         match run {
             Some(run) => {
                 run.end_offset = end_offset;
@@ -394,18 +405,23 @@ impl<S: CommitSource> CommitWork<'_, S> {
             }
         }
         if batch.producer_id >= 0 {
-            self.record_producer(key, batch, base_offset)?;
+            let opened = self.record_producer(key, batch, base_offset)?;
+            if opened && stable_before {
+                self.partition_mut(key).last_stable_offset = base_offset;
+            }
         }
         Ok(base_offset)
     }
 
     /// Updates the producer's state after one of its batches was appended.
+    /// Returns whether the batch opened a transaction in the partition.
     fn record_producer(
         &mut self,
         key: &PartitionKey,
         batch: &BatchMeta,
         base_offset: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let mut opened = false;
         let now_ms = self.now_ms;
         let idempotent = is_idempotent(batch);
         let slot = self.state(batch.producer_id, key)?;
@@ -429,6 +445,7 @@ impl<S: CommitSource> CommitWork<'_, S> {
             } else if batch.transactional && state.current_txn_start_offset < 0 {
                 state.current_txn_start_offset = base_offset;
                 slot.dirty = true;
+                opened = true;
             }
         }
         if let Some(Some((row, dirty))) = self.producers.get_mut(&batch.producer_id) {
@@ -436,7 +453,7 @@ impl<S: CommitSource> CommitWork<'_, S> {
             row.last_update_ms = now_ms;
             *dirty = true;
         }
-        Ok(())
+        Ok(opened)
     }
 
     /// Records a finished run as a new chunk and hands it to the source.
@@ -462,6 +479,7 @@ impl<S: CommitSource> CommitWork<'_, S> {
             batch_count: run.batch_count,
             max_timestamp: run.max_timestamp,
             format: ChunkFormat::Segment.into(),
+            marker: None,
         };
         let new = NewChunk {
             chunk,

@@ -248,6 +248,8 @@ pub(crate) fn invalidation_event(
             partition,
             log_start_offset,
             high_watermark,
+            // Unknown here; readers keep the greatest they saw.
+            last_stable_offset: 0,
         }],
         invalidated: vec![PartitionRef {
             topic_id,

@@ -33,6 +33,7 @@ mod producers;
 mod reads;
 mod schema;
 mod topics;
+mod transactions;
 mod writer;
 
 use std::sync::Arc;
@@ -40,7 +41,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use strata_catalog_api::proto::{
-    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, ReplaceChunksRequest, Topic,
+    AbortedTransaction, Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState,
+    ReplaceChunksRequest, Topic, TxnProducer,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
@@ -50,8 +52,8 @@ use crate::store::command::{Command, CommandQueue};
 use crate::store::{
     AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome,
-    DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome,
-    SystemClock, TopicRef,
+    DeletedTopic, ExpiredAborts, GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets,
+    ReplaceOutcome, SystemClock, TopicRef, TxnOutcome, TxnRequest,
 };
 use crate::{Error, Result};
 
@@ -299,10 +301,37 @@ impl CatalogStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
-    async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch> {
+    async fn init_producer_id(
+        &self,
+        request: InitProducerIdRequest,
+    ) -> Result<InitProducerOutcome> {
         self.commands
             .write(|reply| Command::InitProducerId(request, reply))
             .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = producer.producer_id))]
+    async fn transaction(&self, producer: TxnProducer, request: TxnRequest) -> Result<TxnOutcome> {
+        self.commands
+            .write(|reply| Command::Transaction(producer, request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn abort_expired_transactions(&self) -> Result<ExpiredAborts> {
+        self.commands.write(Command::AbortExpiredTransactions).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn aborted_transactions(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> Result<Vec<AbortedTransaction>> {
+        let client = get(&self.pool).await?;
+        reads::aborted_transactions(&client, topic_id, partition, from_offset, to_offset).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

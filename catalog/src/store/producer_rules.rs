@@ -143,6 +143,34 @@ pub(crate) fn next_transactional(
     }))
 }
 
+/// The row after a transaction timeout aborted the producer's transaction:
+/// the epoch bumped (kept at the last usable epoch when exhausted, where
+/// the marker still fences by id), so the timed-out producer's next call
+/// is fenced.
+pub(crate) fn fenced_by_abort(current: &TransactionalRow) -> TransactionalRow {
+    TransactionalRow {
+        producer_id: current.producer_id,
+        producer_epoch: (current.producer_epoch + 1).min(EPOCH_EXHAUSTED),
+        last_producer_id: current.producer_id,
+        last_producer_epoch: current.producer_epoch,
+    }
+}
+
+/// The producer id and epoch of the ABORT markers written when a new
+/// instance (InitProducerId going from `current` to `next`) finds its
+/// predecessor's transaction open: the new epoch, or when the id rotated
+/// the old id at its last epoch.
+pub(crate) fn abort_marker_producer(
+    current: &TransactionalRow,
+    next: &TransactionalRow,
+) -> (i64, i32) {
+    if next.producer_id == current.producer_id {
+        (next.producer_id, next.producer_epoch)
+    } else {
+        (current.producer_id, current.producer_epoch)
+    }
+}
+
 /// Whether moving from `current` to `next` changes the producer (its id
 /// or epoch), so the producer row must be written.
 pub(crate) fn producer_changed(current: &TransactionalRow, next: &TransactionalRow) -> bool {

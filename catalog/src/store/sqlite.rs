@@ -16,6 +16,7 @@ mod producers;
 mod reads;
 mod schema;
 mod topics;
+mod transactions;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,8 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
 use strata_catalog_api::proto::{
-    Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState, ReplaceChunksRequest, Topic,
+    AbortedTransaction, Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState,
+    ReplaceChunksRequest, Topic, TxnProducer,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -33,8 +35,8 @@ use crate::store::command::{Command, CommandQueue};
 use crate::store::{
     AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome,
-    DeletedTopic, GroupRecord, NewTopic, PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome,
-    SystemClock, TopicRef,
+    DeletedTopic, ExpiredAborts, GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets,
+    ReplaceOutcome, SystemClock, TopicRef, TxnOutcome, TxnRequest,
 };
 use crate::{Error, Result};
 
@@ -255,10 +257,39 @@ impl CatalogStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
-    async fn init_producer_id(&self, request: InitProducerIdRequest) -> Result<ProducerIdAndEpoch> {
+    async fn init_producer_id(
+        &self,
+        request: InitProducerIdRequest,
+    ) -> Result<InitProducerOutcome> {
         self.commands
             .write(|reply| Command::InitProducerId(request, reply))
             .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = producer.producer_id))]
+    async fn transaction(&self, producer: TxnProducer, request: TxnRequest) -> Result<TxnOutcome> {
+        self.commands
+            .write(|reply| Command::Transaction(producer, request, reply))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn abort_expired_transactions(&self) -> Result<ExpiredAborts> {
+        self.commands.write(Command::AbortExpiredTransactions).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn aborted_transactions(
+        &self,
+        topic_id: Uuid,
+        partition: u32,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> Result<Vec<AbortedTransaction>> {
+        self.read(move |connection, _| {
+            reads::aborted_transactions(connection, topic_id, partition, from_offset, to_offset)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

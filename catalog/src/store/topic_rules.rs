@@ -13,11 +13,14 @@ use crate::{Error, Result};
 pub(crate) const TOPIC_COLUMNS: &str = "topic_id, name, partition_count, configs, created_ms";
 
 /// The tables whose rows of a topic go when the topic is deleted.
-pub(crate) const TOPIC_DATA_TABLES: [&str; 4] = [
+pub(crate) const TOPIC_DATA_TABLES: [&str; 7] = [
     "partitions",
     "chunks",
     "producer_partitions",
     "group_offsets",
+    "txn_partitions",
+    "txn_offsets",
+    "aborted_txns",
 ];
 
 /// The topic as created from `topic` at `now_ms`.

@@ -243,7 +243,11 @@ impl Source {
                 );
             };
             next = last.end_offset;
-            let wanted = chunks.into_iter().take_while(|c| c.base_offset < plan.end);
+            // Transaction markers have no object and no records to replay.
+            let wanted = chunks
+                .into_iter()
+                .take_while(|c| c.base_offset < plan.end)
+                .filter(|c| c.format != ChunkFormat::Marker as i32);
             let mut opened = futures::stream::iter(wanted.map(|chunk| {
                 let seek_time = if first_chunk { plan.from_time } else { None };
                 first_chunk = false;

@@ -55,6 +55,8 @@ pub(crate) fn written_ms(chunk: &Chunk) -> i64 {
     }
 }
 
+/// Only segment chunks are compacted: Parquet chunks are done, and
+/// transaction markers (no object) end a run.
 fn is_segment(chunk: &Chunk) -> bool {
     chunk.format == ChunkFormat::Segment as i32
 }
@@ -151,6 +153,20 @@ mod tests {
             format: ChunkFormat::Parquet as i32,
             ..chunk(base, end, "parquet/t/0/x.parquet", 10, 0)
         }
+    }
+
+    #[test]
+    fn transaction_markers_end_a_run() {
+        let marker = Chunk {
+            format: ChunkFormat::Marker as i32,
+            ..chunk(20, 21, "", 78, 0)
+        };
+        let chunks = [segment(10, 20, 100, 5), marker, segment(21, 30, 100, 5)];
+        let run = next_run(&chunks, 10_000, 1_000, 1 << 20);
+        assert_eq!(run, &chunks[..1]);
+        // A run never starts at a marker either.
+        let run = next_run(&chunks[1..], 10_000, 1_000, 1 << 20);
+        assert_eq!(run, &chunks[2..]);
     }
 
     #[test]

@@ -344,7 +344,7 @@ pub(super) async fn bury_unreferenced(
         .prepare_cached(
             "INSERT INTO dead_objects (object_key, dead_since_ms)
              SELECT k, $2 FROM unnest($1::text[]) AS k
-             WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_key = k)
+             WHERE k <> '' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_key = k)
              ON CONFLICT (object_key) DO NOTHING",
         )
         .await?;

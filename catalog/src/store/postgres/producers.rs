@@ -9,13 +9,15 @@ use strata_catalog_api::proto::{InitProducerIdRequest, ProducerState};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::transactions;
 use super::writer::WriteContext;
 use crate::Result;
 use crate::producer::{PartitionProducer, decode_recent};
-use crate::store::ProducerIdAndEpoch;
 use crate::store::producer_rules::{
     self, IdempotentInit, ProducerRow, TransactionalRow, producer_changed,
 };
+use crate::store::txn_rules::TxnState;
+use crate::store::{InitProducerOutcome, ProducerIdAndEpoch};
 
 /// Decodes a producer's partition state from `row`, whose columns from
 /// `first` on are: epoch, last sequence, last timestamp, last update,
@@ -137,12 +139,46 @@ pub(super) async fn describe(
 pub(super) async fn init_producer_id(
     context: &mut WriteContext<'_, '_>,
     request: &InitProducerIdRequest,
-) -> Result<ProducerIdAndEpoch> {
+) -> Result<InitProducerOutcome> {
     if request.transactional_id.is_empty() {
-        init_idempotent(context, request).await
-    } else {
-        init_transactional(context, request).await
+        let granted = init_idempotent(context, request).await?;
+        return Ok(InitProducerOutcome {
+            granted,
+            event: None,
+        });
     }
+    init_transactional(context, request).await
+}
+
+/// Bumps a transactional producer's epoch to fence it (its transaction
+/// timed out); returns the new row, already stored.
+pub(super) async fn bump_for_abort(
+    context: &WriteContext<'_, '_>,
+    transactional_id: &str,
+    current: &TransactionalRow,
+) -> Result<TransactionalRow> {
+    let next = producer_rules::fenced_by_abort(current);
+    let producer = ProducerRow {
+        epoch: next.producer_epoch,
+        last_update_ms: context.now_ms,
+        transactional: true,
+    };
+    store(context, next.producer_id, &producer, Some(transactional_id)).await?;
+    context
+        .transaction
+        .execute(
+            "UPDATE transactional_ids SET producer_epoch = $2, last_producer_id = $3,
+                 last_producer_epoch = $4
+             WHERE transactional_id = $1",
+            &[
+                &transactional_id,
+                &next.producer_epoch,
+                &next.last_producer_id,
+                &next.last_producer_epoch,
+            ],
+        )
+        .await?;
+    Ok(next)
 }
 
 async fn new_producer(
@@ -184,20 +220,34 @@ async fn init_idempotent(
 }
 
 async fn init_transactional(
-    context: &WriteContext<'_, '_>,
+    context: &mut WriteContext<'_, '_>,
     request: &InitProducerIdRequest,
-) -> Result<ProducerIdAndEpoch> {
+) -> Result<InitProducerOutcome> {
     let transactional_id = request.transactional_id.as_str();
     let timeout_ms = request.transaction_timeout_ms;
-    let Some(current) = load_transactional(context, transactional_id).await? else {
+    let Some(record) = transactions::load_record(context, transactional_id).await? else {
         let fresh = new_producer(context, Some(transactional_id)).await?;
         let row = TransactionalRow::first(fresh.producer_id, fresh.producer_epoch);
         store_transactional(context, transactional_id, &row, timeout_ms).await?;
-        return Ok(fresh);
+        return Ok(InitProducerOutcome {
+            granted: fresh,
+            event: None,
+        });
     };
+    let current = record.row;
     let next = match producer_rules::next_transactional(request, &current)? {
         Some(next) => next,
         None => current.rotated(allocate_producer_id(context).await?),
+    };
+    // A new instance aborts its predecessor's open transaction, with
+    // markers of the new epoch (the old producer id when it rotated).
+    let event = if record.state == TxnState::Ongoing {
+        let marker = producer_rules::abort_marker_producer(&current, &next);
+        let writes =
+            transactions::abort_open(context, transactional_id, marker.0, marker.1).await?;
+        Some(transactions::event(context, &writes))
+    } else {
+        None
     };
     if producer_changed(&current, &next) {
         let producer = ProducerRow {
@@ -208,35 +258,13 @@ async fn init_transactional(
         store(context, next.producer_id, &producer, Some(transactional_id)).await?;
     }
     store_transactional(context, transactional_id, &next, timeout_ms).await?;
-    Ok(ProducerIdAndEpoch {
-        producer_id: next.producer_id,
-        producer_epoch: next.producer_epoch,
+    Ok(InitProducerOutcome {
+        granted: ProducerIdAndEpoch {
+            producer_id: next.producer_id,
+            producer_epoch: next.producer_epoch,
+        },
+        event,
     })
-}
-
-async fn load_transactional(
-    context: &WriteContext<'_, '_>,
-    transactional_id: &str,
-) -> Result<Option<TransactionalRow>> {
-    let transaction = context.transaction;
-    let statement = transaction
-        .prepare_cached(
-            "SELECT producer_id, producer_epoch, last_producer_id, last_producer_epoch
-             FROM transactional_ids WHERE transactional_id = $1",
-        )
-        .await?;
-    let row = transaction
-        .query_opt(&statement, &[&transactional_id])
-        .await?;
-    row.map(|row| {
-        Ok(TransactionalRow {
-            producer_id: row.try_get(0)?,
-            producer_epoch: row.try_get(1)?,
-            last_producer_id: row.try_get(2)?,
-            last_producer_epoch: row.try_get(3)?,
-        })
-    })
-    .transpose()
 }
 
 async fn store_transactional(
@@ -250,8 +278,8 @@ async fn store_transactional(
         .prepare_cached(
             "INSERT INTO transactional_ids (transactional_id, producer_id, producer_epoch,
                  last_producer_id, last_producer_epoch, transaction_timeout_ms, state,
-                 last_update_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, 'Empty', $7)
+                 last_update_ms, txn_started_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, 'Empty', $7, -1)
              ON CONFLICT (transactional_id) DO UPDATE SET
                  producer_id = excluded.producer_id,
                  producer_epoch = excluded.producer_epoch,
@@ -259,7 +287,8 @@ async fn store_transactional(
                  last_producer_epoch = excluded.last_producer_epoch,
                  transaction_timeout_ms = excluded.transaction_timeout_ms,
                  state = excluded.state,
-                 last_update_ms = excluded.last_update_ms",
+                 last_update_ms = excluded.last_update_ms,
+                 txn_started_ms = excluded.txn_started_ms",
         )
         .await?;
     transaction

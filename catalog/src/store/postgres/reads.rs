@@ -4,7 +4,7 @@
 //! transaction, so the chunks and the offsets they return agree.
 
 use deadpool_postgres::{GenericClient, Object};
-use strata_catalog_api::proto::Chunk;
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, TxnMarker};
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
@@ -16,13 +16,15 @@ use crate::{Error, Result};
 const LOOKUP_CHUNKS_MAX: u32 = 10_000;
 
 const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, object_key, object_size,
-    position, length, batch_count, max_timestamp, format";
+    position, length, batch_count, max_timestamp, format, marker_producer_id, marker_producer_epoch,
+    marker_coordinator_epoch, marker_commit";
 
 /// A partition's row.
 #[derive(Debug, Clone, Copy)]
 struct PartitionRow {
     log_start_offset: i64,
     next_offset: i64,
+    last_stable_offset: i64,
     max_timestamp: i64,
     max_timestamp_offset: i64,
 }
@@ -35,7 +37,8 @@ async fn partition(
 ) -> Result<PartitionRow> {
     let statement = client
         .prepare_cached(
-            "SELECT log_start_offset, next_offset, max_timestamp, max_timestamp_offset
+            "SELECT log_start_offset, next_offset, max_timestamp, max_timestamp_offset,
+                 last_stable_offset
              FROM partitions WHERE topic_id = $1 AND partition = $2",
         )
         .await?;
@@ -54,6 +57,7 @@ async fn partition(
         next_offset: row.try_get(1)?,
         max_timestamp: row.try_get(2)?,
         max_timestamp_offset: row.try_get(3)?,
+        last_stable_offset: row.try_get(4)?,
     })
 }
 
@@ -147,6 +151,7 @@ pub(super) async fn partition_offsets(
     Ok(PartitionOffsets {
         log_start_offset: row.log_start_offset,
         high_watermark: row.next_offset,
+        last_stable_offset: row.last_stable_offset,
         max_timestamp: row.max_timestamp,
         max_timestamp_chunk,
     })
@@ -214,5 +219,53 @@ fn chunk_from_row(row: &Row) -> Result<Chunk> {
         batch_count: to_u32("batch count", row.try_get(8)?)?,
         max_timestamp: row.try_get(9)?,
         format: i32::from(row.try_get::<_, i16>(10)?),
+        marker: match row.try_get::<_, Option<i64>>(11)? {
+            Some(producer_id) => Some(TxnMarker {
+                producer_id,
+                producer_epoch: row.try_get(12)?,
+                coordinator_epoch: row.try_get(13)?,
+                commit: row.try_get(14)?,
+            }),
+            None => None,
+        },
     })
+}
+
+/// The aborted transactions of a partition whose marker is at or after
+/// `from_offset` and whose first offset is before `to_offset`, by first
+/// offset.
+pub(super) async fn aborted_transactions(
+    client: &impl GenericClient,
+    topic_id: Uuid,
+    partition: u32,
+    from_offset: i64,
+    to_offset: i64,
+) -> Result<Vec<AbortedTransaction>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT producer_id, first_offset, last_offset FROM aborted_txns
+             WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3 AND first_offset < $4
+             ORDER BY first_offset",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &topic_id.as_bytes().as_slice(),
+                &i64::from(partition),
+                &from_offset,
+                &to_offset,
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AbortedTransaction {
+                producer_id: row.try_get(0)?,
+                first_offset: row.try_get(1)?,
+                last_offset: row.try_get(2)?,
+            })
+        })
+        .collect()
 }

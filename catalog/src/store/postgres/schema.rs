@@ -14,7 +14,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7374_7261_7461;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1: everything the SQLite store has at its version 3 (topics,
 /// partitions, the chunk index, segments, producers, transactional ids,
@@ -181,6 +181,47 @@ CREATE TABLE dead_objects (
     object_key TEXT PRIMARY KEY,
     dead_since_ms BIGINT NOT NULL
 );
+";
+
+/// Version 3: as SQLite's version 5: transactions (marker chunks, the
+/// transaction state of each transactional id, the open transactions'
+/// partitions and pending offsets, aborted transaction ranges).
+const V3: &str = "
+ALTER TABLE chunks ADD COLUMN marker_producer_id BIGINT;
+ALTER TABLE chunks ADD COLUMN marker_producer_epoch INTEGER;
+ALTER TABLE chunks ADD COLUMN marker_coordinator_epoch INTEGER;
+ALTER TABLE chunks ADD COLUMN marker_commit BOOLEAN;
+ALTER TABLE transactional_ids ADD COLUMN txn_started_ms BIGINT NOT NULL DEFAULT -1;
+
+CREATE TABLE txn_partitions (
+    transactional_id TEXT NOT NULL,
+    topic_id BYTEA NOT NULL,
+    partition BIGINT NOT NULL,
+    PRIMARY KEY (transactional_id, topic_id, partition)
+);
+CREATE INDEX txn_partitions_by_topic ON txn_partitions (topic_id);
+
+CREATE TABLE txn_offsets (
+    transactional_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    topic_id BYTEA NOT NULL,
+    partition BIGINT NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (transactional_id, group_id, topic_id, partition)
+);
+CREATE INDEX txn_offsets_by_topic ON txn_offsets (topic_id);
+
+CREATE TABLE aborted_txns (
+    topic_id BYTEA NOT NULL,
+    partition BIGINT NOT NULL,
+    last_offset BIGINT NOT NULL,
+    producer_id BIGINT NOT NULL,
+    first_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition, last_offset)
+);
+CREATE INDEX transactional_ids_by_state ON transactional_ids (state);
 ";
 
 /// Brings the database to the newest schema version, one transaction per

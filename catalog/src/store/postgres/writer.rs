@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::{
     PostgresOptions, agents, commit, compaction, consumer_groups, groups, pool_error, producers,
-    topics,
+    topics, transactions,
 };
 use crate::store::CommitOutcome;
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
@@ -126,6 +126,13 @@ async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnsw
             answered(reply, topics::alter_configs(context, &name, change).await)
         }
         Command::CommitSegment(request, reply) => commit_run(context, vec![(request, reply)]).await,
+        Command::Transaction(producer, request, reply) => answered(
+            reply,
+            transactions::apply(context, &producer, &request).await,
+        ),
+        Command::AbortExpiredTransactions(reply) => {
+            answered(reply, transactions::abort_expired(context).await)
+        }
         Command::InitProducerId(request, reply) => {
             answered(reply, producers::init_producer_id(context, &request).await)
         }

@@ -89,15 +89,17 @@ impl CommitSource for &Connection {
     fn partition(&mut self, key: &PartitionKey) -> Result<Option<PartitionRow>> {
         Ok(self
             .prepare_cached(
-                "SELECT log_start_offset, next_offset, max_timestamp, max_timestamp_offset
+                "SELECT log_start_offset, next_offset, last_stable_offset, max_timestamp,
+                     max_timestamp_offset
                  FROM partitions WHERE topic_id = ?1 AND partition = ?2",
             )?
             .query_row(params![key.0, key.1], |row| {
                 Ok(PartitionRow {
                     log_start_offset: row.get(0)?,
                     next_offset: row.get(1)?,
-                    max_timestamp: row.get(2)?,
-                    max_timestamp_offset: row.get(3)?,
+                    last_stable_offset: row.get(2)?,
+                    max_timestamp: row.get(3)?,
+                    max_timestamp_offset: row.get(4)?,
                 })
             })
             .optional()?)
@@ -123,18 +125,12 @@ impl CommitSource for &Connection {
 /// Writes back partitions and producer state.
 fn save(connection: &Connection, changes: &Changes) -> Result<()> {
     let mut update = connection.prepare_cached(
-        "UPDATE partitions SET next_offset = ?3, last_stable_offset = ?3,
-             max_timestamp = ?4, max_timestamp_offset = ?5
+        "UPDATE partitions SET next_offset = ?3, last_stable_offset = ?4,
+             max_timestamp = ?5, max_timestamp_offset = ?6
          WHERE topic_id = ?1 AND partition = ?2",
     )?;
     for (key, row) in &changes.partitions {
-        update.execute(params![
-            key.0,
-            key.1,
-            row.next_offset,
-            row.max_timestamp,
-            row.max_timestamp_offset
-        ])?;
+        save_partition(&mut update, key, row)?;
     }
     for ((producer_id, key), state) in &changes.states {
         producers::save_partition_state(connection, *producer_id, key, state)?;
@@ -143,6 +139,38 @@ fn save(connection: &Connection, changes: &Changes) -> Result<()> {
         producers::touch(connection, *producer_id, row)?;
     }
     Ok(())
+}
+
+/// Runs the partition update prepared by [`save`] for one row.
+fn save_partition(
+    update: &mut rusqlite::CachedStatement<'_>,
+    key: &PartitionKey,
+    row: &PartitionRow,
+) -> Result<()> {
+    update.execute(params![
+        key.0,
+        key.1,
+        row.next_offset,
+        row.last_stable_offset,
+        row.max_timestamp,
+        row.max_timestamp_offset
+    ])?;
+    Ok(())
+}
+
+/// Writes back one partition row (offsets, last stable offset, max
+/// timestamp).
+pub(super) fn update_partition(
+    connection: &Connection,
+    key: &PartitionKey,
+    row: &PartitionRow,
+) -> Result<()> {
+    let mut update = connection.prepare_cached(
+        "UPDATE partitions SET next_offset = ?3, last_stable_offset = ?4,
+             max_timestamp = ?5, max_timestamp_offset = ?6
+         WHERE topic_id = ?1 AND partition = ?2",
+    )?;
+    save_partition(&mut update, key, row)
 }
 
 /// Inserts a chunk row (any format).
@@ -161,8 +189,9 @@ pub(super) fn insert_chunk(
         .prepare_cached(
             "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key,
                  object_size, position, length, batch_count, max_timestamp, running_max_timestamp,
-                 format)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 format, marker_producer_id, marker_producer_epoch, marker_coordinator_epoch,
+                 marker_commit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             chunk.topic_id,
@@ -176,7 +205,11 @@ pub(super) fn insert_chunk(
             chunk.batch_count,
             chunk.max_timestamp,
             running_max_timestamp,
-            chunk.format
+            chunk.format,
+            chunk.marker.map(|m| m.producer_id),
+            chunk.marker.map(|m| m.producer_epoch),
+            chunk.marker.map(|m| m.coordinator_epoch),
+            chunk.marker.map(|m| m.commit),
         ])?;
     Ok(())
 }

@@ -253,7 +253,8 @@ pub(super) fn bury_unreferenced(
         "INSERT OR IGNORE INTO dead_objects (object_key, dead_since_ms)
          SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE object_key = ?1)",
     )?;
-    for key in object_keys {
+    // Marker chunks have no object.
+    for key in object_keys.iter().filter(|key| !key.is_empty()) {
         insert.execute(params![key, now_ms])?;
     }
     Ok(())

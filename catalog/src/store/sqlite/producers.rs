@@ -4,13 +4,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{InitProducerIdRequest, ProducerState};
 use uuid::Uuid;
 
+use super::transactions;
 use super::writer::WriteContext;
 use crate::Result;
 use crate::producer::{PartitionProducer, decode_recent, encode_recent};
-use crate::store::ProducerIdAndEpoch;
 use crate::store::producer_rules::{
     self, IdempotentInit, ProducerRow, TransactionalRow, producer_changed,
 };
+use crate::store::txn_rules::TxnState;
+use crate::store::{InitProducerOutcome, ProducerIdAndEpoch};
 
 /// The producer row of `producer_id`, expired or not.
 pub(super) fn load(connection: &Connection, producer_id: i64) -> Result<Option<ProducerRow>> {
@@ -159,12 +161,50 @@ pub(super) fn describe(
 pub(super) fn init_producer_id(
     context: &mut WriteContext<'_>,
     request: &InitProducerIdRequest,
-) -> Result<ProducerIdAndEpoch> {
+) -> Result<InitProducerOutcome> {
     if request.transactional_id.is_empty() {
-        init_idempotent(context, request)
-    } else {
-        init_transactional(context, request)
+        let granted = init_idempotent(context, request)?;
+        return Ok(InitProducerOutcome {
+            granted,
+            event: None,
+        });
     }
+    init_transactional(context, request)
+}
+
+/// Bumps a transactional producer's epoch to fence it (its transaction
+/// timed out); returns the new row, already stored.
+pub(super) fn bump_for_abort(
+    context: &mut WriteContext<'_>,
+    transactional_id: &str,
+    current: &TransactionalRow,
+) -> Result<TransactionalRow> {
+    let next = producer_rules::fenced_by_abort(current);
+    let producer = ProducerRow {
+        epoch: next.producer_epoch,
+        last_update_ms: context.now_ms,
+        transactional: true,
+    };
+    store(
+        context.connection,
+        next.producer_id,
+        &producer,
+        Some(transactional_id),
+    )?;
+    context
+        .connection
+        .prepare_cached(
+            "UPDATE transactional_ids SET producer_epoch = ?2, last_producer_id = ?3,
+                 last_producer_epoch = ?4
+             WHERE transactional_id = ?1",
+        )?
+        .execute(params![
+            transactional_id,
+            next.producer_epoch,
+            next.last_producer_id,
+            next.last_producer_epoch
+        ])?;
+    Ok(next)
 }
 
 fn new_producer(
@@ -208,9 +248,9 @@ fn init_idempotent(
 fn init_transactional(
     context: &mut WriteContext<'_>,
     request: &InitProducerIdRequest,
-) -> Result<ProducerIdAndEpoch> {
+) -> Result<InitProducerOutcome> {
     let transactional_id = request.transactional_id.as_str();
-    let Some(current) = load_transactional(context.connection, transactional_id)? else {
+    let Some(record) = transactions::load_record(context.connection, transactional_id)? else {
         let fresh = new_producer(context, Some(transactional_id))?;
         let row = TransactionalRow::first(fresh.producer_id, fresh.producer_epoch);
         store_transactional(
@@ -219,11 +259,24 @@ fn init_transactional(
             &row,
             request.transaction_timeout_ms,
         )?;
-        return Ok(fresh);
+        return Ok(InitProducerOutcome {
+            granted: fresh,
+            event: None,
+        });
     };
+    let current = record.row;
     let next = match producer_rules::next_transactional(request, &current)? {
         Some(next) => next,
         None => current.rotated(context.counters.allocate_producer_id()),
+    };
+    // A new instance aborts its predecessor's open transaction, with
+    // markers of the new epoch (the old producer id when it rotated).
+    let event = if record.state == TxnState::Ongoing {
+        let marker = producer_rules::abort_marker_producer(&current, &next);
+        let writes = transactions::abort_open(context, transactional_id, marker.0, marker.1)?;
+        Some(transactions::event(context, &writes))
+    } else {
+        None
     };
     if producer_changed(&current, &next) {
         let producer = ProducerRow {
@@ -244,30 +297,13 @@ fn init_transactional(
         &next,
         request.transaction_timeout_ms,
     )?;
-    Ok(ProducerIdAndEpoch {
-        producer_id: next.producer_id,
-        producer_epoch: next.producer_epoch,
+    Ok(InitProducerOutcome {
+        granted: ProducerIdAndEpoch {
+            producer_id: next.producer_id,
+            producer_epoch: next.producer_epoch,
+        },
+        event,
     })
-}
-
-fn load_transactional(
-    connection: &Connection,
-    transactional_id: &str,
-) -> Result<Option<TransactionalRow>> {
-    Ok(connection
-        .prepare_cached(
-            "SELECT producer_id, producer_epoch, last_producer_id, last_producer_epoch
-             FROM transactional_ids WHERE transactional_id = ?1",
-        )?
-        .query_row([transactional_id], |row| {
-            Ok(TransactionalRow {
-                producer_id: row.get(0)?,
-                producer_epoch: row.get(1)?,
-                last_producer_id: row.get(2)?,
-                last_producer_epoch: row.get(3)?,
-            })
-        })
-        .optional()?)
 }
 
 fn store_transactional(
@@ -280,8 +316,9 @@ fn store_transactional(
         .connection
         .prepare_cached(
             "INSERT OR REPLACE INTO transactional_ids (transactional_id, producer_id, producer_epoch,
-                 last_producer_id, last_producer_epoch, transaction_timeout_ms, state, last_update_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Empty', ?7)",
+                 last_producer_id, last_producer_epoch, transaction_timeout_ms, state, last_update_ms,
+                 txn_started_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Empty', ?7, -1)",
         )?
         .execute(params![
             transactional_id,

@@ -1,7 +1,7 @@
 //! Reads of the chunk index and partition offsets.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use strata_catalog_api::proto::Chunk;
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, TxnMarker};
 use uuid::Uuid;
 
 use crate::store::{ChunkLookup, PartitionOffsets};
@@ -11,13 +11,15 @@ use crate::{Error, Result};
 const LOOKUP_CHUNKS_MAX: u32 = 10_000;
 
 const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, object_key, object_size,
-    position, length, batch_count, max_timestamp, format";
+    position, length, batch_count, max_timestamp, format, marker_producer_id, marker_producer_epoch,
+    marker_coordinator_epoch, marker_commit";
 
 /// A partition's row.
 #[derive(Debug, Clone, Copy)]
 struct PartitionRow {
     log_start_offset: i64,
     next_offset: i64,
+    last_stable_offset: i64,
     max_timestamp: i64,
     max_timestamp_offset: i64,
 }
@@ -25,15 +27,17 @@ struct PartitionRow {
 fn partition(connection: &Connection, topic_id: Uuid, partition: u32) -> Result<PartitionRow> {
     connection
         .prepare_cached(
-            "SELECT log_start_offset, next_offset, max_timestamp, max_timestamp_offset
+            "SELECT log_start_offset, next_offset, last_stable_offset, max_timestamp,
+                 max_timestamp_offset
              FROM partitions WHERE topic_id = ?1 AND partition = ?2",
         )?
         .query_row(params![topic_id.as_bytes(), partition], |row| {
             Ok(PartitionRow {
                 log_start_offset: row.get(0)?,
                 next_offset: row.get(1)?,
-                max_timestamp: row.get(2)?,
-                max_timestamp_offset: row.get(3)?,
+                last_stable_offset: row.get(2)?,
+                max_timestamp: row.get(3)?,
+                max_timestamp_offset: row.get(4)?,
             })
         })
         .optional()?
@@ -112,6 +116,7 @@ pub(super) fn partition_offsets(
     Ok(PartitionOffsets {
         log_start_offset: row.log_start_offset,
         high_watermark: row.next_offset,
+        last_stable_offset: row.last_stable_offset,
         max_timestamp: row.max_timestamp,
         max_timestamp_chunk,
     })
@@ -175,5 +180,42 @@ fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
         batch_count: row.get(8)?,
         max_timestamp: row.get(9)?,
         format: row.get(10)?,
+        marker: match row.get::<_, Option<i64>>(11)? {
+            Some(producer_id) => Some(TxnMarker {
+                producer_id,
+                producer_epoch: row.get(12)?,
+                coordinator_epoch: row.get(13)?,
+                commit: row.get(14)?,
+            }),
+            None => None,
+        },
     })
+}
+
+/// The aborted transactions of a partition whose marker is at or after
+/// `from_offset` and whose first offset is before `to_offset`, by first
+/// offset.
+pub(super) fn aborted_transactions(
+    connection: &Connection,
+    topic_id: Uuid,
+    partition: u32,
+    from_offset: i64,
+    to_offset: i64,
+) -> Result<Vec<AbortedTransaction>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT producer_id, first_offset, last_offset FROM aborted_txns
+         WHERE topic_id = ?1 AND partition = ?2 AND last_offset >= ?3 AND first_offset < ?4
+         ORDER BY first_offset",
+    )?;
+    let rows = statement.query_map(
+        params![topic_id.as_bytes(), partition, from_offset, to_offset],
+        |row| {
+            Ok(AbortedTransaction {
+                producer_id: row.get(0)?,
+                first_offset: row.get(1)?,
+                last_offset: row.get(2)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

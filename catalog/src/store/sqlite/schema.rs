@@ -7,7 +7,7 @@ use crate::store::migrations;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 1: topics, partitions, the chunk index, segments, producers.
 ///
@@ -185,6 +185,53 @@ CREATE TABLE dead_objects (
 ) WITHOUT ROWID;
 ";
 
+/// Version 5: transactions. Marker chunks (`format` 2) carry their
+/// marker's producer id, epoch, coordinator epoch and type (1 = COMMIT,
+/// 0 = ABORT) and no object. `transactional_ids.state` holds the
+/// transaction state machine (`Empty`, `Ongoing`, `CompleteCommit`,
+/// `CompleteAbort`) and `txn_started_ms` when the open transaction began;
+/// `txn_partitions` and `txn_offsets` hold the open transaction's
+/// partitions and pending consumer-group offsets; `aborted_txns` the
+/// ranges of aborted transactions per partition (READ_COMMITTED fetches
+/// list them), keyed by the ABORT marker's offset.
+const V5: &str = "
+ALTER TABLE chunks ADD COLUMN marker_producer_id INTEGER;
+ALTER TABLE chunks ADD COLUMN marker_producer_epoch INTEGER;
+ALTER TABLE chunks ADD COLUMN marker_coordinator_epoch INTEGER;
+ALTER TABLE chunks ADD COLUMN marker_commit INTEGER;
+ALTER TABLE transactional_ids ADD COLUMN txn_started_ms INTEGER NOT NULL DEFAULT -1;
+
+CREATE TABLE txn_partitions (
+    transactional_id TEXT NOT NULL,
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    PRIMARY KEY (transactional_id, topic_id, partition)
+) WITHOUT ROWID;
+CREATE INDEX txn_partitions_by_topic ON txn_partitions (topic_id);
+
+CREATE TABLE txn_offsets (
+    transactional_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (transactional_id, group_id, topic_id, partition)
+) WITHOUT ROWID;
+CREATE INDEX txn_offsets_by_topic ON txn_offsets (topic_id);
+
+CREATE TABLE aborted_txns (
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    producer_id INTEGER NOT NULL,
+    first_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition, last_offset)
+) WITHOUT ROWID;
+CREATE INDEX transactional_ids_by_state ON transactional_ids (state);
+";
+
 /// Applies the connection settings every connection needs.
 pub(super) fn configure(connection: &Connection, fsync: bool) -> Result<()> {
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -277,7 +324,7 @@ mod tests {
                 row.get(0)
             })
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, 5);
         let kept: i32 = connection
             .query_row(
                 "SELECT generation_id FROM classic_groups WHERE group_id = 'old'",

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::{
     SqliteOptions, agents, commit, compaction, consumer_groups, groups, producers, topics,
+    transactions,
 };
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::{Error, Result};
@@ -92,6 +93,12 @@ fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
         }
         Command::InitProducerId(request, reply) => {
             answered(reply, producers::init_producer_id(context, &request))
+        }
+        Command::Transaction(producer, request, reply) => {
+            answered(reply, transactions::apply(context, &producer, &request))
+        }
+        Command::AbortExpiredTransactions(reply) => {
+            answered(reply, transactions::abort_expired(context))
         }
         Command::CommitOffsets(group_id, offsets, reply) => {
             answered(reply, groups::commit_offsets(context, &group_id, &offsets))

@@ -77,7 +77,7 @@ async fn load_partitions(
     let statement = transaction
         .prepare_cached(
             "SELECT p.topic_id, p.partition, p.log_start_offset, p.next_offset,
-                 p.max_timestamp, p.max_timestamp_offset
+                 p.max_timestamp, p.max_timestamp_offset, p.last_stable_offset
              FROM partitions p
              JOIN unnest($1::bytea[], $2::int8[]) AS k (topic_id, partition)
                ON p.topic_id = k.topic_id AND p.partition = k.partition
@@ -96,6 +96,7 @@ async fn load_partitions(
                 next_offset: row.try_get(3)?,
                 max_timestamp: row.try_get(4)?,
                 max_timestamp_offset: row.try_get(5)?,
+                last_stable_offset: row.try_get(6)?,
             };
             Ok((key, partition))
         })

@@ -123,6 +123,7 @@ async fn update_partitions(transaction: &Transaction<'_>, state: &RunState) -> R
     let mut topic_ids = Vec::new();
     let mut indexes = Vec::new();
     let mut next_offsets = Vec::new();
+    let mut stable_offsets = Vec::new();
     let mut max_timestamps = Vec::new();
     let mut max_timestamp_offsets = Vec::new();
     for key in &state.dirty_partitions {
@@ -132,16 +133,18 @@ async fn update_partitions(transaction: &Transaction<'_>, state: &RunState) -> R
         topic_ids.push(key.0.as_slice());
         indexes.push(i64::from(key.1));
         next_offsets.push(row.next_offset);
+        stable_offsets.push(row.last_stable_offset);
         max_timestamps.push(row.max_timestamp);
         max_timestamp_offsets.push(row.max_timestamp_offset);
     }
     let statement = transaction
         .prepare_cached(
             "UPDATE partitions p SET next_offset = u.next_offset,
-                 last_stable_offset = u.next_offset, max_timestamp = u.max_timestamp,
+                 last_stable_offset = u.last_stable_offset, max_timestamp = u.max_timestamp,
                  max_timestamp_offset = u.max_timestamp_offset
-             FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
-                 AS u (topic_id, partition, next_offset, max_timestamp, max_timestamp_offset)
+             FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+                 AS u (topic_id, partition, next_offset, max_timestamp, max_timestamp_offset,
+                     last_stable_offset)
              WHERE p.topic_id = u.topic_id AND p.partition = u.partition",
         )
         .await?;
@@ -154,6 +157,7 @@ async fn update_partitions(transaction: &Transaction<'_>, state: &RunState) -> R
                 &next_offsets,
                 &max_timestamps,
                 &max_timestamp_offsets,
+                &stable_offsets,
             ],
         )
         .await?;
