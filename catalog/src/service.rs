@@ -88,6 +88,9 @@ pub struct CatalogService {
     claims: Arc<CompactionClaims>,
     agents: Arc<AgentRegistry>,
     rpc_metrics: Arc<RpcMetrics>,
+    /// When a transaction API last ran: the reaper sweeps only while a
+    /// transaction could still be open (see `transaction_reaper`).
+    txn_activity: Arc<TxnActivity>,
 }
 
 impl CatalogService {
@@ -111,7 +114,12 @@ impl CatalogService {
         .await?;
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
-        tokio::spawn(transaction_reaper(Arc::downgrade(&hub), Arc::clone(&store)));
+        let txn_activity = Arc::new(TxnActivity::new());
+        tokio::spawn(transaction_reaper(
+            Arc::downgrade(&hub),
+            Arc::clone(&store),
+            Arc::clone(&txn_activity),
+        ));
         Ok(Self {
             store,
             hub,
@@ -119,6 +127,7 @@ impl CatalogService {
             claims: Arc::new(claims),
             agents,
             rpc_metrics: Arc::default(),
+            txn_activity,
         })
     }
 
@@ -232,11 +241,55 @@ fn partition_results(
 /// How often the service looks for transactions past their timeout.
 const TRANSACTION_TIMEOUT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// When the transaction APIs last ran, in milliseconds since the service
+/// started (which counts as activity: transactions persisted by an earlier
+/// run may still be open).
+#[derive(Debug)]
+struct TxnActivity {
+    started: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl TxnActivity {
+    fn new() -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A transaction may have begun or changed.
+    fn touch(&self) {
+        self.last_ms
+            .fetch_max(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a transaction could still be open and unexpired: none can
+    /// outlive the longest timeout a producer may ask for after the last
+    /// call of a transaction API.
+    fn may_have_open_transactions(&self) -> bool {
+        let quiet = u64::try_from(TRANSACTION_TIMEOUT_MAX_MS).unwrap_or(u64::MAX)
+            + 2 * u64::try_from(TRANSACTION_TIMEOUT_CHECK.as_millis()).unwrap_or(0);
+        self.now_ms()
+            <= self
+                .last_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_add(quiet)
+    }
+}
+
 /// Aborts timed-out transactions every [`TRANSACTION_TIMEOUT_CHECK`] until
-/// the service is dropped.
+/// the service is dropped. A sweep is a write to the store, so it runs only
+/// while a transaction could be open: an idle catalog's writer (and its
+/// commit latency) is left alone.
 async fn transaction_reaper(
     service: std::sync::Weak<CommitStreamHub>,
     store: Arc<dyn CatalogStore>,
+    activity: Arc<TxnActivity>,
 ) {
     let mut ticks = tokio::time::interval(TRANSACTION_TIMEOUT_CHECK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,6 +298,9 @@ async fn transaction_reaper(
         let Some(hub) = service.upgrade() else {
             return;
         };
+        if !activity.may_have_open_transactions() {
+            continue;
+        }
         let aborted = tokio::spawn({
             let store = Arc::clone(&store);
             async move {
@@ -442,6 +498,7 @@ impl CatalogService {
         producer: Option<TxnProducer>,
         request: TxnRequest,
     ) -> Result<TxnOutcome> {
+        self.txn_activity.touch();
         let producer = producer.ok_or(Error::InvalidArgument {
             field: "producer",
             reason: "missing".to_string(),
@@ -1159,5 +1216,28 @@ fn unknown_partition(topic_id: &[u8], partition: u32) -> Error {
     Error::UnknownPartition {
         topic_id: Uuid::nil(),
         partition,
+    }
+}
+
+#[cfg(test)]
+mod txn_activity_tests {
+    use super::*;
+
+    /// Goal: the reaper stops writing to the store once no transaction can
+    /// be open, and starts again with the next transaction call. Method:
+    /// tokio's paused clock across the longest transaction timeout.
+    #[tokio::test(start_paused = true)]
+    async fn sweeps_only_while_a_transaction_could_be_open() {
+        let activity = TxnActivity::new();
+        assert!(activity.may_have_open_transactions(), "after a start");
+        let longest = std::time::Duration::from_millis(
+            u64::try_from(TRANSACTION_TIMEOUT_MAX_MS).expect("positive"),
+        );
+        tokio::time::advance(longest).await;
+        assert!(activity.may_have_open_transactions(), "within the timeout");
+        tokio::time::advance(TRANSACTION_TIMEOUT_CHECK * 3).await;
+        assert!(!activity.may_have_open_transactions(), "quiet");
+        activity.touch();
+        assert!(activity.may_have_open_transactions(), "a transaction call");
     }
 }

@@ -78,6 +78,50 @@ pub struct SqliteStore {
     commands: CommandQueue,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReaderPool>,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Checkpoints the WAL from a thread of its own (PASSIVE: never blocks the
+/// writer or readers), so the writer thread never pays for a checkpoint
+/// inside a commit: SQLite's automatic checkpoint would run it on the
+/// committing connection and stall every produce waiting on that commit.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// How often the checkpointer runs.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Checkpointer {
+    fn start(path: &Path, fsync: bool) -> Result<Self> {
+        let connection = Connection::open(path)?;
+        schema::configure(&connection, fsync)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("catalog-sqlite-checkpoint".to_string())
+            .spawn(move || {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(error) =
+                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                    }
+                }
+            })
+            .map_err(|e| Error::Task(format!("spawning the checkpoint thread: {e}")))?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if self.thread.join().is_err() {
+            tracing::error!("the catalog checkpoint thread panicked");
+        }
+    }
 }
 
 /// Read-only connections, reused across calls.
@@ -98,6 +142,10 @@ impl SqliteStore {
         let mut connection = Connection::open(&path)?;
         schema::configure(&connection, options.fsync)?;
         schema::migrate(&mut connection)?;
+        // Checkpoints happen on the checkpointer's connection, not inside
+        // the writer's commits.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(&path, options.fsync)?;
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let writer_options = options.clone();
         let writer = std::thread::Builder::new()
@@ -114,6 +162,7 @@ impl SqliteStore {
             commands: CommandQueue::new(sender),
             writer: Some(writer),
             readers,
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -173,6 +222,9 @@ impl Drop for SqliteStore {
             && writer.join().is_err()
         {
             tracing::error!("the catalog writer thread panicked");
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
         }
     }
 }
