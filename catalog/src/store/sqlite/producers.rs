@@ -54,6 +54,25 @@ fn store(
     Ok(())
 }
 
+/// Saves the producer row of a transactional id at `row`'s id and epoch.
+fn store_transactional_producer(
+    context: &WriteContext<'_>,
+    transactional_id: &str,
+    row: &TransactionalRow,
+) -> Result<()> {
+    let producer = ProducerRow {
+        epoch: row.producer_epoch,
+        last_update_ms: context.now_ms,
+        transactional: true,
+    };
+    store(
+        context.connection,
+        row.producer_id,
+        &producer,
+        Some(transactional_id),
+    )
+}
+
 /// Updates a producer's epoch and last activity after a commit.
 pub(super) fn touch(connection: &Connection, producer_id: i64, row: &ProducerRow) -> Result<()> {
     connection
@@ -180,17 +199,7 @@ pub(super) fn bump_for_abort(
     current: &TransactionalRow,
 ) -> Result<TransactionalRow> {
     let next = producer_rules::fenced_by_abort(current);
-    let producer = ProducerRow {
-        epoch: next.producer_epoch,
-        last_update_ms: context.now_ms,
-        transactional: true,
-    };
-    store(
-        context.connection,
-        next.producer_id,
-        &producer,
-        Some(transactional_id),
-    )?;
+    store_transactional_producer(context, transactional_id, &next)?;
     context
         .connection
         .prepare_cached(
@@ -279,17 +288,7 @@ fn init_transactional(
         None
     };
     if producer_changed(&current, &next) {
-        let producer = ProducerRow {
-            epoch: next.producer_epoch,
-            last_update_ms: context.now_ms,
-            transactional: true,
-        };
-        store(
-            context.connection,
-            next.producer_id,
-            &producer,
-            Some(transactional_id),
-        )?;
+        store_transactional_producer(context, transactional_id, &next)?;
     }
     store_transactional(
         context,
