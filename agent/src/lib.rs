@@ -22,7 +22,6 @@
 
 mod api;
 pub mod cache;
-mod codec;
 mod config;
 mod connection;
 mod error_code;

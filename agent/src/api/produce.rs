@@ -133,7 +133,7 @@ async fn append_partition(
     };
     let limits = Limits {
         max_message_bytes: info.max_message_bytes(),
-        decompress: Some(crate::codec::decompress),
+        decompress: Some(strata_compactor::records::decompress),
         ..Limits::default()
     };
     let batches = match strata_segment::split_and_validate(&records, &limits) {
