@@ -578,6 +578,53 @@ async fn retention_by_size_keeps_at_least_retention_bytes() {
     assert!(h.exists(&keys[2]).await && h.exists(&keys[3]).await);
 }
 
+/// Goal: retention trims only topics whose `cleanup.policy` includes
+/// `delete`, as in Kafka. A compact-only topic (Kafka Connect's offsets,
+/// Schema Registry's `_schemas`, changelogs) keeps every record however old
+/// its timestamps and however small its `retention.bytes`; `compact,delete`
+/// and `delete` are trimmed. Method: three topics with the same old records
+/// and the same tight `retention.ms` / `retention.bytes`, one pass, then
+/// compare log starts and chunk counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_trims_a_compact_only_topic() {
+    let h = Harness::new().await;
+    let tight = [("retention.ms", "60000"), ("retention.bytes", "1")];
+    let with_policy = |policy: &'static str| {
+        let mut configs = tight.to_vec();
+        configs.push(("cleanup.policy", policy));
+        configs
+    };
+    let compact = h.topic("compact-only", &with_policy("compact")).await;
+    let both = h.topic("compact-delete", &with_policy("compact,delete")).await;
+    let delete = h.topic("delete-only", &with_policy("delete")).await;
+    let day_old = h.now() - 86_400_000;
+    for topic in [&compact, &both, &delete] {
+        for segment in 0..3 {
+            h.segment(&[(topic, batches(&format!("v{segment}"), 2, day_old))])
+                .await;
+        }
+    }
+    let compactor = h.compactor("c1");
+    let report = compactor.pass().await;
+    assert_eq!(report.retention_moves, 2, "{report:?}");
+    let kept = h.chunks(&compact).await;
+    assert_eq!(kept.log_start_offset, 0, "compact-only: nothing trimmed");
+    let records: i64 = kept
+        .chunks
+        .iter()
+        .map(|c| c.end_offset - c.base_offset)
+        .sum();
+    assert_eq!(records, 18, "every record of the compact-only topic stays");
+    for topic in [&both, &delete] {
+        let lookup = h.chunks(topic).await;
+        assert!(lookup.log_start_offset > 0, "{}: trimmed", topic.name);
+    }
+    // Later passes leave the compact-only topic alone too.
+    h.advance(GRACE_MS + 1);
+    compactor.pass().await;
+    assert_eq!(h.chunks(&compact).await.log_start_offset, 0);
+}
+
 /// Goal: retention runs every `retention_check_interval_ms`, as a broker's
 /// `log.retention.check.interval.ms`: records written with old timestamps
 /// stay readable until the next check. Method: a first pass (a check) on

@@ -176,6 +176,32 @@ def test_retention_by_time_and_size_moves_the_log_start_and_removes_objects(requ
                what="segments past retention.bytes deleted")
 
 
+def test_retention_never_empties_a_compact_only_topic(request, tmp_path_factory):
+    """Goal: retention applies only where `cleanup.policy` includes `delete` (Kafka's rule).
+    Method: 100 keys with day-old timestamps into a compact-only topic and, as the control
+    that proves retention checks ran, into a `compact,delete` topic, both with retention.ms
+    60 s; once the control is trimmed and two more compactor passes have run, the compact-only
+    topic still serves all 100 latest values from offset 0."""
+    server = _own_server(request, tmp_path_factory, "compact-retention", extra_args=FAST)
+    request.addfinalizer(lambda: _teardown(server))
+    bootstrap = server.bootstrap
+    day_old_ms = int(time.time() * 1000) - 86_400_000
+    records = [{"key": f"key-{i}".encode(), "value": f"latest-{i}".encode(),
+                "timestamp": day_old_ms + i} for i in range(100)]
+    p = producer(bootstrap)
+    for topic, policy in [("compact-only", "compact"), ("compact-delete", "compact,delete")]:
+        create_topic(bootstrap, topic, config={"cleanup.policy": policy, "retention.ms": "60000"})
+        produce_all(p, topic, records)
+    wait_until(lambda: watermarks(bootstrap, "compact-delete", 0) == (100, 100), timeout_s=30,
+               what="retention trimming the compact,delete control topic")
+    passes = metric(metrics(server.metrics_port), "strata_compactor_passes_total")
+    wait_until(lambda: metric(metrics(server.metrics_port), "strata_compactor_passes_total")
+               >= passes + 2, timeout_s=30, what="two more compactor passes")
+    assert watermarks(bootstrap, "compact-only", 0) == (0, 100)
+    kept = consume_partition(bootstrap, "compact-only", 0, expect=100)
+    assert [(m.key(), m.value()) for m in kept] == [(r["key"], r["value"]) for r in records]
+
+
 def start_compactor(server, log_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     args = [str(find_strata_bin()), "compactor",
