@@ -14,6 +14,10 @@ pub(crate) struct TopicPolicy {
     pub(crate) retention_ms: i64,
     /// `retention.bytes`; negative = unbounded.
     pub(crate) retention_bytes: i64,
+    /// Whether `cleanup.policy` includes `delete`: only then do
+    /// `retention.ms` and `retention.bytes` apply. A compact-only topic
+    /// keeps every key's latest value forever, as in Kafka.
+    pub(crate) retention_deletes: bool,
 }
 
 impl TopicPolicy {
@@ -30,12 +34,28 @@ impl TopicPolicy {
                 .and_then(|text| text.trim().parse().ok())
                 .unwrap_or(-1)
         };
+        let cleanup_policy = topic
+            .configs
+            .iter()
+            .find(|entry| entry.name == "cleanup.policy")
+            .map(|entry| entry.value.as_str())
+            .or_else(|| topic_config::default_value("cleanup.policy"))
+            .unwrap_or("delete");
         Self {
             compaction_age_ms: value("strata.compaction.age.ms"),
             retention_ms: value("retention.ms"),
             retention_bytes: value("retention.bytes"),
+            retention_deletes: policy_deletes(cleanup_policy),
         }
     }
+}
+
+/// Whether a `cleanup.policy` value (`delete`, `compact`, or both
+/// comma-separated in any order, as Kafka accepts) includes `delete`.
+pub(crate) fn policy_deletes(cleanup_policy: &str) -> bool {
+    cleanup_policy
+        .split(',')
+        .any(|part| part.trim().eq_ignore_ascii_case("delete"))
 }
 
 /// When a segment chunk was written: the timestamp of the segment's ULID
@@ -87,7 +107,8 @@ pub(crate) fn next_run(chunks: &[Chunk], now_ms: i64, age_ms: i64, target_bytes:
     &chunks[start..end]
 }
 
-/// Where retention moves the log start, if anywhere: past the leading
+/// Where retention moves the log start, if anywhere (only for a topic
+/// whose `cleanup.policy` includes `delete`): past the leading
 /// chunks whose `max_timestamp` is older than `retention_ms`, and past the
 /// leading chunks whose removal leaves at least `retention_bytes` (sum of
 /// chunk lengths), as Kafka deletes whole segments. Never past
@@ -101,6 +122,9 @@ pub(crate) fn retention_target(
     log_start: i64,
     high_watermark: i64,
 ) -> Option<i64> {
+    if !policy.retention_deletes {
+        return None;
+    }
     let mut dropped = 0;
     if policy.retention_ms >= 0 {
         let cutoff = now_ms.saturating_sub(policy.retention_ms);
@@ -218,6 +242,27 @@ mod tests {
             compaction_age_ms: 0,
             retention_ms,
             retention_bytes,
+            retention_deletes: true,
+        }
+    }
+
+    #[test]
+    fn only_a_delete_policy_trims() {
+        let chunks = [segment(0, 10, 100, 1), segment(10, 20, 100, 1)];
+        let compact_only = TopicPolicy {
+            retention_deletes: false,
+            ..policy(0, 0)
+        };
+        assert_eq!(retention_target(&chunks, compact_only, 1_000, 0, 20), None);
+        assert_eq!(retention_target(&chunks, policy(0, 0), 1_000, 0, 20), Some(20));
+        for (value, deletes) in [
+            ("delete", true),
+            ("compact", false),
+            ("compact,delete", true),
+            ("delete,compact", true),
+            (" Compact , Delete ", true),
+        ] {
+            assert_eq!(policy_deletes(value), deletes, "{value}");
         }
     }
 
