@@ -49,7 +49,10 @@ mod store;
 
 pub use error::{Error, ErrorKind, Result};
 pub use group::{GroupCoordinator, GroupError, GroupOptions};
-pub use service::{CatalogService, RpcMetrics, ServiceOptions, serve, validate_topic_name};
+pub use service::{
+    CatalogService, CommitFaultCounts, CommitFaultPlan, CommitFaults, RpcMetrics, ServiceOptions,
+    serve, validate_topic_name,
+};
 pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{

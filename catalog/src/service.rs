@@ -8,6 +8,7 @@
 mod agents;
 mod claims;
 mod commit_stream;
+mod faults;
 mod rpc_metrics;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use uuid::Uuid;
 use self::agents::AgentRegistry;
 use self::claims::CompactionClaims;
 use self::commit_stream::CommitStreamHub;
+pub use self::faults::{CommitFaultCounts, CommitFaultPlan, CommitFaults};
 pub use self::rpc_metrics::RpcMetrics;
 use self::rpc_metrics::RpcMetricsLayer;
 use crate::group::{GroupCoordinator, GroupOptions};
@@ -66,6 +68,8 @@ pub struct ServiceOptions {
     /// An agent that does not heartbeat for this long is fenced and drops
     /// out of the fleet (Metadata).
     pub agent_lease_ms: u64,
+    /// FOR TESTS ONLY: faults of the commit path (`--fault-injection`).
+    pub commit_faults: Option<CommitFaults>,
 }
 
 impl Default for ServiceOptions {
@@ -75,6 +79,7 @@ impl Default for ServiceOptions {
             subscriber_queue: 4_096,
             groups: GroupOptions::default(),
             agent_lease_ms: 10_000,
+            commit_faults: None,
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct CatalogService {
     /// When a transaction API last ran: the reaper sweeps only while a
     /// transaction could still be open (see `transaction_reaper`).
     txn_activity: Arc<TxnActivity>,
+    /// Test-only commit faults; `None` in production.
+    commit_faults: Option<CommitFaults>,
 }
 
 impl CatalogService {
@@ -112,6 +119,7 @@ impl CatalogService {
             options.agent_lease_ms,
         )
         .await?;
+        let commit_faults = options.commit_faults;
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
         let txn_activity = Arc::new(TxnActivity::new());
@@ -128,6 +136,7 @@ impl CatalogService {
             agents,
             rpc_metrics: Arc::default(),
             txn_activity,
+            commit_faults,
         })
     }
 
@@ -646,12 +655,29 @@ impl Catalog for CatalogService {
         let request = request.into_inner();
         Self::check_commit(&request)?;
         let store = Arc::clone(&self.store);
+        let fault = self
+            .commit_faults
+            .as_ref()
+            .map(CommitFaults::next)
+            .unwrap_or_default();
+        // The write runs in a task of its own (`write_and_publish`), so a
+        // late commit lands even after its caller stopped waiting.
         let response = self
             .write_and_publish(async move {
+                if let Some(delay) = fault.late_apply {
+                    tracing::warn!(?delay, "fault injection: holding a commit, then applying it");
+                    tokio::time::sleep(delay).await;
+                }
                 let outcome = store.commit_segment(request).await?;
                 Ok((outcome.response, outcome.event))
             })
             .await?;
+        if fault.lose_reply {
+            tracing::warn!("fault injection: the commit applied; its reply is lost");
+            return Err(Status::unavailable(
+                "fault injection: the commit was applied but its reply is lost",
+            ));
+        }
         Ok(Response::new(response))
     }
 

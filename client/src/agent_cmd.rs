@@ -44,7 +44,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         "--metrics-listen",
         crate::http::Routes::metrics(Arc::new(Agent::metrics_renderer(&[&agent])))
             .with_readiness(Arc::new(agent.readiness()))
-            .with_faults(faults),
+            .with_faults(faults.map(|f| Arc::new(f) as Arc<dyn crate::http::FaultSwitch>)),
     )
     .await?;
     info!(

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use strata_catalog::{
-    CatalogService, PostgresOptions, PostgresStore, ServiceOptions, SqliteOptions,
+    CatalogService, CommitFaults, PostgresOptions, PostgresStore, ServiceOptions, SqliteOptions,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::CatalogArgs;
 use crate::config::{CatalogSettings, ConfigFile};
@@ -24,7 +24,14 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     info!(?settings, "starting the catalog");
-    let service = open(&settings).await?;
+    let faults = settings.fault_injection.then(CommitFaults::new);
+    if faults.is_some() {
+        warn!(
+            "FAULT INJECTION IS ON (--fault-injection): commits obey PUT /faults on the metrics \
+             endpoint; never use this in production"
+        );
+    }
+    let service = open(&settings, faults.clone()).await?;
     let rpc_metrics = service.rpc_metrics();
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -45,7 +52,8 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
             let mut text = render_metrics();
             text.push_str(&rpc_metrics.render());
             text
-        })),
+        }))
+        .with_faults(faults.map(|f| Arc::new(f) as Arc<dyn crate::http::FaultSwitch>)),
     )
     .await?;
     info!(%address, metrics = %settings.metrics_listen, "the catalog is ready");
@@ -88,9 +96,13 @@ pub(crate) fn print_settings(settings: &str) {
 }
 
 /// Opens the store named by `settings.store`.
-async fn open(settings: &CatalogSettings) -> anyhow::Result<CatalogService> {
+async fn open(
+    settings: &CatalogSettings,
+    commit_faults: Option<CommitFaults>,
+) -> anyhow::Result<CatalogService> {
     let options = ServiceOptions {
         agent_lease_ms: settings.agent_lease_ms,
+        commit_faults,
         ..ServiceOptions::default()
     };
     match store_kind(&settings.store)? {

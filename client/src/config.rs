@@ -114,6 +114,17 @@ layered! {
         /// drops out of Metadata [default: 10000].
         #[arg(long, env = "STRATA_AGENT_LEASE_MS")]
         agent_lease_ms: u64,
+        /// FOR TESTS ONLY: commits obey fault rules set over the HTTP
+        /// endpoint (`PUT /faults`: applied late, or reply lost)
+        /// [default: false].
+        #[arg(
+            long,
+            env = "STRATA_FAULT_INJECTION",
+            num_args = 0..=1,
+            default_missing_value = "true",
+            action = clap::ArgAction::Set
+        )]
+        fault_injection: bool,
     }
 }
 
@@ -339,6 +350,8 @@ pub(crate) struct CatalogSettings {
     pub(crate) fsync: bool,
     /// Agent lease.
     pub(crate) agent_lease_ms: u64,
+    /// Test-only commit faults over `/faults`.
+    pub(crate) fault_injection: bool,
 }
 
 impl std::fmt::Debug for CatalogSettings {
@@ -349,6 +362,7 @@ impl std::fmt::Debug for CatalogSettings {
             .field("metrics_listen", &self.metrics_listen)
             .field("fsync", &self.fsync)
             .field("agent_lease_ms", &self.agent_lease_ms)
+            .field("fault_injection", &self.fault_injection)
             .finish()
     }
 }
@@ -380,6 +394,7 @@ impl CatalogSettings {
                 .unwrap_or(addr(DEFAULT_CATALOG_METRICS_LISTEN)),
             fsync: options.fsync.unwrap_or(true),
             agent_lease_ms: options.agent_lease_ms.unwrap_or(DEFAULT_AGENT_LEASE_MS),
+            fault_injection: options.fault_injection.unwrap_or(false),
         })
     }
 }

@@ -1,11 +1,12 @@
 //! The operational HTTP endpoint: `/metrics` (Prometheus text), `/health`
-//! and `/ready`; with `strata agent --fault-injection` also `/faults` (for
-//! tests only). Deliberately tiny: a handful of routes, no keep-alive.
+//! and `/ready`; with `strata agent --fault-injection` or `strata catalog
+//! --fault-injection` also `/faults` (for tests only). Deliberately tiny: a handful of routes, no keep-alive.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata_agent::{FaultControl, FaultPlan};
+use strata_catalog::{CommitFaultPlan, CommitFaults};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,52 @@ const REQUEST_BYTES_MAX: usize = 64 * 1024;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A role's test-only fault switchboard behind `/faults`.
+pub(crate) trait FaultSwitch: Send + Sync {
+    /// Replaces the rules with the JSON plan in `body`.
+    fn put(&self, body: &[u8]) -> Result<(), serde_json::Error>;
+    /// Removes every rule.
+    fn clear(&self);
+    /// The rules and how often each fired, as JSON.
+    fn state(&self) -> serde_json::Value;
+}
+
+/// The agent's object-store faults.
+impl FaultSwitch for FaultControl {
+    fn put(&self, body: &[u8]) -> Result<(), serde_json::Error> {
+        let plan = serde_json::from_slice::<FaultPlan>(body)?;
+        warn!(?plan, "fault injection: new rules");
+        self.set(plan);
+        Ok(())
+    }
+
+    fn clear(&self) {
+        FaultControl::clear(self);
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "plan": self.plan(), "counts": self.counts() })
+    }
+}
+
+/// The catalog's commit faults.
+impl FaultSwitch for CommitFaults {
+    fn put(&self, body: &[u8]) -> Result<(), serde_json::Error> {
+        let plan = serde_json::from_slice::<CommitFaultPlan>(body)?;
+        warn!(?plan, "fault injection: new commit faults");
+        self.set(plan);
+        Ok(())
+    }
+
+    fn clear(&self) {
+        CommitFaults::clear(self);
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "plan": self.plan(), "counts": self.counts() })
+    }
+}
+
 /// What the endpoint serves.
 #[derive(Clone)]
 pub(crate) struct Routes {
@@ -29,7 +76,7 @@ pub(crate) struct Routes {
     /// `/ready` answers 503 while this says no.
     ready: Readiness,
     /// `Some` only under `--fault-injection`.
-    faults: Option<FaultControl>,
+    faults: Option<Arc<dyn FaultSwitch>>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -57,8 +104,8 @@ impl Routes {
     }
 
     /// Adds `/faults`: `GET` shows the rules and counts, `PUT` replaces the
-    /// rules (a JSON [`FaultPlan`]), `DELETE` removes them.
-    pub(crate) fn with_faults(mut self, faults: Option<FaultControl>) -> Self {
+    /// rules (a JSON plan of the role's kind), `DELETE` removes them.
+    pub(crate) fn with_faults(mut self, faults: Option<Arc<dyn FaultSwitch>>) -> Self {
         self.faults = faults;
         self
     }
@@ -83,11 +130,11 @@ fn route(routes: &Routes, method: &str, path: &str, body: &[u8]) -> Answer {
                 .to_string(),
         ),
         (_, "/faults") => match &routes.faults {
-            Some(faults) => route_faults(faults, method, body),
+            Some(faults) => route_faults(faults.as_ref(), method, body),
             None => (
                 "404 Not Found",
                 TEXT,
-                "fault injection is off: start the agent with --fault-injection (tests only)\n"
+                "fault injection is off: start the role with --fault-injection (tests only)\n"
                     .to_string(),
             ),
         },
@@ -99,14 +146,11 @@ fn route(routes: &Routes, method: &str, path: &str, body: &[u8]) -> Answer {
     }
 }
 
-fn route_faults(faults: &FaultControl, method: &str, body: &[u8]) -> Answer {
+fn route_faults(faults: &dyn FaultSwitch, method: &str, body: &[u8]) -> Answer {
     match method {
         "GET" => {}
-        "PUT" => match serde_json::from_slice::<FaultPlan>(body) {
-            Ok(plan) => {
-                warn!(?plan, "fault injection: new rules");
-                faults.set(plan);
-            }
+        "PUT" => match faults.put(body) {
+            Ok(()) => {}
             Err(e) => {
                 return (
                     "400 Bad Request",
@@ -127,8 +171,7 @@ fn route_faults(faults: &FaultControl, method: &str, body: &[u8]) -> Answer {
             );
         }
     }
-    let state = serde_json::json!({ "plan": faults.plan(), "counts": faults.counts() });
-    ("200 OK", JSON, format!("{state}\n"))
+    ("200 OK", JSON, format!("{}\n", faults.state()))
 }
 
 /// Where the head of a request ends, if it has arrived.
@@ -246,7 +289,24 @@ mod tests {
     use super::*;
 
     fn routes(faults: Option<FaultControl>) -> Routes {
-        Routes::metrics(Arc::new(|| "# TYPE x counter\n".to_string())).with_faults(faults)
+        Routes::metrics(Arc::new(|| "# TYPE x counter\n".to_string()))
+            .with_faults(faults.map(|f| Arc::new(f) as Arc<dyn FaultSwitch>))
+    }
+
+    #[test]
+    fn the_catalog_commit_faults_are_driven_the_same_way() {
+        let faults = CommitFaults::new();
+        let routes = Routes::metrics(Arc::new(String::new))
+            .with_faults(Some(Arc::new(faults.clone()) as Arc<dyn FaultSwitch>));
+        let plan = br#"{"late_apply_ms":3000,"late_apply_count":1}"#;
+        let (status, _, body) = route(&routes, "PUT", "/faults", plan);
+        assert_eq!(status, "200 OK", "{body}");
+        assert_eq!(faults.plan().late_apply_count, 1);
+        assert!(body.contains("\"late_applied\":0"), "{body}");
+        let (status, _, body) = route(&routes, "PUT", "/faults", br#"{"late":1}"#);
+        assert_eq!(status, "400 Bad Request", "{body}");
+        route(&routes, "DELETE", "/faults", b"");
+        assert_eq!(faults.plan(), CommitFaultPlan::default());
     }
 
     #[test]

@@ -472,9 +472,17 @@ class KafkaConnection:
 
     # -- InitProducerId v1 ---------------------------------------------------------------------
 
-    def init_producer_id(self) -> tuple[int, int, int]:
-        """Returns (error_code, producer_id, producer_epoch) for a non-transactional producer."""
-        r = Reader(self.request(INIT_PRODUCER_ID, 1, string(None) + i32(60_000)))
+    def init_producer_id(self, producer_id: int = -1,
+                         producer_epoch: int = -1) -> tuple[int, int, int]:
+        """Returns (error_code, producer_id, producer_epoch) for a non-transactional producer.
+        With a producer id and epoch (InitProducerId v3, KIP-360) the producer asks for its
+        epoch to be bumped, as librdkafka does to recover from a sequence error."""
+        if producer_id < 0:
+            r = Reader(self.request(INIT_PRODUCER_ID, 1, string(None) + i32(60_000)))
+        else:
+            body = (compact_string(None) + i32(60_000) + i64(producer_id) + i16(producer_epoch)
+                    + NO_TAGS)
+            r = Reader(self.request(INIT_PRODUCER_ID, 3, body))
         r.i32()  # throttle
         return r.i16(), r.i64(), r.i16()
 

@@ -279,3 +279,117 @@ def test_catalog_down_gives_retriable_errors_and_the_agent_recovers(
             "a produce answered with an error while the catalog was down was stored"
     finally:
         finish(cluster)
+
+
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+
+
+def set_catalog_faults(metrics_port: int, plan: dict) -> dict:
+    """PUT the catalog's commit-fault plan (`strata catalog --fault-injection`)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{metrics_port}/faults",
+                                     data=json.dumps(plan).encode(), method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def stored_values(bootstrap: str, topic: str) -> list[bytes]:
+    with kw.KafkaConnection(bootstrap, timeout=30) as conn:
+        _, batches = conn.fetch_all(topic, 0)
+    return [r.value for b in batches for r in b.records]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_store(request) -> str | None:
+    """The catalog's store URL: SQLite (None: the default file) or PostgreSQL."""
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_database")
+
+
+def test_a_commit_that_lands_after_its_produce_timed_out_is_never_stored_twice(
+        request, tmp_path, s3_endpoint, topic, catalog_store):
+    # Goal (issue #11 item 0; promise 1): a commit whose outcome the agent does not learn in
+    # time (the catalog applies it after the produce deadline) must not let an idempotent
+    # producer store its records twice. The chaos run found this: the agent answered the
+    # batch REQUEST_TIMED_OUT and committed the producer's next batch while the old commit was
+    # still in flight in the catalog; that batch was refused OUT_OF_ORDER_SEQUENCE_NUMBER, the
+    # producer bumped its epoch (KIP-360) and sent the missing records again under new
+    # sequence numbers, and then the old commit landed.
+    # Method: the catalog holds the first commit for 4 s and then applies it whatever its
+    # caller does (`--fault-injection`, late apply); the agent's produce timeout is 1 s. A raw
+    # idempotent client sends batch 0 (times out), then batch 1, and then does what librdkafka
+    # does with the answer: on OUT_OF_ORDER_SEQUENCE_NUMBER it waits out the late commit,
+    # bumps its epoch and sends both records again from sequence 0; otherwise it retries the
+    # timed-out batch with its sequence. Every record must be stored exactly once, in order.
+    cluster = own_cluster(request, tmp_path, s3_endpoint, agents=1, store=catalog_store,
+                          catalog_args=["--fault-injection"],
+                          agent_args=["--flush-interval-ms", "10", "--produce-timeout-ms", "1000"])
+    try:
+        agent = cluster.agents[0]
+        create_topic(agent.bootstrap, topic)
+        with kw.KafkaConnection(agent.bootstrap, timeout=60) as conn:
+            error, pid, epoch = conn.init_producer_id()
+            assert error == 0, error
+
+            def batch(values: list[bytes], sequence: int, producer_epoch: int = epoch) -> bytes:
+                return kw.encode_batch(values, producer_id=pid, producer_epoch=producer_epoch,
+                                       base_sequence=sequence)
+
+            set_catalog_faults(cluster.catalog_metrics_port,
+                               {"late_apply_ms": 4000, "late_apply_count": 1})
+            started = time.monotonic()
+            first = conn.produce(topic, 0, batch([b"a"], 0), timeout_ms=1000)
+            assert first["error_code"] == REQUEST_TIMED_OUT, first
+            # Batch 1, retried with its sequence while it is answered "not durable in time"
+            # (it may have queued behind batch 0's commit), as a client does.
+            for _ in range(5):
+                second = conn.produce(topic, 0, batch([b"b"], 1), timeout_ms=10_000)
+                if second["error_code"] not in NOT_DURABLE:
+                    break
+            # Let the held commit land (or be refused) before the client goes on.
+            time.sleep(max(0.0, started + 5.0 - time.monotonic()))
+            if second["error_code"] == OUT_OF_ORDER_SEQUENCE_NUMBER:
+                error, same_pid, bumped = conn.init_producer_id(pid, epoch)
+                assert (error, same_pid, bumped) == (0, pid, epoch + 1)
+                again = conn.produce(topic, 0, batch([b"a", b"b"], 0, bumped), timeout_ms=10_000)
+                assert again["error_code"] == 0, again
+            else:
+                assert second["error_code"] == 0 and second["base_offset"] == 1, second
+                retry = conn.produce(topic, 0, batch([b"a"], 0), timeout_ms=10_000)
+                assert retry["error_code"] == 0 and retry["base_offset"] == 0, retry
+        assert stored_values(agent.bootstrap, topic) == [b"a", b"b"]
+        _, body = http_get(agent.metrics_port, "/metrics")
+        assert "strata_catalog_commits_resolved_total" in body
+        assert metric(agent.metrics_port, "strata_catalog_commits_unknown_total") == 1
+    finally:
+        finish(cluster)
+
+
+def test_a_commit_whose_reply_is_lost_is_acknowledged_once(request, tmp_path, s3_endpoint,
+                                                           topic, catalog_store):
+    # Goal: the catalog applies a commit and its reply is lost (UNAVAILABLE). The agent sends
+    # the same commit again (idempotent by segment id), learns the stored offsets and
+    # acknowledges the produce once, at the offset the records really have.
+    # Method: `lose_reply_count: 2` on the catalog; three plain records, then an idempotent
+    # client's batch; read back everything.
+    cluster = own_cluster(request, tmp_path, s3_endpoint, agents=1, store=catalog_store,
+                          catalog_args=["--fault-injection"],
+                          agent_args=["--flush-interval-ms", "10"])
+    try:
+        agent = cluster.agents[0]
+        create_topic(agent.bootstrap, topic)
+        state = set_catalog_faults(cluster.catalog_metrics_port, {"lose_reply_count": 2})
+        assert state["plan"]["lose_reply_count"] == 2, state
+        plain = raw_produce(agent.bootstrap, topic, 0, [b"p0", b"p1", b"p2"], timeout_ms=10_000)
+        assert plain["error_code"] == 0 and plain["base_offset"] == 0, plain
+        with kw.KafkaConnection(agent.bootstrap, timeout=60) as conn:
+            error, pid, epoch = conn.init_producer_id()
+            assert error == 0
+            idempotent = conn.produce(topic, 0, kw.encode_batch(
+                [b"i0"], producer_id=pid, producer_epoch=epoch, base_sequence=0),
+                timeout_ms=10_000)
+        assert idempotent["error_code"] == 0 and idempotent["base_offset"] == 3, idempotent
+        assert stored_values(agent.bootstrap, topic) == [b"p0", b"p1", b"p2", b"i0"]
+        _, body = http_get(cluster.catalog_metrics_port, "/faults")
+        assert json.loads(body)["counts"]["replies_lost"] == 2
+    finally:
+        finish(cluster)
