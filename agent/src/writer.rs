@@ -239,6 +239,14 @@ impl SegmentWriter {
 }
 
 impl Inner {
+    /// Whether `close` was called: the writer takes no more appends.
+    fn is_closing(&self) -> bool {
+        self.buffer
+            .lock()
+            .expect("writer buffer lock poisoned")
+            .closed
+    }
+
     /// Marks one flush answered; an eager writer may flush again at once.
     fn flush_done(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -431,6 +439,7 @@ async fn commit_loop(
                 continue;
             }
         };
+        let mut unresolved = None;
         let code = match uploaded {
             Ok(Ok(segment)) => match committer.commit(&flush, &segment).await {
                 Ok(response) => {
@@ -438,7 +447,9 @@ async fn commit_loop(
                     inner.flush_done();
                     continue;
                 }
-                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                Err(CommitError::Refused(status))
+                    if status.code() == tonic::Code::FailedPrecondition =>
+                {
                     // Fenced: this agent's registration expired (a pause
                     // past its lease). Nothing was committed; the clients
                     // retry, and later flushes use the new registration.
@@ -447,8 +458,18 @@ async fn commit_loop(
                     committer.fleet.fenced(flush.epoch);
                     error_code::NOT_LEADER_OR_FOLLOWER
                 }
-                Err(status) => {
-                    error!(%status, segment = %segment.id, "catalog commit failed; failing its produce requests");
+                Err(CommitError::Refused(status)) => {
+                    error!(%status, segment = %segment.id, "catalog refused the commit; failing its produce requests");
+                    error_code::REQUEST_TIMED_OUT
+                }
+                Err(CommitError::Unknown { status, request }) => {
+                    error!(
+                        %status, segment = %segment.id,
+                        "catalog commit outcome unknown at the produce deadline; failing its produce \
+                         requests, then resolving the commit before any later one"
+                    );
+                    add(&committer.metrics.catalog_commits_unknown, 1);
+                    unresolved = Some(request);
                     error_code::REQUEST_TIMED_OUT
                 }
             },
@@ -464,6 +485,9 @@ async fn commit_loop(
         answer_all(&committer.metrics, flush, code);
         inner.flush_done();
         fail_queued(&inner, &committer.metrics, &mut rx, code);
+        if let Some(request) = unresolved {
+            committer.resolve(&inner, request).await;
+        }
     }
     *inner.done.lock().expect("writer done lock poisoned") = true;
     inner.drained.notify_waiters();
@@ -486,6 +510,21 @@ fn fail_queued(
     }
 }
 
+/// Why a commit did not succeed.
+#[derive(Debug)]
+enum CommitError {
+    /// Nothing was applied, and nothing can be applied later: the catalog
+    /// refused the commit, or it was never sent.
+    Refused(tonic::Status),
+    /// The commit was sent, and its outcome is unknown: it may have been
+    /// applied, or may still be (a request the catalog is still working
+    /// on). See [`Committer::resolve`].
+    Unknown {
+        status: tonic::Status,
+        request: CommitSegmentRequest,
+    },
+}
+
 impl Committer {
     /// Commits a segment, retrying transport failures and timed-out calls
     /// with bounded backoff until the flush's deadline. Retries are safe:
@@ -495,7 +534,7 @@ impl Committer {
         &self,
         flush: &Flush,
         segment: &Segment,
-    ) -> Result<CommitSegmentResponse, tonic::Status> {
+    ) -> Result<CommitSegmentResponse, CommitError> {
         let started = Instant::now();
         let agent_epoch = match flush.epoch {
             0 => {
@@ -503,7 +542,9 @@ impl Committer {
                     .deadline
                     .saturating_duration_since(tokio::time::Instant::now());
                 self.fleet.wait_epoch(remaining).await.ok_or_else(|| {
-                    tonic::Status::unavailable("this agent is not registered with the catalog")
+                    CommitError::Refused(tonic::Status::unavailable(
+                        "this agent is not registered with the catalog",
+                    ))
                 })?
             }
             epoch => epoch,
@@ -531,17 +572,7 @@ impl Committer {
             let remaining = flush
                 .deadline
                 .saturating_duration_since(tokio::time::Instant::now());
-            let attempt = tokio::time::timeout(
-                remaining.min(COMMIT_ATTEMPT_TIMEOUT),
-                self.catalog.commit_segment(request.clone()),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(tonic::Status::deadline_exceeded(
-                    "no answer from the catalog in time",
-                ))
-            });
-            match attempt {
+            match self.attempt(&request, remaining).await {
                 Ok(response) => {
                     add(&self.metrics.catalog_commits, 1);
                     add(
@@ -561,11 +592,134 @@ impl Committer {
                 }
                 Err(status) => {
                     add(&self.metrics.catalog_commit_errors, 1);
-                    return Err(status);
+                    return Err(if outcome_unknown(&status) {
+                        CommitError::Unknown { status, request }
+                    } else {
+                        CommitError::Refused(status)
+                    });
                 }
             }
         }
     }
+
+    /// One CommitSegment call, bounded by `limit` (at most
+    /// [`COMMIT_ATTEMPT_TIMEOUT`]).
+    async fn attempt(
+        &self,
+        request: &CommitSegmentRequest,
+        limit: Duration,
+    ) -> Result<CommitSegmentResponse, tonic::Status> {
+        tokio::time::timeout(
+            limit.min(COMMIT_ATTEMPT_TIMEOUT),
+            self.catalog.commit_segment(request.clone()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(
+                "no answer from the catalog in time",
+            ))
+        })
+    }
+
+    /// Settles a commit whose outcome is unknown before the agent commits
+    /// anything after it.
+    ///
+    /// Why: its produce requests were answered REQUEST_TIMED_OUT, and the
+    /// clients' next batches come next. Were a later commit checked while
+    /// this one is still in flight in the catalog (a gRPC server runs each
+    /// request in a task of its own, and finishes a write whose caller went
+    /// away), the later batch would be refused OUT_OF_ORDER_SEQUENCE_NUMBER
+    /// for the missing batch, the producer would bump its epoch and send
+    /// that batch again under new sequence numbers, and then the old commit
+    /// would land: the same records twice (measured under a chaos run).
+    ///
+    /// How: the same request is sent again until the catalog gives a
+    /// definite answer. Commits are idempotent by segment id, so the answer
+    /// says whether it was applied (once: now or before) or refused; either
+    /// way no copy of it can land later. Clients retrying the timed-out
+    /// batches with their sequence numbers get the stored offsets as
+    /// duplicates. Should the catalog still give no answer after another
+    /// produce timeout, a registered agent registers anew: the new epoch
+    /// fences the old one inside every commit transaction, so the old
+    /// commit can never land, and flushes taken under the old epoch are
+    /// refused (NOT_LEADER_OR_FOLLOWER, retried by clients).
+    async fn resolve(&self, inner: &Inner, request: CommitSegmentRequest) {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.attempt(&request, COMMIT_ATTEMPT_TIMEOUT).await {
+                Ok(_) => {
+                    add(&self.metrics.catalog_commits_resolved, 1);
+                    warn!(
+                        segment = %request.segment_id,
+                        "the unknown-outcome commit is applied; clients retrying its batches get their offsets"
+                    );
+                    return;
+                }
+                Err(status) if !outcome_unknown(&status) => {
+                    add(&self.metrics.catalog_commits_resolved, 1);
+                    if status.code() == tonic::Code::FailedPrecondition {
+                        self.fleet.fenced(request.agent_epoch);
+                    }
+                    info!(%status, segment = %request.segment_id, "the unknown-outcome commit is refused: nothing of it was applied");
+                    return;
+                }
+                Err(status) => {
+                    let give_up = inner.is_closing() || started.elapsed() >= inner.produce_timeout;
+                    if give_up && request.agent_epoch > 0 {
+                        self.fence_self(inner, request.agent_epoch).await;
+                        return;
+                    }
+                    if give_up {
+                        // Epoch 0 is `strata dev`: its catalog runs in this
+                        // process and takes commits in the order they were
+                        // made, so a late copy cannot pass a later commit.
+                        error!(%status, segment = %request.segment_id, "giving up on a commit of unknown outcome");
+                        return;
+                    }
+                    warn!(%status, segment = %request.segment_id, "resolving a commit of unknown outcome; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Drops the registration `epoch` and waits until the agent is
+    /// registered anew (so that the catalog refuses `epoch` from then on),
+    /// or the writer is closing.
+    async fn fence_self(&self, inner: &Inner, epoch: u64) {
+        add(&self.metrics.catalog_commits_self_fenced, 1);
+        error!(
+            epoch,
+            "a commit stayed of unknown outcome; registering anew so that it can never land"
+        );
+        self.fleet.fenced(epoch);
+        while !inner.is_closing() {
+            match self.fleet.wait_epoch(Duration::from_secs(1)).await {
+                Some(current) if current != epoch => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether a failed commit may have been applied, or may still be: a
+/// timeout, a lost connection, or a catalog that failed around its own
+/// COMMIT. Refusals the catalog decides before writing anything (fenced,
+/// invalid, unknown topic) are definite.
+fn outcome_unknown(status: &tonic::Status) -> bool {
+    !matches!(
+        status.code(),
+        tonic::Code::FailedPrecondition
+            | tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::AlreadyExists
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::OutOfRange
+            | tonic::Code::Unimplemented
+    )
 }
 
 fn is_retryable(status: &tonic::Status) -> bool {
