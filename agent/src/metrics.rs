@@ -247,13 +247,13 @@ impl Metrics {
             ),
             s(
                 "strata_catalog_commits_resolved_total",
-                "Unknown-outcome commits resolved by retrying them (applied then or before, never twice).",
+                "Unknown-outcome commits resolved by sending them again (strata dev: applied once, then or before, or refused).",
                 &plain,
                 load(&self.catalog_commits_resolved),
             ),
             s(
                 "strata_catalog_commits_self_fenced_total",
-                "Unknown-outcome commits that stayed unresolved, after which this agent registered anew so that they can never land.",
+                "Unknown-outcome commits after which this agent registered anew, so that they cannot land after a later commit.",
                 &plain,
                 load(&self.catalog_commits_self_fenced),
             ),

@@ -486,7 +486,13 @@ async fn commit_loop(
         inner.flush_done();
         fail_queued(&inner, &committer.metrics, &mut rx, code);
         if let Some(request) = unresolved {
-            committer.resolve(&inner, request).await;
+            let mut arrivals = Arrivals {
+                inner: &inner,
+                metrics: &committer.metrics,
+                rx: &mut rx,
+                open: true,
+            };
+            committer.resolve(&mut arrivals, request).await;
         }
     }
     *inner.done.lock().expect("writer done lock poisoned") = true;
@@ -633,21 +639,29 @@ impl Committer {
     /// that batch again under new sequence numbers, and then the old commit
     /// would land: the same records twice (measured under a chaos run).
     ///
-    /// How: the same request is sent again until the catalog gives a
-    /// definite answer. Commits are idempotent by segment id, so the answer
-    /// says whether it was applied (once: now or before) or refused; either
-    /// way no copy of it can land later. Clients retrying the timed-out
-    /// batches with their sequence numbers get the stored offsets as
-    /// duplicates. Should the catalog still give no answer after another
-    /// produce timeout, a registered agent registers anew: the new epoch
-    /// fences the old one inside every commit transaction, so the old
-    /// commit can never land, and flushes taken under the old epoch are
-    /// refused (NOT_LEADER_OR_FOLLOWER, retried by clients).
-    async fn resolve(&self, inner: &Inner, request: CommitSegmentRequest) {
+    /// How: a registered agent fences itself: it drops its epoch and
+    /// registers anew before it commits again. The new epoch fences the old
+    /// one inside every commit transaction, so the old commit either landed
+    /// before the new registration (ahead of every later commit) or never
+    /// lands; flushes taken under the old epoch are refused
+    /// (NOT_LEADER_OR_FOLLOWER) and their clients retry. `strata dev`
+    /// (epoch 0, the catalog in process, commits taken in the order they
+    /// were made) sends the same request again until the catalog gives a
+    /// definite answer (idempotent by segment id), for at most one produce
+    /// timeout. Flushes that arrive meanwhile are failed unsent (see
+    /// [`Arrivals`]).
+    async fn resolve(&self, arrivals: &mut Arrivals<'_>, request: CommitSegmentRequest) {
+        if request.agent_epoch > 0 {
+            self.fence_self(arrivals, request.agent_epoch).await;
+            return;
+        }
         let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
         loop {
-            match self.attempt(&request, COMMIT_ATTEMPT_TIMEOUT).await {
+            let attempt = arrivals
+                .fail_while(self.attempt(&request, COMMIT_ATTEMPT_TIMEOUT))
+                .await;
+            match attempt {
                 Ok(_) => {
                     add(&self.metrics.catalog_commits_resolved, 1);
                     warn!(
@@ -658,27 +672,19 @@ impl Committer {
                 }
                 Err(status) if !outcome_unknown(&status) => {
                     add(&self.metrics.catalog_commits_resolved, 1);
-                    if status.code() == tonic::Code::FailedPrecondition {
-                        self.fleet.fenced(request.agent_epoch);
-                    }
                     info!(%status, segment = %request.segment_id, "the unknown-outcome commit is refused: nothing of it was applied");
                     return;
                 }
+                Err(status)
+                    if arrivals.inner.is_closing()
+                        || started.elapsed() >= arrivals.inner.produce_timeout =>
+                {
+                    error!(%status, segment = %request.segment_id, "giving up on a commit of unknown outcome");
+                    return;
+                }
                 Err(status) => {
-                    let give_up = inner.is_closing() || started.elapsed() >= inner.produce_timeout;
-                    if give_up && request.agent_epoch > 0 {
-                        self.fence_self(inner, request.agent_epoch).await;
-                        return;
-                    }
-                    if give_up {
-                        // Epoch 0 is `strata dev`: its catalog runs in this
-                        // process and takes commits in the order they were
-                        // made, so a late copy cannot pass a later commit.
-                        error!(%status, segment = %request.segment_id, "giving up on a commit of unknown outcome");
-                        return;
-                    }
                     warn!(%status, segment = %request.segment_id, "resolving a commit of unknown outcome; retrying");
-                    tokio::time::sleep(backoff).await;
+                    arrivals.fail_while(tokio::time::sleep(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
@@ -688,17 +694,51 @@ impl Committer {
     /// Drops the registration `epoch` and waits until the agent is
     /// registered anew (so that the catalog refuses `epoch` from then on),
     /// or the writer is closing.
-    async fn fence_self(&self, inner: &Inner, epoch: u64) {
+    async fn fence_self(&self, arrivals: &mut Arrivals<'_>, epoch: u64) {
         add(&self.metrics.catalog_commits_self_fenced, 1);
         error!(
             epoch,
-            "a commit stayed of unknown outcome; registering anew so that it can never land"
+            "a commit's outcome is unknown; registering anew so that it cannot land after a later one"
         );
         self.fleet.fenced(epoch);
-        while !inner.is_closing() {
-            match self.fleet.wait_epoch(Duration::from_secs(1)).await {
-                Some(current) if current != epoch => return,
-                _ => {}
+        while !arrivals.inner.is_closing() {
+            let registered = arrivals
+                .fail_while(self.fleet.wait_epoch(Duration::from_secs(1)))
+                .await;
+            if registered.is_some_and(|current| current != epoch) {
+                return;
+            }
+        }
+    }
+}
+
+/// The flushes that reach the commit loop while it resolves a commit of
+/// unknown outcome. None of them may be committed before the resolution,
+/// and their producers must not wait on it: each is answered
+/// REQUEST_TIMED_OUT at once, never sent (so nothing of it is applied), and
+/// its clients retry.
+struct Arrivals<'a> {
+    inner: &'a Inner,
+    metrics: &'a Metrics,
+    rx: &'a mut mpsc::Receiver<(Flush, UploadTask)>,
+    /// False once the channel closed.
+    open: bool,
+}
+
+impl Arrivals<'_> {
+    /// Awaits `work`, failing every flush that arrives meanwhile.
+    async fn fail_while<T>(&mut self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                arrival = self.rx.recv(), if self.open => match arrival {
+                    Some((flush, _task)) => {
+                        answer_all(self.metrics, flush, error_code::REQUEST_TIMED_OUT);
+                        self.inner.flush_done();
+                    }
+                    None => self.open = false,
+                },
             }
         }
     }

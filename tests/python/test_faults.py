@@ -358,8 +358,10 @@ def test_a_commit_that_lands_after_its_produce_timed_out_is_never_stored_twice(
                 assert retry["error_code"] == 0 and retry["base_offset"] == 0, retry
         assert stored_values(agent.bootstrap, topic) == [b"a", b"b"]
         _, body = http_get(agent.metrics_port, "/metrics")
-        assert "strata_catalog_commits_resolved_total" in body
+        assert "strata_catalog_commits_unknown_total" in body
         assert metric(agent.metrics_port, "strata_catalog_commits_unknown_total") == 1
+        # The agent registered anew, so that the held commit could not land after a later one.
+        assert metric(agent.metrics_port, "strata_catalog_commits_self_fenced_total") == 1
     finally:
         finish(cluster)
 
