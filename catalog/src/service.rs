@@ -200,13 +200,36 @@ pub async fn serve(
         })
     });
     let metrics = RpcMetricsLayer(service.rpc_metrics());
-    tonic::transport::Server::builder()
+    // PINGs find agents whose connection went silent (paused, partitioned)
+    // and close it, so neither their streams nor a shutdown wait on them.
+    let server = tonic::transport::Server::builder()
+        .tcp_keepalive(Some(strata_catalog_api::KEEPALIVE_INTERVAL))
+        .http2_keepalive_interval(Some(strata_catalog_api::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(strata_catalog_api::KEEPALIVE_TIMEOUT))
         .layer(metrics)
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
-        .map_err(Error::Transport)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.map_err(Error::Transport),
+        () = shutdown.cancelled() => {}
+    }
+    // Calls in flight get a grace period; streams (commit subscriptions)
+    // and silent connections do not end by themselves.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(result) => result.map_err(Error::Transport),
+        Err(_) => {
+            tracing::warn!(
+                grace = ?SHUTDOWN_GRACE,
+                "connections still open after the shutdown grace period; closing them"
+            );
+            Ok(())
+        }
+    }
 }
+
+/// How long a stopping catalog waits for the calls in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Checks a topic name against Kafka's rules: 1 to 249 characters of
 /// `[a-zA-Z0-9._-]`, and not `.` or `..`.
@@ -665,7 +688,10 @@ impl Catalog for CatalogService {
         let response = self
             .write_and_publish(async move {
                 if let Some(delay) = fault.late_apply {
-                    tracing::warn!(?delay, "fault injection: holding a commit, then applying it");
+                    tracing::warn!(
+                        ?delay,
+                        "fault injection: holding a commit, then applying it"
+                    );
                     tokio::time::sleep(delay).await;
                 }
                 let outcome = store.commit_segment(request).await?;

@@ -225,9 +225,12 @@ def _agent(base: Path, endpoint: str, bucket: str, catalog_port: int, node_id: i
 def start_cluster(base: Path, endpoint: str, agents: int = 2,
                   agent_args: list[str] | None = None, store: str | None = None,
                   catalog_args: list[str] | None = None,
-                  agent_args_each: list[list[str]] | None = None) -> Cluster:
+                  agent_args_each: list[list[str]] | None = None,
+                  catalog_route=None) -> Cluster:
     """init-bucket --create, then a catalog (SQLite unless `store` names another) and `agents`
-    agents, all started and listening. `agent_args_each[i]` goes to agent i+1 only."""
+    agents, all started and listening. `agent_args_each[i]` goes to agent i+1 only.
+    `catalog_route(catalog_port) -> port` gives the port agents reach the catalog on (a proxy
+    in front of it, e.g. blackhole_proxy.BlackholeProxy)."""
     bucket = unique_bucket()
     created = init_bucket(endpoint, bucket, "--create")
     assert created.returncode == 0, f"init-bucket failed:\n{created.stdout}\n{created.stderr}"
@@ -235,9 +238,10 @@ def start_cluster(base: Path, endpoint: str, agents: int = 2,
     cluster = Cluster(base, endpoint, bucket, catalog, catalog_metrics)
     try:
         catalog.start()
+        catalog_port = catalog_route(catalog.port) if catalog_route else catalog.port
         for node_id in range(1, agents + 1):
             own = agent_args_each[node_id - 1] if agent_args_each else []
-            agent = _agent(base, endpoint, bucket, catalog.port, node_id,
+            agent = _agent(base, endpoint, bucket, catalog_port, node_id,
                            [*(agent_args or []), *own])
             cluster.agents.append(agent)
             agent.process.start()

@@ -395,3 +395,70 @@ def test_a_commit_whose_reply_is_lost_is_acknowledged_once(request, tmp_path, s3
         assert json.loads(body)["counts"]["replies_lost"] == 2
     finally:
         finish(cluster)
+
+
+def test_a_black_holed_catalog_link_fails_fast_and_heals_within_30s(request, tmp_path,
+                                                                     s3_endpoint, topic):
+    # Goal (issue #11 item 4; promise 6): a catalog link that goes silent (packets dropped,
+    # no reset) must not hang the agent's calls on it: produces fail with a retriable error
+    # within their timeout, and after the link heals produce, fetch and a consumer group work
+    # again within 30 s without restarting anything. Before HTTP/2 keepalive and call
+    # deadlines, every call on the dead connection waited for TCP (~15 minutes).
+    # Method: agents reach the catalog through blackhole_proxy; black-hole it (the existing
+    # connection stays open and silent forever), produce, heal (new connections flow), then
+    # time produce, a read from offset 0 and a group consumer.
+    from blackhole_proxy import BlackholeProxy
+    proxy = None
+
+    def route(catalog_port: int) -> int:
+        nonlocal proxy
+        proxy = BlackholeProxy(catalog_port).start()
+        return proxy.port
+
+    cluster = own_cluster(request, tmp_path, s3_endpoint, agents=1, catalog_route=route,
+                          agent_args=["--flush-interval-ms", "10", "--produce-timeout-ms", "3000"])
+    try:
+        agent = cluster.agents[0]
+        create_topic(agent.bootstrap, topic)
+        first = raw_produce(agent.bootstrap, topic, 0, [b"before"], timeout_ms=10_000)
+        assert first["error_code"] == 0, first
+
+        proxy.blackhole()
+        started = time.monotonic()
+        down = raw_produce(agent.bootstrap, topic, 0, [b"dark"], timeout_ms=2000)
+        assert down["error_code"] in NOT_DURABLE, down
+        assert time.monotonic() - started < 10, "a produce waited on the silent link"
+        time.sleep(3)  # let the agent's calls sit on the silent connection for a while
+
+        proxy.heal()
+        healed = time.monotonic()
+
+        def produced() -> bool:
+            return raw_produce(agent.bootstrap, topic, 0, [b"after"],
+                               timeout_ms=3000)["error_code"] == 0
+
+        wait_until(produced, timeout_s=30, what="a produce after the link healed")
+        values = [m.value() for m in consume_partition(agent.bootstrap, topic, 0, start=0)]
+        assert values[0] == b"before" and values[-1] == b"after", values
+        assert b"dark" not in values, "a produce answered with an error was stored"
+
+        consumer = Consumer({"bootstrap.servers": agent.bootstrap,
+                             "group.id": f"g-{uuid.uuid4().hex[:8]}",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        try:
+            consumer.subscribe([topic])
+            got = []
+            deadline = healed + 30
+            while time.monotonic() < deadline and len(got) < len(values):
+                message = consumer.poll(0.5)
+                if message is not None and message.error() is None:
+                    got.append(message.value())
+            assert got == values, "the group consumer did not read everything within 30 s"
+        finally:
+            consumer.close()
+        assert time.monotonic() - healed < 45
+        assert agent.process.alive() and agent.process.starts == 1
+    finally:
+        finish(cluster)
+        if proxy is not None:
+            proxy.stop()

@@ -186,24 +186,72 @@ pub const CONTROL_BATCH_BYTES: u64 = 78;
 pub struct InProcess<S>(pub S);
 
 /// A catalog in another process, reached over gRPC.
+///
+/// Every wait is bounded. A black-holed connection (the catalog paused, a
+/// network partition that drops packets, a proxy that stopped forwarding)
+/// is found by HTTP/2 PINGs within [`KEEPALIVE_INTERVAL`] +
+/// [`KEEPALIVE_TIMEOUT`] and closed, which fails every call and stream on
+/// it at once (the commit stream resubscribes, calls are retried by their
+/// callers on a new connection); TCP keepalive backs that up. Each unary
+/// call also carries a deadline ([`CALL_TIMEOUT`], or [`GROUP_CALL_TIMEOUT`]
+/// for group calls, which may wait out a rebalance) that the client enforces
+/// and sends to the server as `grpc-timeout`.
 #[derive(Debug, Clone)]
 pub struct GrpcCatalog {
     client: CatalogClient<tonic::transport::Channel>,
 }
+
+/// How long opening a connection to the catalog may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// HTTP/2 PING interval on the catalog connection, idle or not.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A PING unanswered this long closes the connection.
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Deadline of a unary call other than a group call.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Deadline of a group call: above Kafka's largest default rebalance wait
+/// (`max.poll.interval.ms`, 300 s), which a JoinGroup may sit through.
+pub const GROUP_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330);
 
 impl GrpcCatalog {
     /// Connects lazily to `endpoint` (e.g. `http://127.0.0.1:9093`): the
     /// first call opens the connection, and a lost connection is reopened.
     pub fn connect_lazy(endpoint: &str) -> Result<Self, tonic::transport::Error> {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         Ok(Self {
             client: CatalogClient::new(channel)
                 .max_decoding_message_size(64 * 1024 * 1024)
                 .max_encoding_message_size(64 * 1024 * 1024),
         })
+    }
+}
+
+/// The deadline of a unary call of `method` (see [`GrpcCatalog`]).
+fn call_timeout(method: &str) -> std::time::Duration {
+    if method == "group_call" {
+        GROUP_CALL_TIMEOUT
+    } else {
+        CALL_TIMEOUT
+    }
+}
+
+/// Runs `call` within `timeout`, as DEADLINE_EXCEEDED when it runs out.
+async fn within<T>(
+    timeout: std::time::Duration,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(response) => Ok(response?.into_inner()),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "the catalog did not answer within {timeout:?}"
+        ))),
     }
 }
 
@@ -232,7 +280,10 @@ macro_rules! unary {
         impl CatalogApi for GrpcCatalog {
             $(
                 async fn $method(&self, r: $req) -> Result<$resp, Status> {
-                    Ok(self.client.clone().$method(r).await?.into_inner())
+                    let timeout = call_timeout(stringify!($method));
+                    let mut request = Request::new(r);
+                    request.set_timeout(timeout);
+                    within(timeout, self.client.clone().$method(request)).await
                 }
             )*
             async fn subscribe_commits(
