@@ -131,18 +131,33 @@ async fn append_partition(
             -1,
         );
     };
+    // Sizes first, before any decompression or reservation: one batch
+    // above the topic's max.message.bytes (message.max.bytes when unset),
+    // never above what the produce buffer can hold at all.
+    let buffer_bytes_max = shared.config.buffer_bytes_max;
+    if records.len() > buffer_bytes_max {
+        add(&shared.metrics.produce_too_large, 1);
+        return (
+            Outcome::Done(AppendResult::error_with(error_code::RECORD_LIST_TOO_LARGE)),
+            -1,
+        );
+    }
+    let max_message_bytes = info
+        .max_message_bytes(shared.config.limits.message_max_bytes)
+        .min(buffer_bytes_max);
     let limits = Limits {
-        max_message_bytes: info.max_message_bytes(),
+        max_message_bytes,
         decompress: Some(strata_compactor::records::decompress),
         ..Limits::default()
     };
     let batches = match strata_segment::split_and_validate(&records, &limits) {
         Ok(batches) => batches,
         Err(e) => {
-            return (
-                Outcome::Done(AppendResult::error_with(e.kafka_error_code())),
-                -1,
-            );
+            let code = e.kafka_error_code();
+            if code == error_code::MESSAGE_TOO_LARGE {
+                add(&shared.metrics.produce_too_large, 1);
+            }
+            return (Outcome::Done(AppendResult::error_with(code)), -1);
         }
     };
     let log_append_time = if info.log_append_time() { now_ms() } else { -1 };
@@ -160,8 +175,11 @@ async fn append_partition(
         partition: data.index as u32,
         batches,
     };
+    // Waiting for room in the buffer is bounded like the rest of the
+    // produce (and given up when the connection goes).
+    let deadline = tokio::time::Instant::now() + shared.config.produce_timeout;
     (
-        Outcome::Waiting(shared.writer.append(append).await),
+        Outcome::Waiting(shared.writer.append(append, deadline).await),
         log_append_time,
     )
 }
@@ -237,7 +255,12 @@ async fn respond(slots: Vec<TopicSlot>, timeout: Duration, version: i16) -> Prod
 fn error_message(code: i16) -> &'static str {
     match code {
         error_code::CORRUPT_MESSAGE => "record batch failed validation (CRC or size)",
-        error_code::MESSAGE_TOO_LARGE => "record batch larger than the topic's max.message.bytes",
+        error_code::MESSAGE_TOO_LARGE => {
+            "record batch larger than the topic's max.message.bytes (or the broker's message.max.bytes)"
+        }
+        error_code::RECORD_LIST_TOO_LARGE => {
+            "the partition's records are larger than the agent's produce buffer"
+        }
         error_code::INVALID_RECORD => "invalid record batch (Strata accepts magic v2 batches only)",
         error_code::KAFKA_STORAGE_ERROR => {
             "the write could not be made durable (object store or catalog unavailable); retry"
