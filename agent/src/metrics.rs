@@ -33,7 +33,7 @@ pub(crate) struct Metrics {
     pub(crate) produce_too_large: AtomicU64,
     /// Appends that waited for room in the buffer until their deadline.
     pub(crate) produce_buffer_timeouts: AtomicU64,
-    /// Fetches whose `max_bytes` (or a partition's) was above
+    /// Fetches whose `max_bytes` was above
     /// `fetch_max_bytes`, or unlimited, and was capped.
     pub(crate) fetch_max_bytes_capped: AtomicU64,
     /// Connections closed at once: over `max_connections`.
@@ -287,7 +287,7 @@ impl Metrics {
             ),
             s(
                 "strata_fetch_max_bytes_capped_total",
-                "Fetch requests whose max_bytes (or a partition's) was above fetch_max_bytes, or unlimited, and was capped.",
+                "Fetch requests whose max_bytes was above fetch_max_bytes, or unlimited (0 or less), and was capped.",
                 &plain,
                 load(&self.fetch_max_bytes_capped),
             ),
