@@ -22,6 +22,7 @@ mod group_unavailable;
 mod list_offsets;
 mod metadata;
 mod produce;
+pub(crate) use produce::validations_max;
 mod producers;
 mod topics;
 mod transactions;

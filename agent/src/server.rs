@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) writer: SegmentWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) fleet: Arc<Fleet>,
+    /// Produce validations allowed on the blocking pool at once.
+    pub(crate) validations: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::shutdown`].
@@ -90,6 +92,7 @@ impl Agent {
             writer,
             metrics,
             fleet,
+            validations: Arc::new(tokio::sync::Semaphore::new(crate::api::validations_max())),
         });
         tasks.spawn(accept_loop(
             shared.clone(),

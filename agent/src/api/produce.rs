@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use strata_catalog_api::proto::BatchMeta;
 use strata_segment::{Limits, ValidatedBatch};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tracing::warn;
 
 use super::str_bytes;
@@ -150,10 +150,9 @@ async fn append_partition(
         decompress: Some(strata_compactor::records::decompress),
         ..Limits::default()
     };
-    let batches = match strata_segment::split_and_validate(&records, &limits) {
+    let batches = match validate(records, limits, &shared.validations).await {
         Ok(batches) => batches,
-        Err(e) => {
-            let code = e.kafka_error_code();
+        Err(code) => {
             if code == error_code::MESSAGE_TOO_LARGE {
                 add(&shared.metrics.produce_too_large, 1);
             }
@@ -182,6 +181,41 @@ async fn append_partition(
         Outcome::Waiting(shared.writer.append(append, deadline).await),
         log_append_time,
     )
+}
+
+/// Records at least this large are validated on the blocking pool, not on
+/// the reactor thread serving the connection: validating a compressed batch
+/// decompresses it (up to `DECOMPRESSED_BYTES_MAX`), which would stall
+/// every other connection on that thread meanwhile.
+const VALIDATE_INLINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Validations running on the blocking pool at once, per agent: a flood of
+/// large compressed produces queues here instead of taking every thread.
+pub(crate) fn validations_max() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Splits and validates a partition's records (see
+/// `strata_segment::split_and_validate`); large ones off the reactor, at
+/// most `slots`' permits at once. Errors are Kafka error codes.
+async fn validate(
+    records: Bytes,
+    limits: Limits,
+    slots: &Arc<Semaphore>,
+) -> Result<Vec<ValidatedBatch>, i16> {
+    if records.len() < VALIDATE_INLINE_BYTES_MAX {
+        return strata_segment::split_and_validate(&records, &limits)
+            .map_err(|e| e.kafka_error_code());
+    }
+    let Ok(_slot) = slots.clone().acquire_owned().await else {
+        return Err(error_code::UNKNOWN_SERVER_ERROR);
+    };
+    let validated = tokio::task::spawn_blocking(move || {
+        strata_segment::split_and_validate(&records, &limits).map_err(|e| e.kafka_error_code())
+    })
+    .await;
+    // A panic in the validator is our bug, not the client's.
+    validated.unwrap_or(Err(error_code::UNKNOWN_SERVER_ERROR))
 }
 
 /// The batch bytes to store and their metadata for the catalog; under
@@ -281,4 +315,67 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use strata_segment::Compression;
+    use strata_segment::testing::build_raw_batch;
+
+    use super::*;
+
+    /// A decompressor as slow as a large decompression bomb.
+    fn slow_decompress(_: Compression, _: &[u8], _: usize) -> Result<Vec<u8>, String> {
+        std::thread::sleep(Duration::from_millis(300));
+        Err("not really compressed".to_string())
+    }
+
+    /// Goal: validating a large compressed batch (decompression included)
+    /// does not run on the reactor thread, so other connections on it go
+    /// on. Method: a single-threaded runtime, a ticker task, and a 128 KiB
+    /// "gzip" batch whose decompression takes 300 ms; the ticker must tick
+    /// meanwhile (inline, it could not run at all).
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_validations_leave_the_reactor_free() {
+        let header = strata_segment::BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: -1,
+            magic: 2,
+            crc: 0,
+            attributes: 1,
+            last_offset_delta: 0,
+            base_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records_count: 1,
+        };
+        let records = build_raw_batch(&header, &vec![7u8; 128 * 1024]);
+        let limits = Limits {
+            max_message_bytes: 1 << 20,
+            decompress: Some(slow_decompress),
+            ..Limits::default()
+        };
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_millis(10));
+                loop {
+                    interval.tick().await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let slots = Arc::new(Semaphore::new(1));
+        let result = validate(records, limits, &slots).await;
+        ticker.abort();
+        assert!(result.is_err(), "the batch's body does not decompress");
+        let ticked = ticks.load(Ordering::Relaxed);
+        assert!(ticked >= 3, "the reactor was blocked: {ticked} ticks");
+    }
 }
