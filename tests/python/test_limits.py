@@ -259,6 +259,22 @@ def test_an_idle_connection_is_closed(limited):
     assert metric(server, "strata_connections_idle_closed_total") >= 1
 
 
+def test_a_connection_waiting_on_its_own_request_is_not_idle(limited, topic):
+    # Goal: a connection whose request is still being answered (a long-polling Fetch at the end
+    # of the log) is not idle, however long the answer takes; it becomes idle once answered.
+    # Method: --connections-max-idle-ms 1000; a Fetch waiting 2.5 s for data that never comes
+    # must be answered (not cut off at 1 s), then the quiet connection is closed.
+    server = limited("--connections-max-idle-ms", "1000")
+    create_topic(server.bootstrap, topic)
+    with KafkaConnection(server.bootstrap, timeout=10) as conn:
+        started = time.monotonic()
+        resp = conn.fetch(topic, 0, 0, max_wait_ms=2500)
+        waited = time.monotonic() - started
+        assert resp["error_code"] == kw.NONE and resp["batches"] == [], resp
+        assert waited >= 2.0, waited
+        assert closed_within(conn, 10), "the connection stayed open once idle"
+
+
 def test_a_frame_trickling_in_is_dropped_after_the_read_timeout(limited, topic):
     # Goal: a request frame must arrive whole within request_read_timeout_ms of its first byte:
     # a client trickling a byte every 200 ms (each byte would reset a per-read timer) is closed,
