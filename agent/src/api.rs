@@ -22,6 +22,7 @@ mod group_unavailable;
 mod list_offsets;
 mod metadata;
 mod produce;
+pub(crate) use produce::validations_max;
 mod producers;
 mod topics;
 mod transactions;
@@ -184,7 +185,18 @@ pub(crate) fn frame(
         error!(?api_key, version, error = %e, "cannot encode response");
         return Reply::Close;
     }
-    let size = (buf.len() - 4) as i32;
+    // A frame's size is an i32: a response that does not fit (the limits
+    // on fetches should make this impossible) closes the connection
+    // rather than sending a wrapped, negative size.
+    let Ok(size) = i32::try_from(buf.len() - 4) else {
+        error!(
+            ?api_key,
+            version,
+            bytes = buf.len(),
+            "response too large to frame"
+        );
+        return Reply::Close;
+    };
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Reply::Frame(buf.freeze())
 }

@@ -59,6 +59,55 @@ pub struct AgentConfig {
     /// How long a produce may wait for its flush to become durable before it
     /// is answered with REQUEST_TIMED_OUT.
     pub produce_timeout: Duration,
+    /// Hard limits on what one client may ask of the agent.
+    pub limits: Limits,
+}
+
+/// Hard limits on what clients may ask of an agent (Kafka's broker
+/// settings of the same names), so that no client, careless or hostile,
+/// can wedge it or make it allocate without bound.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Kafka's `message.max.bytes`: the largest record batch of a topic
+    /// without its own `max.message.bytes`. No topic's `max.message.bytes`
+    /// raises the limit above `buffer_bytes_max`, which one batch could
+    /// never fit in.
+    pub message_max_bytes: usize,
+    /// Kafka's `fetch.max.bytes`: the most record bytes one Fetch response
+    /// carries, whatever the request's `max_bytes` (including 0 or less).
+    pub fetch_max_bytes: usize,
+    /// Kafka's `max.connections`: client connections open at once; a new
+    /// connection over the limit is closed at once.
+    pub max_connections: usize,
+    /// Kafka's `max.connections.per.ip`: the same, per client address.
+    pub max_connections_per_ip: usize,
+    /// Kafka's `connections.max.idle.ms`: a connection with no request
+    /// (and no response pending) for this long is closed.
+    pub connections_max_idle: Duration,
+    /// A request frame whose bytes have not all arrived this long after its
+    /// first byte is dropped with its connection (slow-loris).
+    pub request_read_timeout: Duration,
+    /// The most partitions one topic may have (CreateTopics and
+    /// CreatePartitions beyond it get INVALID_PARTITIONS).
+    pub max_partitions_per_topic: u32,
+    /// The most partitions of all topics together (requests beyond it get
+    /// POLICY_VIOLATION).
+    pub max_partitions: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            message_max_bytes: 1_048_588,
+            fetch_max_bytes: 55 * 1024 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            connections_max_idle: Duration::from_millis(600_000),
+            request_read_timeout: Duration::from_millis(30_000),
+            max_partitions_per_topic: 10_000,
+            max_partitions: 100_000,
+        }
+    }
 }
 
 impl AgentConfig {
@@ -91,6 +140,7 @@ impl AgentConfig {
                 block_bytes: 1024 * 1024,
             },
             produce_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
         }
     }
 }

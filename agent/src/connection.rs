@@ -8,6 +8,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
@@ -25,7 +27,8 @@ use crate::server::Shared;
 const IN_FLIGHT_MAX: usize = 128;
 
 /// Serves one connection until the client closes it, sends an unparseable
-/// frame, or the agent stops.
+/// frame, goes idle for `connections_max_idle`, trickles a frame in slower
+/// than `request_read_timeout`, or the agent stops.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
@@ -34,23 +37,51 @@ pub(crate) async fn serve(
 ) {
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(IN_FLIGHT_MAX);
-    let writer_task = tokio::spawn(write_responses(rx, writer));
-    let limit = shared.config.request_bytes_max;
+    // Requests read and not yet answered: a connection waiting on its own
+    // responses (a long-polling fetch, a produce waiting for its flush) is
+    // not idle.
+    let unanswered = Arc::new(AtomicUsize::new(0));
+    let writer_task = tokio::spawn(write_responses(rx, writer, unanswered.clone()));
+    let limits = FrameLimits {
+        bytes_max: shared.config.request_bytes_max,
+        idle: shared.config.limits.connections_max_idle,
+        read_timeout: shared.config.limits.request_read_timeout,
+    };
     loop {
         let frame = tokio::select! {
             _ = stop.cancelled() => break,
-            frame = read_frame(&mut reader, limit) => frame,
+            frame = read_frame(&mut reader, &limits) => frame,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
-            Err(reason) => {
+            Err(FrameError::Idle) if unanswered.load(Ordering::Acquire) > 0 => continue,
+            Err(FrameError::Idle) => {
+                crate::metrics::add(&shared.metrics.connections_idle_closed, 1);
+                debug!(%peer, "closing an idle connection");
+                break;
+            }
+            Err(FrameError::ReadTimeout) => {
+                crate::metrics::add(&shared.metrics.request_read_timeouts, 1);
+                warn!(%peer, timeout = ?limits.read_timeout, "closing a connection whose request did not arrive in time");
+                break;
+            }
+            Err(FrameError::Bad(reason)) => {
                 debug!(%peer, %reason, "closing connection");
                 break;
             }
         };
-        match start_request(&shared, frame, peer).await {
+        // Starting a request may wait (a produce for room in the buffer):
+        // give up when the agent stops or the client goes.
+        let started = tokio::select! {
+            biased;
+            started = start_request(&shared, frame, peer) => started,
+            _ = stop.cancelled() => break,
+            _ = peer_gone(&mut reader) => break,
+        };
+        match started {
             Ok(pending) => {
+                unanswered.fetch_add(1, Ordering::AcqRel);
                 if tx.send(pending).await.is_err() {
                     break;
                 }
@@ -65,38 +96,109 @@ pub(crate) async fn serve(
     let _ = writer_task.await;
 }
 
+/// Resolves once the client has closed its side (or the socket failed);
+/// never while it is merely sending more requests.
+async fn peer_gone(reader: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut byte = [0u8; 1];
+    match reader.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Bounds on reading one frame.
+#[derive(Debug)]
+struct FrameLimits {
+    /// Kafka's `socket.request.max.bytes`.
+    bytes_max: usize,
+    /// How long to wait for the first byte of a frame.
+    idle: Duration,
+    /// How long the rest of a frame may take after its first byte.
+    read_timeout: Duration,
+}
+
+/// Why no frame was read.
+#[derive(Debug)]
+enum FrameError {
+    /// No byte arrived within the idle timeout.
+    Idle,
+    /// The frame did not arrive whole within the read timeout.
+    ReadTimeout,
+    /// The frame is malformed or the socket failed.
+    Bad(String),
+}
+
+/// Bytes a frame's buffer grows by before its bytes have arrived: the
+/// length prefix is a claim, not a fact, so memory follows the bytes.
+const FRAME_GROWTH_BYTES: usize = 64 * 1024;
+
 /// Reads one size-prefixed frame. `Ok(None)` is a clean end of stream.
 async fn read_frame(
     reader: &mut tokio::net::tcp::OwnedReadHalf,
-    limit: usize,
-) -> Result<Option<Bytes>, String> {
+    limits: &FrameLimits,
+) -> Result<Option<Bytes>, FrameError> {
     let mut size = [0u8; 4];
-    match reader.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+    let first = tokio::time::timeout(limits.idle, reader.read(&mut size[..1])).await;
+    match first {
+        Err(_) => return Err(FrameError::Idle),
+        Ok(Ok(0)) => return Ok(None),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(FrameError::Bad(e.to_string())),
     }
+    // From its first byte on, the whole frame must arrive within the read
+    // timeout: a client trickling bytes cannot hold the connection (and
+    // the buffer) for ever.
+    tokio::time::timeout(
+        limits.read_timeout,
+        read_rest(reader, size, limits.bytes_max),
+    )
+    .await
+    .map_err(|_| FrameError::ReadTimeout)?
+    .map(Some)
+}
+
+/// Reads the rest of a frame whose first size byte is `size[0]`.
+async fn read_rest(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    mut size: [u8; 4],
+    limit: usize,
+) -> Result<Bytes, FrameError> {
+    reader
+        .read_exact(&mut size[1..])
+        .await
+        .map_err(|e| FrameError::Bad(e.to_string()))?;
     let size = i32::from_be_bytes(size);
-    // Check the size before allocating: a hostile prefix must not make us
-    // reserve gigabytes (socket.request.max.bytes).
+    // Check the size before reading: a hostile prefix must not make us
+    // buffer gigabytes (socket.request.max.bytes).
     if size < 8 || size as usize > limit {
-        return Err(format!("frame size {size} outside 8..={limit}"));
+        return Err(FrameError::Bad(format!(
+            "frame size {size} outside 8..={limit}"
+        )));
     }
-    // Read into uninitialised capacity: no need to zero what the socket
-    // overwrites.
     let size = size as usize;
-    let mut frame = BytesMut::with_capacity(size);
+    let mut frame = BytesMut::with_capacity(size.min(FRAME_GROWTH_BYTES));
     while frame.len() < size {
+        if frame.capacity() == frame.len() {
+            // Grow by what has arrived so far (doubling), never past the
+            // frame: reallocations stay logarithmic in the frame size.
+            let more = frame.len().max(FRAME_GROWTH_BYTES).min(size - frame.len());
+            frame.reserve(more);
+        }
+        let want = (size - frame.len()).min(frame.capacity() - frame.len());
+        // Read into uninitialised capacity: no need to zero what the
+        // socket overwrites.
         let n = (&mut *reader)
-            .take((size - frame.len()) as u64)
+            .take(want as u64)
             .read_buf(&mut frame)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| FrameError::Bad(e.to_string()))?;
         if n == 0 {
-            return Err("connection closed inside a frame".to_string());
+            return Err(FrameError::Bad(
+                "connection closed inside a frame".to_string(),
+            ));
         }
     }
-    Ok(Some(frame.freeze()))
+    Ok(frame.freeze())
 }
 
 /// Decodes a frame and starts its request.
@@ -139,9 +241,14 @@ async fn start_request(
     }))
 }
 
-async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tcp::OwnedWriteHalf) {
+async fn write_responses(
+    mut rx: mpsc::Receiver<Pending>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    unanswered: Arc<AtomicUsize>,
+) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(mut pending) = rx.recv().await {
+        let _answered = Answered(&unanswered);
         // Responses already written stay buffered only while the next one
         // is ready too: before waiting on a response that is not (a
         // produce waiting for its flush, a long-polling fetch), send what
@@ -168,4 +275,13 @@ async fn write_responses(mut rx: mpsc::Receiver<Pending>, writer: tokio::net::tc
         }
     }
     let _ = writer.flush().await;
+}
+
+/// Counts a request answered (or dropped) when it goes out of scope.
+struct Answered<'a>(&'a AtomicUsize);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

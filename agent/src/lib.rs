@@ -38,7 +38,7 @@ mod synced_local_store;
 mod topics;
 mod writer;
 
-pub use config::{AgentConfig, BrokerAddress};
+pub use config::{AgentConfig, BrokerAddress, Limits};
 pub use fault_store::{
     FaultControl, FaultCounts, FaultInjectingStore, FaultOp, FaultPlan, FaultRule, InjectedFault,
 };

@@ -31,6 +31,25 @@ pub(crate) struct Metrics {
     pub(crate) fetch_redirects: AtomicU64,
     pub(crate) catalog_commit_micros: AtomicU64,
     pub(crate) connections: AtomicU64,
+    /// Produce partitions refused for their size (MESSAGE_TOO_LARGE,
+    /// RECORD_LIST_TOO_LARGE).
+    pub(crate) produce_too_large: AtomicU64,
+    /// Appends that waited for room in the buffer until their deadline.
+    pub(crate) produce_buffer_timeouts: AtomicU64,
+    /// Fetches whose `max_bytes` was above
+    /// `fetch_max_bytes`, or unlimited, and was capped.
+    pub(crate) fetch_max_bytes_capped: AtomicU64,
+    /// Connections closed at once: over `max_connections`.
+    pub(crate) connections_refused_total_limit: AtomicU64,
+    /// Connections closed at once: over `max_connections_per_ip`.
+    pub(crate) connections_refused_ip_limit: AtomicU64,
+    /// Connections closed after `connections_max_idle`.
+    pub(crate) connections_idle_closed: AtomicU64,
+    /// Connections closed because a frame did not arrive whole within
+    /// `request_read_timeout`.
+    pub(crate) request_read_timeouts: AtomicU64,
+    /// CreateTopics/CreatePartitions refused by a partition limit.
+    pub(crate) partition_limit_refusals: AtomicU64,
     /// Requests and their latency, per API.
     pub(crate) requests: ApiLatencies,
 }
@@ -274,6 +293,54 @@ impl Metrics {
                 "Client connections accepted.",
                 &plain,
                 load(&self.connections),
+            ),
+            s(
+                "strata_produce_too_large_total",
+                "Produce partitions refused for their size (MESSAGE_TOO_LARGE or RECORD_LIST_TOO_LARGE).",
+                &plain,
+                load(&self.produce_too_large),
+            ),
+            s(
+                "strata_produce_buffer_timeouts_total",
+                "Produce partitions that waited for room in the full produce buffer until their deadline (REQUEST_TIMED_OUT).",
+                &plain,
+                load(&self.produce_buffer_timeouts),
+            ),
+            s(
+                "strata_fetch_max_bytes_capped_total",
+                "Fetch requests whose max_bytes was above fetch_max_bytes, or unlimited (0 or less), and was capped.",
+                &plain,
+                load(&self.fetch_max_bytes_capped),
+            ),
+            s(
+                "strata_connections_refused_total",
+                "Client connections closed on arrival, by the limit they were over.",
+                &format!("agent=\"{agent}\",limit=\"max_connections\""),
+                load(&self.connections_refused_total_limit),
+            ),
+            s(
+                "strata_connections_refused_total",
+                "Client connections closed on arrival, by the limit they were over.",
+                &format!("agent=\"{agent}\",limit=\"max_connections_per_ip\""),
+                load(&self.connections_refused_ip_limit),
+            ),
+            s(
+                "strata_connections_idle_closed_total",
+                "Client connections closed after connections_max_idle_ms without a request.",
+                &plain,
+                load(&self.connections_idle_closed),
+            ),
+            s(
+                "strata_request_read_timeouts_total",
+                "Client connections closed because a request frame did not arrive whole within request_read_timeout_ms.",
+                &plain,
+                load(&self.request_read_timeouts),
+            ),
+            s(
+                "strata_partition_limit_refusals_total",
+                "CreateTopics/CreatePartitions (and auto-creations) refused by max_partitions_per_topic or max_partitions.",
+                &plain,
+                load(&self.partition_limit_refusals),
             ),
             s(
                 "strata_cache_hits_total",

@@ -1,13 +1,15 @@
 //! The agent as a whole: its shared state, listener and lifecycle.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use object_store::ObjectStore;
 use strata_catalog_api::CatalogApi;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cache::BlockCache;
 use crate::config::AgentConfig;
@@ -31,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) writer: SegmentWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) fleet: Arc<Fleet>,
+    /// Produce validations allowed on the blocking pool at once.
+    pub(crate) validations: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::shutdown`].
@@ -88,6 +92,7 @@ impl Agent {
             writer,
             metrics,
             fleet,
+            validations: Arc::new(tokio::sync::Semaphore::new(crate::api::validations_max())),
         });
         tasks.spawn(accept_loop(
             shared.clone(),
@@ -155,14 +160,33 @@ impl Agent {
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
     let mut connections = JoinSet::new();
+    let slots = Arc::new(ConnectionSlots::new(&shared.config.limits));
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let slot = match slots.take(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(limit) => {
+                            // As Kafka: a connection over a limit is
+                            // closed at once (dropping the stream).
+                            let counter = match limit {
+                                ConnectionLimit::Total => &shared.metrics.connections_refused_total_limit,
+                                ConnectionLimit::PerIp => &shared.metrics.connections_refused_ip_limit,
+                            };
+                            crate::metrics::add(counter, 1);
+                            debug!(%peer, ?limit, "refusing a connection over the limit");
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     crate::metrics::add(&shared.metrics.connections, 1);
-                    connections.spawn(crate::connection::serve(shared.clone(), stream, peer, stop.clone()));
+                    let serve = crate::connection::serve(shared.clone(), stream, peer, stop.clone());
+                    connections.spawn(async move {
+                        serve.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off briefly
@@ -176,4 +200,107 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, stop: Cancellat
     }
     // Connections see `stop` and end after answering what they have read.
     while connections.join_next().await.is_some() {}
+}
+
+/// Which connection limit a refused connection was over.
+#[derive(Debug, Clone, Copy)]
+enum ConnectionLimit {
+    /// `max_connections`.
+    Total,
+    /// `max_connections_per_ip`.
+    PerIp,
+}
+
+/// Open connections, in all and per client address (Kafka's
+/// `max.connections` and `max.connections.per.ip`).
+#[derive(Debug)]
+struct ConnectionSlots {
+    max_total: usize,
+    max_per_ip: usize,
+    open: Mutex<OpenConnections>,
+}
+
+#[derive(Debug, Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place; given back when dropped.
+#[derive(Debug)]
+struct ConnectionSlot {
+    slots: Arc<ConnectionSlots>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlots {
+    fn new(limits: &crate::config::Limits) -> Self {
+        Self {
+            max_total: limits.max_connections,
+            max_per_ip: limits.max_connections_per_ip,
+            open: Mutex::new(OpenConnections::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenConnections> {
+        self.open.lock().expect("connection slots lock poisoned")
+    }
+
+    /// A place for a new connection from `ip`, or the limit it is over.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, ConnectionLimit> {
+        let mut open = self.lock();
+        if open.total >= self.max_total {
+            return Err(ConnectionLimit::Total);
+        }
+        let from_ip = open.per_ip.entry(ip).or_default();
+        if *from_ip >= self.max_per_ip {
+            return Err(ConnectionLimit::PerIp);
+        }
+        *from_ip += 1;
+        open.total += 1;
+        Ok(ConnectionSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock();
+        open.total -= 1;
+        if let Some(count) = open.per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the connection limits count open connections, in all and per
+    /// address, and a closed connection frees its place.
+    #[test]
+    fn connection_slots_enforce_both_limits() {
+        let limits = crate::config::Limits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            ..crate::config::Limits::default()
+        };
+        let slots = Arc::new(ConnectionSlots::new(&limits));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = slots.take(a).expect("first from a");
+        let _a2 = slots.take(a).expect("second from a");
+        assert!(matches!(slots.take(a), Err(ConnectionLimit::PerIp)));
+        let _b1 = slots.take(b).expect("first from b");
+        assert!(matches!(slots.take(b), Err(ConnectionLimit::Total)));
+        drop(a1);
+        let _b2 = slots.take(b).expect("a place freed");
+        assert!(matches!(slots.take(a), Err(ConnectionLimit::Total)));
+    }
 }

@@ -44,12 +44,13 @@ impl TopicInfo {
         })
     }
 
-    /// The topic's `max.message.bytes`.
-    pub(crate) fn max_message_bytes(&self) -> usize {
+    /// The topic's `max.message.bytes`, or `default` (the agent's
+    /// `message_max_bytes`, as Kafka's `message.max.bytes`) when unset.
+    pub(crate) fn max_message_bytes(&self, default: usize) -> usize {
         self.configs
             .get("max.message.bytes")
             .and_then(|v| v.parse().ok())
-            .unwrap_or(1_048_588)
+            .unwrap_or(default)
     }
 
     /// Whether the topic's `message.timestamp.type` is LogAppendTime.

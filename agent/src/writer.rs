@@ -110,6 +110,9 @@ struct Inner {
     buffer: Mutex<Buffer>,
     wake: Notify,
     budget: Arc<Semaphore>,
+    /// The permits `budget` holds when nothing is buffered.
+    budget_permits: u32,
+    metrics: Arc<Metrics>,
     flush_bytes: usize,
     flush_interval: Duration,
     /// Flush at once when no flush is in flight (see `AgentConfig::flush_eager`).
@@ -126,6 +129,23 @@ struct Inner {
 /// Budget is counted in KiB so that a 256 MiB budget fits a semaphore.
 const PERMIT_BYTES: usize = 1024;
 
+/// The permits an append of `bytes` takes from a budget of `budget`
+/// permits, or `None` when it is larger than the whole budget: such an
+/// append could only wait forever (and, the semaphore being fair, every
+/// append behind it too).
+fn permits_for(bytes: usize, budget: u32) -> Option<u32> {
+    let permits = u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).ok()?;
+    (permits <= budget).then_some(permits)
+}
+
+/// The permits of a budget of `bytes` (at least one; a u32, as
+/// `acquire_many` takes).
+fn budget_permits(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(PERMIT_BYTES))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 impl SegmentWriter {
     /// Starts the flush and commit tasks.
     pub(crate) fn start(
@@ -141,8 +161,10 @@ impl SegmentWriter {
             buffer: Mutex::new(Buffer::default()),
             wake: Notify::new(),
             budget: Arc::new(Semaphore::new(
-                config.buffer_bytes_max.div_ceil(PERMIT_BYTES),
+                budget_permits(config.buffer_bytes_max) as usize
             )),
+            budget_permits: budget_permits(config.buffer_bytes_max),
+            metrics: metrics.clone(),
             flush_bytes: config.flush_bytes,
             flush_interval: config.flush_interval,
             flush_eager: config.flush_eager,
@@ -172,15 +194,31 @@ impl SegmentWriter {
 
     /// Appends batches; the receiver gets the result once the flush holding
     /// them is durable and committed (or failed). Waits while the buffer is
-    /// full.
-    pub(crate) async fn append(&self, append: Append) -> oneshot::Receiver<AppendResult> {
+    /// full, until `deadline` at the latest (then REQUEST_TIMED_OUT); an
+    /// append larger than the whole buffer is refused with
+    /// RECORD_LIST_TOO_LARGE instead of waiting for room that can never
+    /// exist. Dropping the future gives up the wait.
+    pub(crate) async fn append(
+        &self,
+        append: Append,
+        deadline: tokio::time::Instant,
+    ) -> oneshot::Receiver<AppendResult> {
         let (tx, rx) = oneshot::channel();
         let bytes: usize = append.batches.iter().map(|(b, _)| b.len()).sum();
-        let permits = bytes.div_ceil(PERMIT_BYTES).max(1) as u32;
-        let permit = match self.inner.budget.clone().acquire_many_owned(permits).await {
-            Ok(permit) => permit,
-            Err(_) => {
+        let Some(permits) = permits_for(bytes, self.inner.budget_permits) else {
+            let _ = tx.send(AppendResult::error_with(error_code::RECORD_LIST_TOO_LARGE));
+            return rx;
+        };
+        let acquire = self.inner.budget.clone().acquire_many_owned(permits);
+        let permit = match tokio::time::timeout_at(deadline, acquire).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => {
                 let _ = tx.send(AppendResult::error_with(error_code::KAFKA_STORAGE_ERROR));
+                return rx;
+            }
+            Err(_) => {
+                add(&self.inner.metrics.produce_buffer_timeouts, 1);
+                let _ = tx.send(AppendResult::error_with(error_code::REQUEST_TIMED_OUT));
                 return rx;
             }
         };
@@ -812,5 +850,26 @@ fn summarize(
             base_offset: results[0].base_offset,
             log_start_offset,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: no append asks the buffer semaphore for more permits than it
+    /// holds (such a request waits forever and, the semaphore being fair,
+    /// wedges every append behind it). Method: sizes around the budget.
+    #[test]
+    fn an_append_never_asks_for_more_permits_than_exist() {
+        let budget = budget_permits(64 * 1024 * 1024);
+        assert_eq!(budget, 65_536);
+        assert_eq!(permits_for(0, budget), Some(1));
+        assert_eq!(permits_for(1, budget), Some(1));
+        assert_eq!(permits_for(64 * 1024 * 1024, budget), Some(budget));
+        assert_eq!(permits_for(64 * 1024 * 1024 + 1, budget), None);
+        assert_eq!(permits_for(usize::MAX, budget), None);
+        assert_eq!(budget_permits(0), 1);
+        assert_eq!(budget_permits(usize::MAX), u32::MAX);
     }
 }

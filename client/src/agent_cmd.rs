@@ -15,7 +15,8 @@ use crate::config::{AgentSettings, ConfigFile, S3Settings};
 /// buffered write before it exits.
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
-    let settings = AgentSettings::resolve(args.agent.or(file.agent))?;
+    let limits = args.limits.or(file.agent_limits);
+    let settings = AgentSettings::resolve(args.agent.or(file.agent), &limits)?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
     if args.check_config {
         let printed = format!("{settings:#?}");

@@ -110,6 +110,8 @@ pub(crate) struct AgentArgs {
     #[command(flatten)]
     pub(crate) agent: crate::config::AgentOptions,
     #[command(flatten)]
+    pub(crate) limits: crate::config::LimitOptions,
+    #[command(flatten)]
     pub(crate) s3: crate::config::S3Options,
 }
 
@@ -236,6 +238,9 @@ pub(crate) struct DevArgs {
         env = "STRATA_RETENTION_CHECK_INTERVAL_MS"
     )]
     pub(crate) retention_check_interval_ms: i64,
+    /// The agents' limits on what clients may ask.
+    #[command(flatten)]
+    pub(crate) limits: crate::config::LimitOptions,
 }
 
 /// Settings of `strata group`.

@@ -82,6 +82,10 @@ macro_rules! layered {
         }
 
         impl $name {
+            /// The settings' keys, as in the file.
+            #[allow(dead_code, clippy::allow_attributes, reason = "used by some structs only")]
+            pub(crate) const KEYS: &'static [&'static str] = &[$( stringify!($field), )*];
+
             /// `self`'s settings, each falling back to `lower`'s.
             pub(crate) fn or(self, lower: Self) -> Self {
                 Self { $( $field: self.$field.or(lower.$field), )* }
@@ -208,6 +212,86 @@ layered! {
 }
 
 layered! {
+    /// The agent's hard limits on what clients may ask (file section
+    /// `[agent]`; also taken by `strata dev`). Kafka's broker settings of
+    /// the same names where Kafka has one.
+    #[derive(Debug, Default, Clone, Args, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct LimitOptions {
+        /// Bytes buffered or uploading before produces wait for room; also
+        /// the most one produce partition may carry [default: 67108864].
+        #[arg(long, env = "STRATA_BUFFER_BYTES_MAX")]
+        buffer_bytes_max: usize,
+        /// Kafka's message.max.bytes: the largest record batch of a topic
+        /// without its own max.message.bytes (never above
+        /// buffer_bytes_max) [default: 1048588].
+        #[arg(long, env = "STRATA_MESSAGE_MAX_BYTES")]
+        message_max_bytes: usize,
+        /// Kafka's fetch.max.bytes: the most record bytes one Fetch
+        /// response carries, whatever the request asks [default: 57671680].
+        #[arg(long, env = "STRATA_FETCH_MAX_BYTES")]
+        fetch_max_bytes: usize,
+        /// Kafka's max.connections: client connections open at once; more
+        /// are closed on arrival [default: 10000].
+        #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
+        max_connections: usize,
+        /// Kafka's max.connections.per.ip [default: 1000].
+        #[arg(long, env = "STRATA_MAX_CONNECTIONS_PER_IP")]
+        max_connections_per_ip: usize,
+        /// Kafka's connections.max.idle.ms: close a connection with no
+        /// request for this long [default: 600000].
+        #[arg(long, env = "STRATA_CONNECTIONS_MAX_IDLE_MS")]
+        connections_max_idle_ms: u64,
+        /// Close a connection whose request frame has not arrived whole
+        /// this long after its first byte [default: 30000].
+        #[arg(long, env = "STRATA_REQUEST_READ_TIMEOUT_MS")]
+        request_read_timeout_ms: u64,
+        /// The most partitions one topic may have [default: 10000].
+        #[arg(long, env = "STRATA_MAX_PARTITIONS_PER_TOPIC")]
+        max_partitions_per_topic: u32,
+        /// The most partitions of all topics together [default: 100000].
+        #[arg(long, env = "STRATA_MAX_PARTITIONS")]
+        max_partitions: u64,
+    }
+}
+
+impl LimitOptions {
+    /// Layers the set limits over `config` (`strata agent` and
+    /// `strata dev`); every limit is at least 1.
+    pub(crate) fn apply(&self, config: &mut AgentConfig) {
+        let ms = Duration::from_millis;
+        let limits = &mut config.limits;
+        if let Some(v) = self.buffer_bytes_max {
+            config.buffer_bytes_max = v.max(1);
+        }
+        if let Some(v) = self.message_max_bytes {
+            limits.message_max_bytes = v.max(1);
+        }
+        if let Some(v) = self.fetch_max_bytes {
+            limits.fetch_max_bytes = v.max(1);
+        }
+        if let Some(v) = self.max_connections {
+            limits.max_connections = v.max(1);
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            limits.max_connections_per_ip = v.max(1);
+        }
+        if let Some(v) = self.connections_max_idle_ms {
+            limits.connections_max_idle = ms(v.max(1));
+        }
+        if let Some(v) = self.request_read_timeout_ms {
+            limits.request_read_timeout = ms(v.max(1));
+        }
+        if let Some(v) = self.max_partitions_per_topic {
+            limits.max_partitions_per_topic = v.max(1);
+        }
+        if let Some(v) = self.max_partitions {
+            limits.max_partitions = v.max(1);
+        }
+    }
+}
+
+layered! {
     /// Settings of `strata compactor` (file section `[compactor]`).
     #[derive(Debug, Default, Clone, Args, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -307,6 +391,9 @@ pub(crate) struct ConfigFile {
     /// `[agent]`.
     #[serde(default)]
     pub(crate) agent: AgentOptions,
+    /// The limit keys of `[agent]` (see [`ConfigFile::parse`]).
+    #[serde(skip)]
+    pub(crate) agent_limits: LimitOptions,
     /// `[compactor]`.
     #[serde(default)]
     pub(crate) compactor: CompactorOptions,
@@ -331,8 +418,23 @@ impl ConfigFile {
         })
     }
 
+    /// Parses the file. `[agent]` holds both [`AgentOptions`] and
+    /// [`LimitOptions`] (which `strata dev` shares); serde cannot flatten
+    /// into a struct that denies unknown keys, so the limit keys are taken
+    /// out of the section first.
     fn parse(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        let mut table: toml::Table = toml::from_str(text)?;
+        let mut limits = toml::Table::new();
+        if let Some(toml::Value::Table(agent)) = table.get_mut("agent") {
+            for key in LimitOptions::KEYS {
+                if let Some(value) = agent.remove(*key) {
+                    limits.insert((*key).to_string(), value);
+                }
+            }
+        }
+        let mut file: Self = table.try_into()?;
+        file.agent_limits = limits.try_into()?;
+        Ok(file)
     }
 }
 
@@ -429,7 +531,7 @@ pub(crate) struct AgentSettings {
 impl AgentSettings {
     /// Applies the production defaults; fails when a required setting is
     /// missing or malformed.
-    pub(crate) fn resolve(options: AgentOptions) -> anyhow::Result<Self> {
+    pub(crate) fn resolve(options: AgentOptions, limits: &LimitOptions) -> anyhow::Result<Self> {
         let object_store = required_object_store(options.object_store.as_deref(), "")?;
         let listen = options.listen.unwrap_or(addr(DEFAULT_AGENT_LISTEN));
         let mut agent = AgentConfig::dev(listen, None);
@@ -444,6 +546,7 @@ impl AgentSettings {
         agent.zone = options.zone.clone().filter(|zone| !zone.is_empty());
         apply_flush_options(&mut agent, &options);
         apply_cache_options(&mut agent, &options, listen);
+        limits.apply(&mut agent);
         agent.agent_id = options
             .agent_id
             .unwrap_or_else(|| format!("agent-{}", agent.node_id));
@@ -648,6 +751,8 @@ mod tests {
         #[command(flatten)]
         agent: AgentOptions,
         #[command(flatten)]
+        limits: LimitOptions,
+        #[command(flatten)]
         s3: S3Options,
     }
 
@@ -671,7 +776,8 @@ mod tests {
         )
         .expect("valid file");
         let cli = flags(&["--flush-interval-ms", "20", "--s3-region", "us-west-2"]);
-        let settings = AgentSettings::resolve(cli.agent.or(file.agent)).expect("complete settings");
+        let settings = AgentSettings::resolve(cli.agent.or(file.agent), &LimitOptions::default())
+            .expect("complete settings");
         assert_eq!(settings.agent.flush_interval, Duration::from_millis(20));
         assert_eq!(settings.agent.node_id, 7);
         assert_eq!(settings.agent.agent_id, "agent-7");
@@ -689,7 +795,8 @@ mod tests {
             listen: Some(addr("127.0.0.1:19092")),
             ..AgentOptions::default()
         };
-        let settings = AgentSettings::resolve(options).expect("complete settings");
+        let settings =
+            AgentSettings::resolve(options, &LimitOptions::default()).expect("complete settings");
         assert_eq!(
             settings.agent.flush_interval,
             Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS)
@@ -700,8 +807,32 @@ mod tests {
     }
 
     #[test]
+    fn limits_come_from_the_agent_section_and_flags() {
+        let file = ConfigFile::parse(
+            r#"
+            [agent]
+            object_store = "file:///tmp/objects"
+            max_connections_per_ip = 7
+            fetch_max_bytes = 1000
+            "#,
+        )
+        .expect("valid file");
+        let cli = flags(&["--connections-max-idle-ms", "1500"]);
+        let limits = cli.limits.or(file.agent_limits);
+        let settings = AgentSettings::resolve(cli.agent.or(file.agent), &limits).expect("complete");
+        let limits = &settings.agent.limits;
+        assert_eq!(limits.max_connections_per_ip, 7);
+        assert_eq!(limits.fetch_max_bytes, 1000);
+        assert_eq!(limits.connections_max_idle, Duration::from_millis(1500));
+        assert_eq!(limits.message_max_bytes, 1_048_588, "Kafka's default");
+        let error = ConfigFile::parse("[agent]\nmax_connection = 5\n").expect_err("typo");
+        assert!(format!("{error:#}").contains("max_connection"), "{error:#}");
+    }
+
+    #[test]
     fn missing_object_store_says_how_to_set_it() {
-        let error = AgentSettings::resolve(AgentOptions::default()).expect_err("incomplete");
+        let error = AgentSettings::resolve(AgentOptions::default(), &LimitOptions::default())
+            .expect_err("incomplete");
         assert!(error.to_string().contains("--object-store"), "{error}");
     }
 

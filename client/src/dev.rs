@@ -167,6 +167,7 @@ fn agent_configs(
         config.flush_eager = args.flush_eager;
         config.auto_create_topics = args.auto_create_topics;
         config.default_partitions = args.default_partitions.max(1);
+        args.limits.apply(&mut config);
         config.cache.memory_bytes = args.cache_memory_mb * 1024 * 1024 / count;
         config.cache.disk_bytes = args.cache_disk_mb * 1024 * 1024 / count;
         config.cache.disk_dir =

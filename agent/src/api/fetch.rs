@@ -6,6 +6,7 @@
 //! gets that agent as `preferred_read_replica` (no records) and moves
 //! there, so its reads stay in its zone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,11 +55,11 @@ pub(crate) async fn handle(
     let (targets, redirected) = split_by_zone(shared, version, &request, targets);
     let min_bytes = request.min_bytes.max(0) as usize;
     let read_committed = request.isolation_level == READ_COMMITTED;
-    let max_bytes = if request.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        request.max_bytes as usize
-    };
+    let fetch_max_bytes = shared.config.limits.fetch_max_bytes;
+    let max_bytes = capped_max_bytes(request.max_bytes, fetch_max_bytes);
+    if request.max_bytes <= 0 || request.max_bytes as usize > fetch_max_bytes {
+        add(&shared.metrics.fetch_max_bytes_capped, 1);
+    }
     loop {
         // Mark the commit counter seen before reading, so a commit that
         // lands during the read wakes the wait below.
@@ -133,7 +134,8 @@ async fn resolve(
                 missing_code,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
-                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                partition_max_bytes: (p.partition_max_bytes.max(0) as usize)
+                    .min(shared.config.limits.fetch_max_bytes),
             });
         }
         topics.push(
@@ -143,6 +145,16 @@ async fn resolve(
         );
     }
     (targets, topics)
+}
+
+/// The bytes a fetch may return: the request's `max_bytes`, never above
+/// the agent's `fetch_max_bytes` (Kafka's `fetch.max.bytes`); 0 or less,
+/// which older clients send to mean "no limit", is the agent's limit.
+fn capped_max_bytes(requested: i32, fetch_max_bytes: usize) -> usize {
+    match usize::try_from(requested) {
+        Ok(requested) if requested > 0 => requested.min(fetch_max_bytes),
+        _ => fetch_max_bytes,
+    }
 }
 
 /// Splits the targets into those this agent serves and those a consumer
@@ -184,8 +196,20 @@ async fn read_all(
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
-    let mut out = Vec::with_capacity(targets.len());
+    let mut out: Vec<PartitionData> = Vec::with_capacity(targets.len());
+    let mut seen = HashMap::with_capacity(targets.len());
     for target in targets {
+        // A partition named twice is read once: the repeat gets the same
+        // answer without its records, so duplicates cannot multiply the
+        // bytes read and copied.
+        let key = (target.topic_id, target.topic_index, target.partition);
+        if let Some(&at) = seen.get(&key) {
+            let first: &PartitionData = &out[at];
+            let repeat = first.clone().with_records(Some(bytes::Bytes::new()));
+            out.push(repeat);
+            continue;
+        }
+        seen.insert(key, out.len());
         let budget = target
             .partition_max_bytes
             .min(max_bytes.saturating_sub(total));
@@ -464,4 +488,21 @@ fn fit(
         wanted.push(batch);
     }
     (wanted, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: no request max_bytes, unlimited (0, -1) or huge, gets past
+    /// the agent's fetch_max_bytes.
+    #[test]
+    fn max_bytes_is_capped_by_the_agent() {
+        let cap = 57_671_680;
+        assert_eq!(capped_max_bytes(0, cap), cap);
+        assert_eq!(capped_max_bytes(-1, cap), cap);
+        assert_eq!(capped_max_bytes(i32::MIN, cap), cap);
+        assert_eq!(capped_max_bytes(i32::MAX, cap), cap);
+        assert_eq!(capped_max_bytes(1024, cap), 1024);
+    }
 }

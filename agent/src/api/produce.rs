@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use strata_catalog_api::proto::BatchMeta;
 use strata_segment::{Limits, ValidatedBatch};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tracing::warn;
 
 use super::str_bytes;
@@ -131,18 +131,32 @@ async fn append_partition(
             -1,
         );
     };
+    // Sizes first, before any decompression or reservation: one batch
+    // above the topic's max.message.bytes (message.max.bytes when unset),
+    // never above what the produce buffer can hold at all.
+    let buffer_bytes_max = shared.config.buffer_bytes_max;
+    if records.len() > buffer_bytes_max {
+        add(&shared.metrics.produce_too_large, 1);
+        return (
+            Outcome::Done(AppendResult::error_with(error_code::RECORD_LIST_TOO_LARGE)),
+            -1,
+        );
+    }
+    let max_message_bytes = info
+        .max_message_bytes(shared.config.limits.message_max_bytes)
+        .min(buffer_bytes_max);
     let limits = Limits {
-        max_message_bytes: info.max_message_bytes(),
+        max_message_bytes,
         decompress: Some(strata_compactor::records::decompress),
         ..Limits::default()
     };
-    let batches = match strata_segment::split_and_validate(&records, &limits) {
+    let batches = match validate(records, limits, &shared.validations).await {
         Ok(batches) => batches,
-        Err(e) => {
-            return (
-                Outcome::Done(AppendResult::error_with(e.kafka_error_code())),
-                -1,
-            );
+        Err(code) => {
+            if code == error_code::MESSAGE_TOO_LARGE {
+                add(&shared.metrics.produce_too_large, 1);
+            }
+            return (Outcome::Done(AppendResult::error_with(code)), -1);
         }
     };
     let log_append_time = if info.log_append_time() { now_ms() } else { -1 };
@@ -160,10 +174,48 @@ async fn append_partition(
         partition: data.index as u32,
         batches,
     };
+    // Waiting for room in the buffer is bounded like the rest of the
+    // produce (and given up when the connection goes).
+    let deadline = tokio::time::Instant::now() + shared.config.produce_timeout;
     (
-        Outcome::Waiting(shared.writer.append(append).await),
+        Outcome::Waiting(shared.writer.append(append, deadline).await),
         log_append_time,
     )
+}
+
+/// Records at least this large are validated on the blocking pool, not on
+/// the reactor thread serving the connection: validating a compressed batch
+/// decompresses it (up to `DECOMPRESSED_BYTES_MAX`), which would stall
+/// every other connection on that thread meanwhile.
+const VALIDATE_INLINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Validations running on the blocking pool at once, per agent: a flood of
+/// large compressed produces queues here instead of taking every thread.
+pub(crate) fn validations_max() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Splits and validates a partition's records (see
+/// `strata_segment::split_and_validate`); large ones off the reactor, at
+/// most `slots`' permits at once. Errors are Kafka error codes.
+async fn validate(
+    records: Bytes,
+    limits: Limits,
+    slots: &Arc<Semaphore>,
+) -> Result<Vec<ValidatedBatch>, i16> {
+    if records.len() < VALIDATE_INLINE_BYTES_MAX {
+        return strata_segment::split_and_validate(&records, &limits)
+            .map_err(|e| e.kafka_error_code());
+    }
+    let Ok(_slot) = slots.clone().acquire_owned().await else {
+        return Err(error_code::UNKNOWN_SERVER_ERROR);
+    };
+    let validated = tokio::task::spawn_blocking(move || {
+        strata_segment::split_and_validate(&records, &limits).map_err(|e| e.kafka_error_code())
+    })
+    .await;
+    // A panic in the validator is our bug, not the client's.
+    validated.unwrap_or(Err(error_code::UNKNOWN_SERVER_ERROR))
 }
 
 /// The batch bytes to store and their metadata for the catalog; under
@@ -237,7 +289,12 @@ async fn respond(slots: Vec<TopicSlot>, timeout: Duration, version: i16) -> Prod
 fn error_message(code: i16) -> &'static str {
     match code {
         error_code::CORRUPT_MESSAGE => "record batch failed validation (CRC or size)",
-        error_code::MESSAGE_TOO_LARGE => "record batch larger than the topic's max.message.bytes",
+        error_code::MESSAGE_TOO_LARGE => {
+            "record batch larger than the topic's max.message.bytes (or the broker's message.max.bytes)"
+        }
+        error_code::RECORD_LIST_TOO_LARGE => {
+            "the partition's records are larger than the agent's produce buffer"
+        }
         error_code::INVALID_RECORD => "invalid record batch (Strata accepts magic v2 batches only)",
         error_code::KAFKA_STORAGE_ERROR => {
             "the write could not be made durable (object store or catalog unavailable); retry"
@@ -258,4 +315,67 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use strata_segment::Compression;
+    use strata_segment::testing::build_raw_batch;
+
+    use super::*;
+
+    /// A decompressor as slow as a large decompression bomb.
+    fn slow_decompress(_: Compression, _: &[u8], _: usize) -> Result<Vec<u8>, String> {
+        std::thread::sleep(Duration::from_millis(300));
+        Err("not really compressed".to_string())
+    }
+
+    /// Goal: validating a large compressed batch (decompression included)
+    /// does not run on the reactor thread, so other connections on it go
+    /// on. Method: a single-threaded runtime, a ticker task, and a 128 KiB
+    /// "gzip" batch whose decompression takes 300 ms; the ticker must tick
+    /// meanwhile (inline, it could not run at all).
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_validations_leave_the_reactor_free() {
+        let header = strata_segment::BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: -1,
+            magic: 2,
+            crc: 0,
+            attributes: 1,
+            last_offset_delta: 0,
+            base_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records_count: 1,
+        };
+        let records = build_raw_batch(&header, &vec![7u8; 128 * 1024]);
+        let limits = Limits {
+            max_message_bytes: 1 << 20,
+            decompress: Some(slow_decompress),
+            ..Limits::default()
+        };
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_millis(10));
+                loop {
+                    interval.tick().await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let slots = Arc::new(Semaphore::new(1));
+        let result = validate(records, limits, &slots).await;
+        ticker.abort();
+        assert!(result.is_err(), "the batch's body does not decompress");
+        let ticked = ticks.load(Ordering::Relaxed);
+        assert!(ticked >= 3, "the reactor was blocked: {ticked} ticks");
+    }
 }

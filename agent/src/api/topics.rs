@@ -50,6 +50,7 @@ pub(crate) async fn create_topic(
             format!("number of partitions must be at least 1, not {partitions}"),
         ));
     }
+    check_partition_limits(shared, partitions as u32, 0).await?;
     let request = CreateTopicRequest {
         name: name.to_string(),
         partition_count: partitions as u32,
@@ -71,6 +72,48 @@ pub(crate) async fn create_topic(
             "catalog returned no topic".to_string(),
         )
     })
+}
+
+/// Refuses a topic of `count` partitions (growing from `current`, 0 for a
+/// new topic) over `max_partitions_per_topic` with INVALID_PARTITIONS, and
+/// one that would take the cluster over `max_partitions` with
+/// POLICY_VIOLATION, as Kafka answers requests beyond its limits and
+/// policies. The cluster's count is the topic cache's (fresh from the
+/// catalog), so concurrent creations on several agents may overshoot it
+/// by what they add at once.
+async fn check_partition_limits(
+    shared: &Arc<Shared>,
+    count: u32,
+    current: u32,
+) -> Result<(), Failure> {
+    let limits = &shared.config.limits;
+    if count > limits.max_partitions_per_topic {
+        crate::metrics::add(&shared.metrics.partition_limit_refusals, 1);
+        return Err((
+            error_code::INVALID_PARTITIONS,
+            format!(
+                "{count} partitions is more than this cluster's max_partitions_per_topic ({})",
+                limits.max_partitions_per_topic
+            ),
+        ));
+    }
+    let added = u64::from(count.saturating_sub(current));
+    if added == 0 {
+        return Ok(());
+    }
+    let topics = shared.topics.all().await.map_err(unavailable)?;
+    let existing: u64 = topics.iter().map(|t| u64::from(t.partitions)).sum();
+    if existing + added > limits.max_partitions {
+        crate::metrics::add(&shared.metrics.partition_limit_refusals, 1);
+        return Err((
+            error_code::POLICY_VIOLATION,
+            format!(
+                "adding {added} partitions to the {existing} that exist would pass this cluster's max_partitions ({})",
+                limits.max_partitions
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Answers CreateTopics.
@@ -194,6 +237,20 @@ pub(crate) async fn create_partitions(
         if topic.count <= 0 {
             result.error_code = error_code::INVALID_PARTITIONS;
             result.error_message = Some(str_bytes("partition count must be positive"));
+            results.push(result);
+            continue;
+        }
+        let current = match shared.topics.get(&name).await {
+            Ok(Some(info)) => info.partitions,
+            // The catalog answers for topics it does not know, or cannot
+            // be reached (then the request fails there too).
+            _ => 0,
+        };
+        if let Err((code, message)) =
+            check_partition_limits(shared, topic.count as u32, current).await
+        {
+            result.error_code = code;
+            result.error_message = Some(str_bytes(&message));
             results.push(result);
             continue;
         }
