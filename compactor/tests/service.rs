@@ -595,7 +595,9 @@ async fn retention_never_trims_a_compact_only_topic() {
         configs
     };
     let compact = h.topic("compact-only", &with_policy("compact")).await;
-    let both = h.topic("compact-delete", &with_policy("compact,delete")).await;
+    let both = h
+        .topic("compact-delete", &with_policy("compact,delete"))
+        .await;
     let delete = h.topic("delete-only", &with_policy("delete")).await;
     let day_old = h.now() - 86_400_000;
     for topic in [&compact, &both, &delete] {

@@ -254,7 +254,10 @@ mod tests {
             ..policy(0, 0)
         };
         assert_eq!(retention_target(&chunks, compact_only, 1_000, 0, 20), None);
-        assert_eq!(retention_target(&chunks, policy(0, 0), 1_000, 0, 20), Some(20));
+        assert_eq!(
+            retention_target(&chunks, policy(0, 0), 1_000, 0, 20),
+            Some(20)
+        );
         for (value, deletes) in [
             ("delete", true),
             ("compact", false),
