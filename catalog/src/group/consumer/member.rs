@@ -29,8 +29,9 @@ pub(super) enum MemberState {
     UnreleasedPartitions,
 }
 
-/// One member of a consumer group, keyed by member id in [`Group::members`].
-/// Everything but the two deadlines is persisted (see [`Member::persisted_eq`]).
+/// One member of a consumer group, keyed by member id in
+/// [`Group::members`](super::group::Group::members). Everything but the two
+/// deadlines is persisted (see [`Member::persisted_eq`]).
 #[derive(Debug, Clone)]
 pub(super) struct Member {
     pub(super) instance_id: Option<String>,
