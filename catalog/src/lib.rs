@@ -10,7 +10,8 @@
 //!
 //! - [`CatalogStore`] is the persistence trait, with [`SqliteStore`] (one
 //!   embedded SQLite file, group commit on a writer thread) as its first
-//!   implementation. Every store must pass [`conformance`].
+//!   implementation. Every store must pass the `conformance` suite (behind
+//!   the `conformance` feature, for tests).
 //! - [`CatalogService`] implements the gRPC service over any store:
 //!   validation, Kafka error codes, and the commit stream. Run it with
 //!   [`serve`], or call it in process through
@@ -39,6 +40,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 pub mod error_code;

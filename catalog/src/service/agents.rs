@@ -23,10 +23,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use strata_catalog_api::proto::{
-    AgentHeartbeatResponse, AgentInfo, RegisterAgentRequest, RegisterAgentResponse,
+    AgentHeartbeatRequest, AgentHeartbeatResponse, AgentInfo, ListAgentsRequest,
+    ListAgentsResponse, RegisterAgentRequest, RegisterAgentResponse,
 };
 use tokio::sync::Mutex;
+use tonic::{Request, Response, Status};
 
+use super::CatalogService;
 use crate::store::{AgentRecord, AgentRegistration, Clock, SharedStore};
 use crate::{Error, Result};
 
@@ -271,4 +274,40 @@ fn fleet(live: &BTreeMap<String, Lease>) -> Vec<AgentInfo> {
         .collect();
     agents.sort_by_key(|agent| agent.node_id);
     agents
+}
+
+// ---------- RPCs ----------
+
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %request.get_ref().agent_id))]
+pub(super) async fn register_agent(
+    service: &CatalogService,
+    request: Request<RegisterAgentRequest>,
+) -> Result<Response<RegisterAgentResponse>, Status> {
+    Ok(Response::new(
+        service.agents.register(request.into_inner()).await?,
+    ))
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %request.get_ref().agent_id, epoch = request.get_ref().epoch))]
+pub(super) async fn agent_heartbeat(
+    service: &CatalogService,
+    request: Request<AgentHeartbeatRequest>,
+) -> Result<Response<AgentHeartbeatResponse>, Status> {
+    let request = request.into_inner();
+    Ok(Response::new(
+        service
+            .agents
+            .heartbeat(&request.agent_id, request.epoch)
+            .await?,
+    ))
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+pub(super) async fn list_agents(
+    service: &CatalogService,
+    _request: Request<ListAgentsRequest>,
+) -> Result<Response<ListAgentsResponse>, Status> {
+    Ok(Response::new(ListAgentsResponse {
+        agents: service.agents.list().await?,
+    }))
 }
