@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn example(catalog: std::sync::Arc<dyn strata_catalog_api::CatalogApi>,
-//! #                  store: std::sync::Arc<dyn object_store::ObjectStore>) -> anyhow::Result<()> {
+//! #                  store: std::sync::Arc<dyn object_store::ObjectStore>) -> Result<(), Box<dyn std::error::Error>> {
 //! use strata_agent::{Agent, AgentConfig};
 //! let config = AgentConfig::dev("127.0.0.1:9092".parse()?, None);
 //! let agent = Agent::start(config, catalog, store).await?;
@@ -24,6 +24,7 @@ mod api;
 pub mod cache;
 mod config;
 mod connection;
+mod error;
 mod error_code;
 mod fault_store;
 mod fleet;
@@ -39,11 +40,12 @@ mod topics;
 mod writer;
 
 pub use config::{AgentConfig, BrokerAddress, Limits};
+pub use error::{Error, Result};
 pub use fault_store::{
     FaultControl, FaultCounts, FaultInjectingStore, FaultOp, FaultPlan, FaultRule, InjectedFault,
 };
 pub use reserving_alloc::{HUGE_BYTES, ReservingAllocator, limit_malloc_arenas};
-pub use server::Agent;
+pub use server::{Agent, Components};
 pub use synced_local_store::SyncedLocalStore;
 
 /// Tests run under the same allocator as the binary, so decoder tests see

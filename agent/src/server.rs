@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use object_store::ObjectStore;
 use strata_catalog_api::CatalogApi;
+use strata_catalog_api::clock::{Clock, IdGen, SystemClock, SystemIds};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -20,11 +21,38 @@ use crate::reader::ChunkReader;
 use crate::topics::TopicCache;
 use crate::writer::SegmentWriter;
 
+/// What an agent works with, as opposed to its settings ([`AgentConfig`]).
+#[derive(Debug, Clone)]
+pub struct Components {
+    /// The catalog (in process or over gRPC).
+    pub catalog: Arc<dyn CatalogApi>,
+    /// The object store segments go to.
+    pub store: Arc<dyn ObjectStore>,
+    /// The clock of LogAppendTime stamps.
+    pub clock: Arc<dyn Clock>,
+    /// Where segment ULIDs come from.
+    pub ids: Arc<dyn IdGen>,
+}
+
+impl Components {
+    /// `catalog` and `store` with the system clock and random ULIDs.
+    pub fn new(catalog: Arc<dyn CatalogApi>, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            catalog,
+            store,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(SystemIds),
+        }
+    }
+}
+
 /// State every connection of an agent shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: AgentConfig,
     pub(crate) catalog: Arc<dyn CatalogApi>,
+    /// See [`Components::clock`].
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cache: BlockCache,
     /// Reads chunks of both tiers (through `cache`).
     pub(crate) chunks: ChunkReader,
@@ -50,20 +78,33 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Binds the listener and starts the agent's tasks.
+    /// Binds the listener and starts the agent's tasks, on the system
+    /// clock and random ULIDs.
     pub async fn start(
         config: AgentConfig,
         catalog: Arc<dyn CatalogApi>,
         store: Arc<dyn ObjectStore>,
-    ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {}: {e} (is another broker running? choose another port with --listen)",
-                config.listen
-            )
-        })?;
-        let local_addr = listener.local_addr()?;
-        let cache = BlockCache::open(config.cache.clone(), store.clone()).await?;
+    ) -> crate::Result<Self> {
+        Self::start_with(config, Components::new(catalog, store)).await
+    }
+
+    /// Binds the listener and starts the agent's tasks with `components`.
+    pub async fn start_with(config: AgentConfig, components: Components) -> crate::Result<Self> {
+        let catalog = components.catalog.clone();
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| crate::Error::Listen {
+                    address: config.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| crate::Error::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let cache = BlockCache::open(config.cache.clone(), components.store.clone()).await?;
         let stop_accepting = CancellationToken::new();
         let stop_background = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -75,8 +116,7 @@ impl Agent {
         tasks.spawn(fleet.clone().run(stop_background.clone()));
         let writer = SegmentWriter::start(
             &config,
-            catalog.clone(),
-            store,
+            &components,
             cache.clone(),
             metrics.clone(),
             fleet.clone(),
@@ -86,6 +126,7 @@ impl Agent {
             topics: TopicCache::new(catalog.clone()),
             config,
             catalog,
+            clock: components.clock.clone(),
             chunks: ChunkReader::new(cache.clone(), crate::parquet_tier::READERS_MAX),
             cache,
             index,

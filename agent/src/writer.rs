@@ -18,6 +18,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use strata_catalog_api::CatalogApi;
+use strata_catalog_api::clock::IdGen;
 use strata_catalog_api::proto::{
     BatchMeta, ChunkWrite, CommitSegmentRequest, CommitSegmentResponse,
 };
@@ -150,8 +151,7 @@ impl SegmentWriter {
     /// Starts the flush and commit tasks.
     pub(crate) fn start(
         config: &AgentConfig,
-        catalog: Arc<dyn CatalogApi>,
-        store: Arc<dyn ObjectStore>,
+        components: &crate::Components,
         cache: BlockCache,
         metrics: Arc<Metrics>,
         fleet: Arc<Fleet>,
@@ -177,14 +177,15 @@ impl SegmentWriter {
         let (tx, rx) = mpsc::channel(config.uploads_in_flight_max.max(1));
         let uploader = Uploader {
             metrics: metrics.clone(),
-            store,
+            store: components.store.clone(),
+            ids: components.ids.clone(),
             cache,
             prefix: config.object_prefix.clone(),
         };
         tasks.spawn(flush_loop(inner.clone(), uploader, tx));
         let committer = Committer {
             metrics,
-            catalog,
+            catalog: components.catalog.clone(),
             fleet,
             agent_id: config.agent_id.clone(),
         };
@@ -366,13 +367,15 @@ type UploadTask = tokio::task::JoinHandle<Result<Segment, object_store::Error>>;
 struct Uploader {
     metrics: Arc<Metrics>,
     store: Arc<dyn ObjectStore>,
+    /// Makes the segment ULIDs (their time is the compactor's segment age).
+    ids: Arc<dyn IdGen>,
     cache: BlockCache,
     prefix: String,
 }
 
 impl Uploader {
     fn build(&self, flush: &Flush) -> Segment {
-        let id = ulid::Ulid::new();
+        let id = self.ids.ulid();
         let mut builder = strata_segment::SegmentBuilder::new();
         for ((topic_id, partition), buffer) in &flush.partitions {
             // Batches were validated on the way in; a failure here is a bug.

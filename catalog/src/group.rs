@@ -51,40 +51,7 @@ use crate::store::{Clock, SharedStore, SystemClock};
 
 /// The Kafka error codes of the group APIs.
 pub(crate) mod code {
-    /// No error.
-    pub(crate) const NONE: i16 = 0;
-    /// The topic or partition does not exist.
-    pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    /// The offset metadata string is too long.
-    pub(crate) const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    /// The coordinator cannot serve the request now; retry.
-    pub(crate) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    /// The generation is not the group's current one.
-    pub(crate) const ILLEGAL_GENERATION: i16 = 22;
-    /// The protocol type or protocols do not match the group's.
-    pub(crate) const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    /// The group id is invalid (empty).
-    pub(crate) const INVALID_GROUP_ID: i16 = 24;
-    /// The member is not known to the coordinator.
-    pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
-    /// The session timeout is outside the coordinator's bounds.
-    pub(crate) const INVALID_SESSION_TIMEOUT: i16 = 26;
-    /// The group is rebalancing; rejoin.
-    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    /// The group still has members.
-    pub(crate) const NON_EMPTY_GROUP: i16 = 68;
-    /// The group does not exist.
-    pub(crate) const GROUP_ID_NOT_FOUND: i16 = 69;
-    /// The first JoinGroup (v4+) must be retried with the returned id.
-    pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
-    /// The group has `max_group_size` members already.
-    pub(crate) const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    /// Another member with the same `group.instance.id` replaced this one.
-    pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
-    /// OffsetDelete of a topic the group is subscribed to.
-    pub(crate) const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-    /// A consumer-protocol member's epoch is not its current one.
-    pub(crate) const STALE_MEMBER_EPOCH: i16 = 113;
+    pub(crate) use strata_catalog_api::error_code::*;
 }
 
 /// Settings of the [`GroupCoordinator`]. Names follow Kafka's broker

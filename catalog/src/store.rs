@@ -29,25 +29,9 @@ use uuid::Uuid;
 
 use crate::Result;
 
-/// The source of wall-clock time for catalog decisions (topic creation
-/// times, producer-state expiry). Injected so tests control time.
-pub trait Clock: Debug + Send + Sync + 'static {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
-}
-
-/// The operating system's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
-    }
-}
+/// The catalog's clock (topic creation times, producer-state expiry,
+/// leases): the workspace's one `Clock`, injected so tests control time.
+pub use strata_catalog_api::clock::{Clock, SystemClock};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,13 +20,10 @@ use strata_catalog::{CatalogService, GroupOptions, ServiceOptions, SqliteOptions
 use strata_catalog_api::proto::{CreateTopicRequest, DeleteTopicRequest, GroupCallRequest};
 use strata_catalog_api::{CatalogApi, InProcess};
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const NON_EMPTY_GROUP: i16 = 68;
-const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-const GROUP_ID_NOT_FOUND: i16 = 69;
-const STALE_MEMBER_EPOCH: i16 = 113;
-const MEMBER_ID_REQUIRED: i16 = 79;
+use strata_catalog::error_code::{
+    GROUP_ID_NOT_FOUND, INCONSISTENT_GROUP_PROTOCOL, MEMBER_ID_REQUIRED, NON_EMPTY_GROUP,
+    REBALANCE_IN_PROGRESS, STALE_MEMBER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION,
+};
 
 async fn service(path: &std::path::Path) -> InProcess<CatalogService> {
     let options = ServiceOptions {

@@ -184,7 +184,10 @@ fn location_constraint(region: Option<&str>) -> String {
 /// Writes a probe object, reads a range of it, tries to overwrite it with a
 /// conditional PUT, and deletes it.
 async fn probe(store: &dyn ObjectStore) -> Vec<Check> {
-    let key = Path::from(format!("_strata/probe/{}.probe", ulid::Ulid::new()));
+    let key = Path::from(format!(
+        "_strata/probe/{}.probe",
+        strata_catalog_api::clock::IdGen::ulid(&strata_catalog_api::clock::SystemIds)
+    ));
     let write = put_create(store, &key)
         .await
         .map(|()| "PUT works".to_string());

@@ -195,9 +195,6 @@ fn uuid_string() -> String {
 }
 
 fn ulid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:x}{:x}", nanos, std::process::id())
+    use strata_catalog_api::clock::IdGen;
+    strata_catalog_api::clock::SystemIds.ulid().to_string()
 }

@@ -49,6 +49,7 @@ pub use read::{Fetched, InMemoryFile, ParquetTierReader};
 pub use records::RecordFault;
 pub use schema::{FORMAT_VERSION, metadata_keys, schema};
 pub use service::{
-    Clock, Compactor, CompactorConfig, CompactorMetrics, PassReport, ServiceError, SystemClock,
+    Clock, Compactor, CompactorConfig, CompactorMetrics, IdGen, PassReport, ServiceError,
+    SystemClock, SystemIds,
 };
 pub use write::{PartitionInfo, PartitionWriter, WriteOptions, WriteSummary, write_file};

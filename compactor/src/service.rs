@@ -40,7 +40,7 @@ use strata_catalog_api::proto::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, IdGen, SystemClock, SystemIds};
 pub use config::CompactorConfig;
 pub use metrics::CompactorMetrics;
 use plan::TopicPolicy;
@@ -48,8 +48,10 @@ use upload::{ChunkSource, UploadOptions};
 
 use crate::PartitionInfo;
 
-/// Kafka's UNKNOWN_TOPIC_OR_PARTITION, as the catalog answers it.
-const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
+/// Kafka's UNKNOWN_TOPIC_OR_PARTITION, as the catalog answers it (an i32
+/// in the catalog's protobuf responses).
+const UNKNOWN_TOPIC_OR_PARTITION: i32 =
+    strata_catalog_api::error_code::UNKNOWN_TOPIC_OR_PARTITION as i32;
 /// Chunks per LookupChunks page.
 const LOOKUP_PAGE: u32 = 1_000;
 /// Keys per ListDeadObjects / ReferencedObjects call.
@@ -130,6 +132,8 @@ pub struct Compactor {
     store: Arc<dyn ObjectStore>,
     config: Arc<CompactorConfig>,
     clock: Arc<dyn Clock>,
+    /// Makes the ULIDs of Parquet file keys.
+    ids: Arc<dyn IdGen>,
     metrics: Arc<CompactorMetrics>,
     /// When retention is next checked (clock ms); 0 = at the next pass.
     next_retention_ms: Arc<std::sync::atomic::AtomicI64>,
@@ -148,6 +152,7 @@ impl Compactor {
             store,
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
+            ids: Arc::new(SystemIds),
             metrics: Arc::default(),
             next_retention_ms: Arc::default(),
         }
@@ -156,6 +161,12 @@ impl Compactor {
     /// The same compactor on another clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same compactor with another id source (tests).
+    pub fn with_ids(mut self, ids: Arc<dyn IdGen>) -> Self {
+        self.ids = ids;
         self
     }
 
@@ -400,7 +411,7 @@ impl Compactor {
             info.partition,
             base_offset,
             end_offset - 1,
-            ulid::Ulid::new()
+            self.ids.ulid()
         ));
         let sources = run
             .iter()

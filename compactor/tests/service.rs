@@ -216,7 +216,8 @@ impl SystemNow {
 }
 
 fn rand_bits() -> u128 {
-    ulid::Ulid::new().random()
+    use strata_compactor::IdGen;
+    strata_compactor::SystemIds.ulid().random()
 }
 
 fn topic_id(topic: &Topic) -> [u8; 16] {

@@ -2,12 +2,14 @@
 
 use thiserror::Error;
 
+use kafka_protocol::ResponseError;
+
 /// Kafka `CORRUPT_MESSAGE`: the bytes fail a CRC or framing check.
-const CORRUPT_MESSAGE: i16 = 2;
+const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
 /// Kafka `MESSAGE_TOO_LARGE`: a batch exceeds `max.message.bytes`.
-const MESSAGE_TOO_LARGE: i16 = 10;
+const MESSAGE_TOO_LARGE: i16 = ResponseError::MessageTooLarge.code();
 /// Kafka `INVALID_RECORD`: well-formed bytes that break a produce rule.
-const INVALID_RECORD: i16 = 87;
+const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
 
 /// Why a produce request's `records` bytes (or a stored batch) were rejected.
 ///

@@ -159,7 +159,11 @@ async fn append_partition(
             return (Outcome::Done(AppendResult::error_with(code)), -1);
         }
     };
-    let log_append_time = if info.log_append_time() { now_ms() } else { -1 };
+    let log_append_time = if info.log_append_time() {
+        shared.clock.now_ms()
+    } else {
+        -1
+    };
     let batches: Vec<(Bytes, BatchMeta)> = batches
         .into_iter()
         .map(|b| stamp(b, log_append_time))
@@ -307,14 +311,6 @@ fn error_message(code: i16) -> &'static str {
         }
         _ => "produce failed",
     }
-}
-
-/// Wall-clock milliseconds since the epoch, for LogAppendTime.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub mod proto {
     tonic::include_proto!("strata.catalog.v1");
 }
 
+pub mod clock;
+pub mod error_code;
 pub mod topic_config;
 
 use futures::StreamExt;

@@ -32,8 +32,10 @@ use crate::object_store_url::ObjectStoreUrl;
 const LOOKUP_CHUNKS_MAX: u32 = 64;
 /// Chunks fetched ahead of the one being written out.
 const PREFETCH_CHUNKS: usize = 8;
-/// Kafka's UNKNOWN_TOPIC_OR_PARTITION.
-const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
+/// Kafka's UNKNOWN_TOPIC_OR_PARTITION, as the catalog answers it (an i32
+/// in the catalog's protobuf responses).
+const UNKNOWN_TOPIC_OR_PARTITION: i32 =
+    strata_catalog_api::error_code::UNKNOWN_TOPIC_OR_PARTITION as i32;
 
 /// One record as a consumer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
