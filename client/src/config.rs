@@ -149,10 +149,13 @@ layered! {
         /// host:port clients are told to connect to [default: the listener].
         #[arg(long, env = "STRATA_ADVERTISE")]
         advertise: String,
-        /// Broker id reported in Metadata; unique per agent [default: 0].
+        /// Names the default agent id (`agent-<node_id>`); the broker id in
+        /// Metadata comes from the catalog [default: none].
         #[arg(long, env = "STRATA_NODE_ID")]
         node_id: i32,
-        /// Id this agent commits under [default: agent-<node_id>].
+        /// Id this agent commits under; unique per agent (two agents with
+        /// one id fence each other) [default: agent-<node_id> with
+        /// --node-id, else agent-<host name>-<advertised port>].
         #[arg(long, env = "STRATA_AGENT_ID")]
         agent_id: String,
         /// Availability zone (Kafka's broker.rack) [default: none].
@@ -438,6 +441,27 @@ impl ConfigFile {
     }
 }
 
+/// The agent id used when none is given: `agent-<node id>` when a node id
+/// is (the operator numbered the agents), else one that differs between
+/// machines and between agents on one machine (which listen on different
+/// ports), so that agents started without ids never share one.
+fn default_agent_id(node_id: Option<i32>, machine: &str, advertise_port: u16) -> String {
+    match node_id {
+        Some(node_id) => format!("agent-{node_id}"),
+        None => format!("agent-{machine}-{advertise_port}"),
+    }
+}
+
+/// This machine's host name (Linux: the kernel's; else `$HOSTNAME`).
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 /// `strata catalog`, fully resolved. Its `Debug` hides a password in the
 /// store URL, so the settings can be logged.
 #[derive(Clone)]
@@ -547,9 +571,9 @@ impl AgentSettings {
         apply_flush_options(&mut agent, &options);
         apply_cache_options(&mut agent, &options, listen);
         limits.apply(&mut agent);
-        agent.agent_id = options
-            .agent_id
-            .unwrap_or_else(|| format!("agent-{}", agent.node_id));
+        agent.agent_id = options.agent_id.unwrap_or_else(|| {
+            default_agent_id(options.node_id, &machine_name(), agent.advertise_port)
+        });
         agent.cluster_id = options
             .cluster_id
             .unwrap_or_else(|| DEFAULT_CLUSTER_ID.to_string());
@@ -759,6 +783,19 @@ mod tests {
     fn flags(args: &[&str]) -> AgentCli {
         AgentCli::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))
             .expect("valid flags")
+    }
+
+    #[test]
+    fn agents_without_ids_get_distinct_ones() {
+        // Two agents on one machine listen on different ports; agents on
+        // different machines have different host names. Neither pair may
+        // share an id (they would fence each other in a loop).
+        let a = default_agent_id(None, "host-a", 9092);
+        let b = default_agent_id(None, "host-a", 9093);
+        let c = default_agent_id(None, "host-b", 9092);
+        assert!(a != b && a != c && b != c, "{a} {b} {c}");
+        assert_eq!(default_agent_id(Some(7), "host-a", 9092), "agent-7");
+        assert!(!machine_name().is_empty());
     }
 
     #[test]

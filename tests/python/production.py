@@ -205,7 +205,7 @@ def _catalog(base: Path, store: str | None, extra: list[str]) -> tuple[Process, 
 
 
 def _agent(base: Path, endpoint: str, bucket: str, catalog_port: int, node_id: int,
-           extra: list[str]) -> Agent:
+           extra: list[str], with_node_id: bool = True) -> Agent:
     port, metrics = free_port(), free_port()
     argv = [str(find_strata_bin()), "agent",
             "--catalog", f"http://127.0.0.1:{catalog_port}",
@@ -213,7 +213,7 @@ def _agent(base: Path, endpoint: str, bucket: str, catalog_port: int, node_id: i
             "--s3-endpoint", endpoint,
             "--listen", f"127.0.0.1:{port}",
             "--advertise", f"127.0.0.1:{port}",
-            "--node-id", str(node_id),
+            *(["--node-id", str(node_id)] if with_node_id else []),
             "--metrics-listen", f"127.0.0.1:{metrics}",
             "--cache-dir", str(base / f"cache-{node_id}"),
             "--cache-disk-mb", "64",
@@ -226,11 +226,12 @@ def start_cluster(base: Path, endpoint: str, agents: int = 2,
                   agent_args: list[str] | None = None, store: str | None = None,
                   catalog_args: list[str] | None = None,
                   agent_args_each: list[list[str]] | None = None,
-                  catalog_route=None) -> Cluster:
+                  catalog_route=None, node_ids: bool = True) -> Cluster:
     """init-bucket --create, then a catalog (SQLite unless `store` names another) and `agents`
     agents, all started and listening. `agent_args_each[i]` goes to agent i+1 only.
     `catalog_route(catalog_port) -> port` gives the port agents reach the catalog on (a proxy
-    in front of it, e.g. blackhole_proxy.BlackholeProxy)."""
+    in front of it, e.g. blackhole_proxy.BlackholeProxy). `node_ids=False` starts the agents
+    without --node-id (and so without an explicit agent id)."""
     bucket = unique_bucket()
     created = init_bucket(endpoint, bucket, "--create")
     assert created.returncode == 0, f"init-bucket failed:\n{created.stdout}\n{created.stderr}"
@@ -242,7 +243,7 @@ def start_cluster(base: Path, endpoint: str, agents: int = 2,
         for node_id in range(1, agents + 1):
             own = agent_args_each[node_id - 1] if agent_args_each else []
             agent = _agent(base, endpoint, bucket, catalog_port, node_id,
-                           [*(agent_args or []), *own])
+                           [*(agent_args or []), *own], with_node_id=node_ids)
             cluster.agents.append(agent)
             agent.process.start()
     except BaseException:

@@ -188,3 +188,33 @@ def test_consumer_with_client_rack_reads_from_its_zone(fleet, topic):
     redirects = metric(zone_a, "strata_fetch_redirects_total") + \
         metric(zone_c, "strata_fetch_redirects_total")
     assert redirects >= 1, "no agent outside zone b sent the consumer to zone b"
+
+
+def test_agents_started_without_ids_do_not_fence_each_other(request, tmp_path, s3_endpoint,
+                                                             topic):
+    # Goal (issue #11 item 5): two agents started with neither --agent-id nor --node-id used
+    # to share the id `agent-0`: each registration replaced the other's epoch, every commit of
+    # the older one was refused, and they fenced each other in a loop. Each must now get an id
+    # of its own. Method: start two such agents on one catalog (2 s leases), wait three leases,
+    # then check both are listed, each registered once and was never fenced, and a produce
+    # through each is acknowledged.
+    cluster = start_cluster(tmp_path, s3_endpoint, agents=2, node_ids=False,
+                            catalog_args=["--agent-lease-ms", str(LEASE_MS)])
+    request.node._strata_servers = [*getattr(request.node, "_strata_servers", []),
+                                    *cluster.processes()]
+    try:
+        first, second = cluster.agents
+        create_topic(first.bootstrap, topic, partitions=2)
+        time.sleep(3 * LEASE_MS / 1000)
+        assert set(brokers_by_port(first)) == agent_ports(cluster)
+        for agent in (first, second):
+            p = producer(agent.bootstrap)
+            p.produce(topic, value=b"x", partition=0)
+            assert p.flush(30) == 0
+            assert metric(agent, "strata_catalog_commits_fenced_total") == 0
+        log = (tmp_path / "catalog.log").read_text(errors="replace")
+        assert log.count("agent registered") == 2, log[-4000:]
+        assert "lease expired; fenced" not in log
+    finally:
+        complaints = stop_cluster(cluster)
+        assert not complaints, "\n".join(complaints)
