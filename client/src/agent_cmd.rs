@@ -25,6 +25,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     info!(?settings, ?s3, "starting the agent");
 
     let mut store = settings.object_store.open(&s3)?;
+    check_bucket(store.as_ref(), &settings.object_store.to_string()).await?;
     let faults = settings.fault_injection.then(FaultControl::new);
     if let Some(control) = &faults {
         warn!(
@@ -62,4 +63,33 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     http.stop().await;
     info!("bye");
     Ok(())
+}
+
+/// How long the start-up check of the object store may take (the S3
+/// client's own retries included).
+const BUCKET_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Fails the start unless the object store answers a read: a bucket that
+/// does not exist (or credentials it refuses) would otherwise time out every
+/// produce for as long as the agent runs, with nothing saying why. A list
+/// of one small prefix is the read: unlike a HEAD (whose 404 has no body),
+/// it fails only when the bucket itself is missing or unreadable.
+async fn check_bucket(store: &dyn object_store::ObjectStore, url: &str) -> anyhow::Result<()> {
+    let prefix = object_store::path::Path::from("_strata/probe");
+    let list = tokio::time::timeout(
+        BUCKET_CHECK_TIMEOUT,
+        store.list_with_delimiter(Some(&prefix)),
+    )
+    .await;
+    match list {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(anyhow::anyhow!(
+            "the object store {url} cannot be read: {error}. Does the bucket exist (create it \
+             with `strata admin init-bucket --create`) and may these credentials read it?"
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "the object store {url} did not answer within {BUCKET_CHECK_TIMEOUT:?}: check the \
+             endpoint (--s3-endpoint) and the network"
+        )),
+    }
 }

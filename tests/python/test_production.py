@@ -17,7 +17,8 @@ from helpers import consume_partition, create_topic, produce_all, producer, wait
 from kafka_wire import KafkaConnection
 # `cluster` and `s3_endpoint` are fixtures: importing them here makes pytest use them.
 from production import (Process, cluster, free_port, http_get, init_bucket, pg_database,  # noqa: F401
-                        role_env, s3_endpoint, start_cluster, stop_cluster, unique_bucket)
+                        role_env, run_strata, s3_endpoint, start_cluster, stop_cluster,
+                        unique_bucket)
 
 
 def test_init_bucket_reports_a_missing_bucket_then_creates_and_checks_it(s3_endpoint):
@@ -38,6 +39,22 @@ def test_init_bucket_reports_a_missing_bucket_then_creates_and_checks_it(s3_endp
     again = init_bucket(s3_endpoint, bucket)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"`{bucket}` exists" in again.stdout
+
+
+def test_an_agent_refuses_to_start_on_a_bucket_that_does_not_exist(s3_endpoint, tmp_path):
+    # Goal (issue #11 item 12): an agent pointed at a missing bucket used to start and then
+    # time out every produce for as long as it ran, saying nothing. It must instead exit at
+    # once, non-zero, naming the store and the command that creates the bucket.
+    # Method: `strata agent` on a fresh bucket name that was never created.
+    bucket = unique_bucket()
+    result = run_strata("agent", "--catalog", "http://127.0.0.1:9",
+                        "--object-store", f"s3://{bucket}/data", "--s3-endpoint", s3_endpoint,
+                        "--listen", f"127.0.0.1:{free_port()}",
+                        "--metrics-listen", f"127.0.0.1:{free_port()}",
+                        "--cache-dir", str(tmp_path / "cache"), timeout=60)
+    assert result.returncode != 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert bucket in output and "init-bucket --create" in output, output
 
 
 def test_produce_through_one_agent_consume_through_another(cluster, topic):
