@@ -61,6 +61,11 @@ pub struct ServiceOptions {
     pub agent_lease_ms: u64,
     /// FOR TESTS ONLY: faults of the commit path (`--fault-injection`).
     pub commit_faults: Option<CommitFaults>,
+    /// Accept commits with agent epoch 0, which skip fencing: only for a
+    /// catalog whose agents run in the same process (`strata dev`, tests).
+    /// `strata catalog` turns this off, so every commit it accepts is
+    /// fenced by a registration.
+    pub unfenced_commits: bool,
 }
 
 impl Default for ServiceOptions {
@@ -71,6 +76,7 @@ impl Default for ServiceOptions {
             groups: GroupOptions::default(),
             agent_lease_ms: 10_000,
             commit_faults: None,
+            unfenced_commits: true,
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct CatalogService {
     txn_activity: Arc<TxnActivity>,
     /// Test-only commit faults; `None` in production.
     commit_faults: Option<CommitFaults>,
+    /// See [`ServiceOptions::unfenced_commits`].
+    unfenced_commits: bool,
 }
 
 impl CatalogService {
@@ -111,6 +119,7 @@ impl CatalogService {
         )
         .await?;
         let commit_faults = options.commit_faults;
+        let unfenced_commits = options.unfenced_commits;
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
         let txn_activity = Arc::new(TxnActivity::new());
@@ -128,6 +137,7 @@ impl CatalogService {
             rpc_metrics: Arc::default(),
             txn_activity,
             commit_faults,
+            unfenced_commits,
         })
     }
 

@@ -453,3 +453,42 @@ async fn serves_grpc() {
         .unwrap()
         .unwrap();
 }
+
+/// Goal (issue #11 item 11): a catalog serving agents of other processes
+/// (`unfenced_commits: false`, as `strata catalog` runs) refuses a commit
+/// without a registration epoch, which would skip fencing, and changes
+/// nothing; the embedded default still takes them (`strata dev`).
+/// Method: the same epoch-0 commit against both settings.
+#[tokio::test]
+async fn a_fenced_catalog_refuses_commits_without_an_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        unfenced_commits: false,
+        ..ServiceOptions::default()
+    };
+    let catalog = InProcess(service(&dir, options).await);
+    let t = topic(&catalog, "fenced", 1).await;
+    let writes = vec![chunk_write(&t, 0, 0, vec![plain_batch(2, 10)])];
+    let refused = catalog
+        .commit_segment(commit_request("unfenced", writes.clone()))
+        .await
+        .expect_err("an epoch-0 commit is refused");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    let offsets = catalog
+        .get_partition_offsets(GetPartitionOffsetsRequest {
+            topic_id: t.topic_id.clone(),
+            partition: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(offsets.high_watermark, 0, "nothing was written");
+
+    let embedded_dir = tempfile::tempdir().unwrap();
+    let embedded = InProcess(service(&embedded_dir, ServiceOptions::default()).await);
+    let t = topic(&embedded, "embedded", 1).await;
+    let writes = vec![chunk_write(&t, 0, 0, vec![plain_batch(2, 10)])];
+    embedded
+        .commit_segment(commit_request("unfenced", writes))
+        .await
+        .expect("the embedded default takes epoch-0 commits");
+}

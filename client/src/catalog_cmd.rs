@@ -103,6 +103,9 @@ async fn open(
     let options = ServiceOptions {
         agent_lease_ms: settings.agent_lease_ms,
         commit_faults,
+        // Agents of a separate catalog always register: a commit without an
+        // epoch would skip fencing.
+        unfenced_commits: false,
         ..ServiceOptions::default()
     };
     match store_kind(&settings.store)? {

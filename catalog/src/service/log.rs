@@ -16,6 +16,8 @@ use crate::{Error, Result};
 
 /// Chunks returned by LookupChunks when the request asks for 0.
 const LOOKUP_CHUNKS_DEFAULT: u32 = 1_000;
+/// The most chunks one LookupChunks returns, whatever it asks for.
+const LOOKUP_CHUNKS_MAX: u32 = 10_000;
 
 impl CatalogService {
     fn check_commit(request: &CommitSegmentRequest) -> Result<()> {
@@ -47,6 +49,13 @@ pub(super) async fn commit_segment(
 ) -> Result<Response<CommitSegmentResponse>, Status> {
     let request = request.into_inner();
     CatalogService::check_commit(&request)?;
+    if request.agent_epoch == 0 && !service.unfenced_commits {
+        return Err(Status::failed_precondition(format!(
+            "agent `{}` committed without a registration epoch; this catalog fences every \
+             commit: register first (RegisterAgent)",
+            request.agent_id
+        )));
+    }
     let store = Arc::clone(&service.store);
     let fault = service
         .commit_faults
@@ -85,7 +94,7 @@ pub(super) async fn lookup_chunks(
     let request = request.into_inner();
     let max_chunks = match request.max_chunks {
         0 => LOOKUP_CHUNKS_DEFAULT,
-        n => n,
+        n => n.min(LOOKUP_CHUNKS_MAX),
     };
     let result = match topic_id(&request.topic_id) {
         Some(id) => {
