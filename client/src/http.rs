@@ -33,13 +33,21 @@ pub(crate) trait FaultSwitch: Send + Sync {
     fn state(&self) -> serde_json::Value;
 }
 
+/// Parses a JSON fault plan and hands it to `set`.
+fn replace_plan<P: serde::de::DeserializeOwned + std::fmt::Debug>(
+    body: &[u8],
+    set: impl FnOnce(P),
+) -> Result<(), serde_json::Error> {
+    let plan = serde_json::from_slice::<P>(body)?;
+    warn!(?plan, "fault injection: new rules");
+    set(plan);
+    Ok(())
+}
+
 /// The agent's object-store faults.
 impl FaultSwitch for FaultControl {
     fn put(&self, body: &[u8]) -> Result<(), serde_json::Error> {
-        let plan = serde_json::from_slice::<FaultPlan>(body)?;
-        warn!(?plan, "fault injection: new rules");
-        self.set(plan);
-        Ok(())
+        replace_plan(body, |plan: FaultPlan| self.set(plan))
     }
 
     fn clear(&self) {
@@ -54,10 +62,7 @@ impl FaultSwitch for FaultControl {
 /// The catalog's commit faults.
 impl FaultSwitch for CommitFaults {
     fn put(&self, body: &[u8]) -> Result<(), serde_json::Error> {
-        let plan = serde_json::from_slice::<CommitFaultPlan>(body)?;
-        warn!(?plan, "fault injection: new commit faults");
-        self.set(plan);
-        Ok(())
+        replace_plan(body, |plan: CommitFaultPlan| self.set(plan))
     }
 
     fn clear(&self) {
