@@ -26,11 +26,18 @@ pub(crate) fn decode<T: Decodable>(
     body: &[u8],
 ) -> Result<T, GroupError> {
     let mut buf = Bytes::copy_from_slice(body);
-    T::decode(&mut buf, version).map_err(|error| GroupError::Malformed {
+    let malformed = |reason: String| GroupError::Malformed {
         api_key: key as i16,
         api_version: version,
-        reason: error.to_string(),
-    })
+        reason,
+    };
+    // The codec is generated code fed with bytes a client chose: a panic
+    // inside it is a malformed request, never a crashed coordinator.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        T::decode(&mut buf, version)
+    }))
+    .map_err(|_| malformed("the request body could not be decoded".to_string()))?
+    .map_err(|error| malformed(error.to_string()))
 }
 
 /// Encodes a response body at `version`.
