@@ -24,13 +24,13 @@
 //! Connections are unencrypted (`NoTls`) for now: run the catalog next to
 //! PostgreSQL or on a trusted network. TLS comes later.
 
-mod agents;
 mod commit;
 mod compaction;
 mod consumer_groups;
 mod groups;
 mod producers;
 mod reads;
+mod rows;
 mod schema;
 mod topics;
 mod transactions;
@@ -459,6 +459,6 @@ impl CatalogStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
-        agents::list(&get(&self.pool).await?).await
+        reads::list_agents(&get(&self.pool).await?).await
     }
 }

@@ -7,13 +7,13 @@
 //! commit. Reads use a small pool of read-only connections on tokio's
 //! blocking pool; WAL lets them run beside the writer.
 
-mod agents;
 mod commit;
 mod compaction;
 mod consumer_groups;
 mod groups;
 mod producers;
 mod reads;
+mod rows;
 mod schema;
 mod topics;
 mod transactions;
@@ -479,6 +479,7 @@ impl CatalogStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
-        self.read(|connection, _| agents::list(connection)).await
+        self.read(|connection, _| reads::list_agents(connection))
+            .await
     }
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use prost::Message;
 use strata_catalog_api::proto::{CommitSegmentRequest, CommitSegmentResponse};
 
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use super::{to_bigint, to_u32};
 use crate::Result;
 use crate::producer::PartitionProducer;

@@ -6,8 +6,8 @@ use deadpool_postgres::GenericClient;
 use strata_catalog_api::proto::ReplaceChunksRequest;
 use uuid::Uuid;
 
+use super::rows::{Transaction, WriteContext};
 use super::to_bigint;
-use super::writer::{Transaction, WriteContext};
 use crate::store::compaction_rules::{
     self, IndexedChunk, ReplaceVerdict, RunningMaxRepair, RunningMaxRow,
 };

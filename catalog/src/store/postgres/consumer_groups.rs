@@ -11,7 +11,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::groups::delete_classic_record;
-use super::writer::{Transaction, WriteContext};
+use super::rows::{Transaction, WriteContext};
 use crate::Result;
 use crate::store::ConsumerGroupRecord;
 use crate::store::consumer_group_codec::{FORMAT, decode, encode};

@@ -6,8 +6,8 @@ use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
 use super::consumer_groups;
+use super::rows::{Transaction, WriteContext};
 use super::to_u32;
-use super::writer::{Transaction, WriteContext};
 use crate::store::topic_rules::parse_topic_id;
 use crate::store::{CommittedOffset, GroupMemberRecord, GroupRecord, MemberProtocol};
 use crate::{Error, Result};

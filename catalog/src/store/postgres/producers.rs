@@ -9,8 +9,8 @@ use strata_catalog_api::proto::{InitProducerIdRequest, ProducerState};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::rows::WriteContext;
 use super::transactions;
-use super::writer::WriteContext;
 use crate::Result;
 use crate::producer::{PartitionProducer, decode_recent};
 use crate::store::producer_rules::{
@@ -311,7 +311,7 @@ async fn store_transactional(
 /// Deletes producer state untouched since `live_since_ms`: per-partition
 /// states, and idempotent (non-transactional) producer ids.
 pub(super) async fn sweep_expired(
-    transaction: &super::writer::Transaction<'_>,
+    transaction: &super::rows::Transaction<'_>,
     live_since_ms: i64,
 ) -> Result<u64> {
     let states = transaction

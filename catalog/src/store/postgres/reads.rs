@@ -9,7 +9,7 @@ use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
 use super::{to_u32, to_u64};
-use crate::store::{ChunkLookup, PartitionOffsets};
+use crate::store::{AgentRecord, ChunkLookup, PartitionOffsets};
 use crate::{Error, Result};
 
 /// The most chunks one lookup returns.
@@ -265,6 +265,33 @@ pub(super) async fn aborted_transactions(
                 producer_id: row.try_get(0)?,
                 first_offset: row.try_get(1)?,
                 last_offset: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Every registration, sorted by agent id.
+pub(super) async fn list_agents(client: &impl GenericClient) -> Result<Vec<AgentRecord>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT agent_id, epoch, host, port, zone, registered_ms, fenced
+             FROM agents ORDER BY agent_id",
+        )
+        .await?;
+    let rows = client.query(&statement, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let port: i64 = row.try_get(3)?;
+            Ok(AgentRecord {
+                agent_id: row.try_get(0)?,
+                epoch: to_u64("agent epoch", row.try_get(1)?)?,
+                host: row.try_get(2)?,
+                port: u32::try_from(port).map_err(|_| Error::Corrupt {
+                    what: format!("agent port {port}"),
+                })?,
+                zone: row.try_get(4)?,
+                registered_ms: row.try_get(5)?,
+                fenced: row.try_get(6)?,
             })
         })
         .collect()

@@ -5,7 +5,7 @@ use strata_catalog_api::proto::Topic;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use super::{compaction, to_u32};
 use crate::store::topic_rules::{
     self, TOPIC_COLUMNS, TOPIC_DATA_TABLES, config_entries, decode_configs, encode_configs,

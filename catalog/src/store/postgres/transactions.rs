@@ -7,8 +7,8 @@ use strata_catalog_api::proto::{Chunk, CommitEvent, TxnMarker, TxnProducer};
 use uuid::Uuid;
 
 use super::producers;
+use super::rows::WriteContext;
 use super::to_bigint;
-use super::writer::WriteContext;
 use crate::error_code;
 use crate::store::commit_plan::{PartitionKey, PartitionRow};
 use crate::store::producer_rules::TransactionalRow;

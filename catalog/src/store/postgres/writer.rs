@@ -15,34 +15,15 @@ use futures::FutureExt;
 use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
+use super::rows::{Transaction, WriteContext};
 use super::{
-    PostgresOptions, agents, commit, compaction, consumer_groups, groups, pool_error, producers,
-    topics, transactions,
+    PostgresOptions, commit, compaction, consumer_groups, groups, pool_error, producers, topics,
+    transactions,
 };
 use crate::store::CommitOutcome;
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
+use crate::store::ops;
 use crate::{Error, Result};
-
-/// The writer's open transaction.
-pub(super) type Transaction<'c> = deadpool_postgres::Transaction<'c>;
-
-/// What a command needs to run inside the open transaction.
-#[derive(Debug)]
-pub(super) struct WriteContext<'a, 'c> {
-    pub(super) transaction: &'a Transaction<'c>,
-    /// The last commit-stream sequence handed out (persisted at COMMIT).
-    pub(super) sequence: u64,
-    pub(super) now_ms: i64,
-    pub(super) options: &'a PostgresOptions,
-}
-
-impl WriteContext<'_, '_> {
-    /// Takes the next commit-stream sequence.
-    pub(super) fn next_sequence(&mut self) -> u64 {
-        self.sequence += 1;
-        self.sequence
-    }
-}
 
 /// A failure that fails a whole batch or unit: shared by every command in
 /// it.
@@ -165,10 +146,10 @@ async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnsw
         }
         // ---------- agents ----------
         Command::RegisterAgent(registration, reply) => {
-            answered(reply, agents::register(context, &registration).await)
+            answered(reply, ops::agents::register(context, &registration).await)
         }
         Command::FenceAgent(agent_id, epoch, reply) => {
-            answered(reply, agents::fence(context, &agent_id, epoch).await)
+            answered(reply, ops::agents::fence(context, &agent_id, epoch).await)
         }
     }
 }

@@ -6,8 +6,9 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{Chunk, CommitSegmentRequest, CommitSegmentResponse};
 
-use super::writer::WriteContext;
-use super::{agents, compaction, producers};
+use super::rows::WriteContext;
+use super::rows::agents;
+use super::{compaction, producers};
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
 use crate::store::commit_plan::{

@@ -7,7 +7,7 @@ use strata_catalog_api::proto::ReplaceChunksRequest;
 use uuid::Uuid;
 
 use super::commit::insert_chunk;
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use crate::store::compaction_rules::{
     self, IndexedChunk, ReplaceVerdict, RunningMaxRepair, RunningMaxRow,
 };

@@ -11,7 +11,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use crate::Result;
 use crate::store::ConsumerGroupRecord;
 use crate::store::consumer_group_codec::{FORMAT, decode, encode};

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::consumer_groups;
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use crate::store::topic_rules::parse_topic_id;
 use crate::store::{CommittedOffset, GroupMemberRecord, GroupRecord, MemberProtocol};
 use crate::{Error, Result};

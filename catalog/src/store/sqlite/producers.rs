@@ -4,8 +4,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{InitProducerIdRequest, ProducerState};
 use uuid::Uuid;
 
+use super::rows::WriteContext;
 use super::transactions;
-use super::writer::WriteContext;
 use crate::Result;
 use crate::producer::{PartitionProducer, decode_recent, encode_recent};
 use crate::store::producer_rules::{

@@ -4,7 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use strata_catalog_api::proto::{AbortedTransaction, Chunk, TxnMarker};
 use uuid::Uuid;
 
-use crate::store::{ChunkLookup, PartitionOffsets};
+use super::rows::agents::to_epoch;
+use crate::store::{AgentRecord, ChunkLookup, PartitionOffsets};
 use crate::{Error, Result};
 
 /// The most chunks one lookup returns.
@@ -218,4 +219,36 @@ pub(super) fn aborted_transactions(
         },
     )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every registration, sorted by agent id.
+pub(super) fn list_agents(connection: &Connection) -> Result<Vec<AgentRecord>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT agent_id, epoch, host, port, zone, registered_ms, fenced
+         FROM agents ORDER BY agent_id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, u32>(3)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, i64>(5)?,
+            row.get::<_, bool>(6)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (agent_id, epoch, host, port, zone, registered_ms, fenced) = row?;
+        Ok(AgentRecord {
+            agent_id,
+            epoch: to_epoch(epoch)?,
+            host,
+            port,
+            zone,
+            registered_ms,
+            fenced,
+        })
+    })
+    .collect()
 }

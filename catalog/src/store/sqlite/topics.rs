@@ -5,7 +5,7 @@ use strata_catalog_api::proto::Topic;
 use uuid::Uuid;
 
 use super::compaction;
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use crate::store::topic_rules::{
     self, TOPIC_COLUMNS, TOPIC_DATA_TABLES, config_entries, decode_configs, encode_configs,
     parse_topic_id,

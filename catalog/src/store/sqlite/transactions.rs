@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::commit::{insert_chunk, update_partition};
 use super::producers;
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use crate::error_code;
 use crate::store::commit_plan::{PartitionKey, PartitionRow};
 use crate::store::producer_rules::TransactionalRow;

@@ -2,49 +2,17 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
+use super::rows::{Counters, WriteContext};
 use super::{
-    SqliteOptions, agents, commit, compaction, consumer_groups, groups, producers, topics,
-    transactions,
+    SqliteOptions, commit, compaction, consumer_groups, groups, producers, topics, transactions,
 };
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
+use crate::store::ops;
 use crate::{Error, Result};
-
-/// Counters the writer keeps in memory and persists in `meta` with each
-/// transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Counters {
-    /// The last commit-stream sequence handed out.
-    pub(super) commit_sequence: u64,
-    /// The next producer id to hand out.
-    pub(super) next_producer_id: i64,
-}
-
-impl Counters {
-    /// Takes the next commit-stream sequence.
-    pub(super) fn next_sequence(&mut self) -> u64 {
-        self.commit_sequence += 1;
-        self.commit_sequence
-    }
-
-    /// Takes a new producer id.
-    pub(super) fn allocate_producer_id(&mut self) -> i64 {
-        let id = self.next_producer_id;
-        self.next_producer_id += 1;
-        id
-    }
-}
-
-/// What a command needs to run inside the open transaction.
-#[derive(Debug)]
-pub(super) struct WriteContext<'a> {
-    pub(super) connection: &'a Connection,
-    pub(super) counters: &'a mut Counters,
-    pub(super) now_ms: i64,
-    pub(super) options: &'a SqliteOptions,
-}
 
 /// A command's result, waiting for the transaction to commit.
 trait Answer: Send {
@@ -75,6 +43,14 @@ impl<T: Send> Answer for Answered<T> {
 
 fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Box<dyn Answer> {
     Box::new(Answered { reply, result })
+}
+
+/// The output of a future that is ready when created: an operation over
+/// SQLite's rows, whose every method runs synchronously.
+pub(super) fn ready<T>(operation: impl Future<Output = T>) -> T {
+    operation
+        .now_or_never()
+        .expect("SQLite rows are synchronous: their futures never wait")
 }
 
 /// Runs the command in the open transaction.
@@ -126,10 +102,10 @@ fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
         }
         // ---------- agents ----------
         Command::RegisterAgent(registration, reply) => {
-            answered(reply, agents::register(context, &registration))
+            answered(reply, ready(ops::agents::register(context, &registration)))
         }
         Command::FenceAgent(agent_id, epoch, reply) => {
-            answered(reply, agents::fence(context, &agent_id, epoch))
+            answered(reply, ready(ops::agents::fence(context, &agent_id, epoch)))
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::super::writer::Transaction;
+use super::super::rows::Transaction;
 use super::{PartitionKey, RunState};
 use crate::Result;
 use crate::producer::encode_recent;

@@ -1,0 +1,4 @@
+//! Every store write operation, written once over the row traits of
+//! [`crate::store::rows`]; the backends supply the rows.
+
+pub(crate) mod agents;

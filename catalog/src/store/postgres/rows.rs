@@ -1,0 +1,42 @@
+//! The row traits of [`crate::store::rows`] over PostgreSQL: the writer's
+//! open transaction ([`WriteContext`]) and one file of SQL per domain.
+
+pub(super) mod agents;
+
+use super::PostgresOptions;
+use crate::store::rows::Rows;
+
+/// The writer's open transaction.
+pub(super) type Transaction<'c> = deadpool_postgres::Transaction<'c>;
+
+/// What a command needs to run inside the open transaction.
+#[derive(Debug)]
+pub(super) struct WriteContext<'a, 'c> {
+    pub(super) transaction: &'a Transaction<'c>,
+    /// The last commit-stream sequence handed out (persisted at COMMIT).
+    pub(super) sequence: u64,
+    pub(super) now_ms: i64,
+    pub(super) options: &'a PostgresOptions,
+}
+
+impl WriteContext<'_, '_> {
+    /// Takes the next commit-stream sequence.
+    pub(super) fn next_sequence(&mut self) -> u64 {
+        self.sequence += 1;
+        self.sequence
+    }
+}
+
+impl Rows for WriteContext<'_, '_> {
+    fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    fn producer_id_expiration_ms(&self) -> i64 {
+        self.options.producer_id_expiration_ms
+    }
+
+    fn next_sequence(&mut self) -> u64 {
+        WriteContext::next_sequence(self)
+    }
+}
