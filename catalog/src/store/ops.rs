@@ -2,3 +2,4 @@
 //! [`crate::store::rows`]; the backends supply the rows.
 
 pub(crate) mod agents;
+pub(crate) mod topics;

@@ -32,7 +32,6 @@ mod producers;
 mod reads;
 mod rows;
 mod schema;
-mod topics;
 mod transactions;
 mod writer;
 
@@ -253,7 +252,7 @@ impl CatalogStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn list_topics(&self, names: &[String]) -> Result<Vec<Topic>> {
-        topics::list(&get(&self.pool).await?, names).await
+        reads::list_topics(&get(&self.pool).await?, names).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, change))]

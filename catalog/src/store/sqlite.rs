@@ -15,7 +15,6 @@ mod producers;
 mod reads;
 mod rows;
 mod schema;
-mod topics;
 mod transactions;
 mod writer;
 
@@ -256,7 +255,7 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn list_topics(&self, names: &[String]) -> Result<Vec<Topic>> {
         let names = names.to_vec();
-        self.read(move |connection, _| topics::list(connection, &names))
+        self.read(move |connection, _| reads::list_topics(connection, &names))
             .await
     }
 

@@ -6,6 +6,7 @@ use deadpool_postgres::GenericClient;
 use strata_catalog_api::proto::ReplaceChunksRequest;
 use uuid::Uuid;
 
+use super::rows::chunks::bury_unreferenced;
 use super::rows::{Transaction, WriteContext};
 use super::to_bigint;
 use crate::store::compaction_rules::{
@@ -328,28 +329,6 @@ async fn greatest_timestamp(
         .await?
         .try_get(0)?;
     Ok((greatest, offset))
-}
-
-/// Makes every object of `object_keys` that no chunk references dead
-/// since `now_ms` (an object already dead keeps its time).
-pub(super) async fn bury_unreferenced(
-    client: &impl GenericClient,
-    object_keys: &[String],
-    now_ms: i64,
-) -> Result<()> {
-    if object_keys.is_empty() {
-        return Ok(());
-    }
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO dead_objects (object_key, dead_since_ms)
-             SELECT k, $2 FROM unnest($1::text[]) AS k
-             WHERE k <> '' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_key = k)
-             ON CONFLICT (object_key) DO NOTHING",
-        )
-        .await?;
-    client.execute(&statement, &[&object_keys, &now_ms]).await?;
-    Ok(())
 }
 
 /// Forgets dead objects and their segment records.

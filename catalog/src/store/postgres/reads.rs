@@ -4,11 +4,13 @@
 //! transaction, so the chunks and the offsets they return agree.
 
 use deadpool_postgres::{GenericClient, Object};
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, TxnMarker};
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, Topic, TxnMarker};
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
+use super::rows::topics::topic_from_row;
 use super::{to_u32, to_u64};
+use crate::store::topic_rules::TOPIC_COLUMNS;
 use crate::store::{AgentRecord, ChunkLookup, PartitionOffsets};
 use crate::{Error, Result};
 
@@ -295,4 +297,29 @@ pub(super) async fn list_agents(client: &impl GenericClient) -> Result<Vec<Agent
             })
         })
         .collect()
+}
+
+/// The live topics named in `names` (all when empty), sorted by name;
+/// unknown names are left out.
+pub(super) async fn list_topics(
+    client: &impl GenericClient,
+    names: &[String],
+) -> Result<Vec<Topic>> {
+    let rows = if names.is_empty() {
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {TOPIC_COLUMNS} FROM topics WHERE NOT deleted ORDER BY name COLLATE \"C\""
+            ))
+            .await?;
+        client.query(&statement, &[]).await?
+    } else {
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {TOPIC_COLUMNS} FROM topics WHERE NOT deleted AND name = ANY($1)
+                 ORDER BY name COLLATE \"C\""
+            ))
+            .await?;
+        client.query(&statement, &[&names]).await?
+    };
+    rows.iter().map(topic_from_row).collect()
 }

@@ -2,6 +2,8 @@
 //! open transaction ([`WriteContext`]) and one file of SQL per domain.
 
 pub(super) mod agents;
+pub(super) mod chunks;
+pub(super) mod topics;
 
 use super::PostgresOptions;
 use crate::store::rows::Rows;

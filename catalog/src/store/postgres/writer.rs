@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::rows::{Transaction, WriteContext};
 use super::{
-    PostgresOptions, commit, compaction, consumer_groups, groups, pool_error, producers, topics,
+    PostgresOptions, commit, compaction, consumer_groups, groups, pool_error, producers,
     transactions,
 };
 use crate::store::CommitOutcome;
@@ -95,17 +95,20 @@ fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> UnitAnswer
 /// Runs the command in the open transaction.
 async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnswers {
     match command {
-        Command::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic).await),
+        Command::CreateTopic(topic, reply) => {
+            answered(reply, ops::topics::create(context, topic).await)
+        }
         Command::DeleteTopic(topic, reply) => {
-            answered(reply, topics::delete(context, &topic).await)
+            answered(reply, ops::topics::delete(context, &topic).await)
         }
         Command::CreatePartitions(name, count, reply) => answered(
             reply,
-            topics::create_partitions(context, &name, count).await,
+            ops::topics::create_partitions(context, &name, count).await,
         ),
-        Command::AlterConfigs(name, change, reply) => {
-            answered(reply, topics::alter_configs(context, &name, change).await)
-        }
+        Command::AlterConfigs(name, change, reply) => answered(
+            reply,
+            ops::topics::alter_configs(context, &name, change).await,
+        ),
         Command::CommitSegment(request, reply) => commit_run(context, vec![(request, reply)]).await,
         Command::Transaction(producer, request, reply) => answered(
             reply,

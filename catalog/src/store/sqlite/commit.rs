@@ -6,9 +6,10 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::{Chunk, CommitSegmentRequest, CommitSegmentResponse};
 
+use super::producers;
 use super::rows::WriteContext;
 use super::rows::agents;
-use super::{compaction, producers};
+use super::rows::chunks::bury_unreferenced;
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
 use crate::store::commit_plan::{
@@ -32,7 +33,7 @@ pub(super) fn commit_segment(
     if applied.changes.chunks.is_empty() && !request.object_key.is_empty() {
         // Every batch was rejected: no chunk will ever point into the
         // object, so the GC may delete it.
-        compaction::bury_unreferenced(
+        bury_unreferenced(
             connection,
             std::slice::from_ref(&request.object_key),
             context.now_ms,

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::commit::insert_chunk;
 use super::rows::WriteContext;
+use super::rows::chunks::bury_unreferenced;
 use crate::store::compaction_rules::{
     self, IndexedChunk, ReplaceVerdict, RunningMaxRepair, RunningMaxRow,
 };
@@ -240,24 +241,6 @@ fn greatest_timestamp(connection: &Connection, id: &[u8], partition: u32) -> Res
         )?
         .query_row(params![id, partition, greatest], |row| row.get(0))?;
     Ok((greatest, offset))
-}
-
-/// Makes every object of `object_keys` that no chunk references dead
-/// since `now_ms` (an object already dead keeps its time).
-pub(super) fn bury_unreferenced(
-    connection: &Connection,
-    object_keys: &[String],
-    now_ms: i64,
-) -> Result<()> {
-    let mut insert = connection.prepare_cached(
-        "INSERT OR IGNORE INTO dead_objects (object_key, dead_since_ms)
-         SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE object_key = ?1)",
-    )?;
-    // Marker chunks have no object.
-    for key in object_keys.iter().filter(|key| !key.is_empty()) {
-        insert.execute(params![key, now_ms])?;
-    }
-    Ok(())
 }
 
 /// Forgets dead objects and their segment records.

@@ -1,10 +1,12 @@
 //! Reads of the chunk index and partition offsets.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, TxnMarker};
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, Topic, TxnMarker};
 use uuid::Uuid;
 
 use super::rows::agents::to_epoch;
+use super::rows::topics::{by_name, topic_from_row};
+use crate::store::topic_rules::TOPIC_COLUMNS;
 use crate::store::{AgentRecord, ChunkLookup, PartitionOffsets};
 use crate::{Error, Result};
 
@@ -251,4 +253,24 @@ pub(super) fn list_agents(connection: &Connection) -> Result<Vec<AgentRecord>> {
         })
     })
     .collect()
+}
+
+/// The live topics named in `names` (all when empty), sorted by name.
+pub(super) fn list_topics(connection: &Connection, names: &[String]) -> Result<Vec<Topic>> {
+    if names.is_empty() {
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {TOPIC_COLUMNS} FROM topics WHERE deleted = 0 ORDER BY name"
+        ))?;
+        let rows = statement.query_map([], topic_from_row)?;
+        return rows.map(|row| row?).collect();
+    }
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(topic) = by_name(connection, name)? {
+            topics.push(topic);
+        }
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    topics.dedup_by(|a, b| a.name == b.name);
+    Ok(topics)
 }

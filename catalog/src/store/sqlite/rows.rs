@@ -3,6 +3,8 @@
 //! method is synchronous underneath, so its future is ready when created.
 
 pub(super) mod agents;
+pub(super) mod chunks;
+pub(super) mod topics;
 
 use rusqlite::Connection;
 

@@ -7,9 +7,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::rows::{Counters, WriteContext};
-use super::{
-    SqliteOptions, commit, compaction, consumer_groups, groups, producers, topics, transactions,
-};
+use super::{SqliteOptions, commit, compaction, consumer_groups, groups, producers, transactions};
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::store::ops;
 use crate::{Error, Result};
@@ -56,14 +54,20 @@ pub(super) fn ready<T>(operation: impl Future<Output = T>) -> T {
 /// Runs the command in the open transaction.
 fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
     match command {
-        Command::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic)),
-        Command::DeleteTopic(topic, reply) => answered(reply, topics::delete(context, &topic)),
-        Command::CreatePartitions(name, count, reply) => {
-            answered(reply, topics::create_partitions(context, &name, count))
+        Command::CreateTopic(topic, reply) => {
+            answered(reply, ready(ops::topics::create(context, topic)))
         }
-        Command::AlterConfigs(name, change, reply) => {
-            answered(reply, topics::alter_configs(context, &name, change))
+        Command::DeleteTopic(topic, reply) => {
+            answered(reply, ready(ops::topics::delete(context, &topic)))
         }
+        Command::CreatePartitions(name, count, reply) => answered(
+            reply,
+            ready(ops::topics::create_partitions(context, &name, count)),
+        ),
+        Command::AlterConfigs(name, change, reply) => answered(
+            reply,
+            ready(ops::topics::alter_configs(context, &name, change)),
+        ),
         Command::CommitSegment(request, reply) => {
             answered(reply, commit::commit_segment(context, &request))
         }

@@ -23,8 +23,7 @@ pub(super) async fn save(
         insert_segments(transaction, state, now_ms),
     )?;
     // After the chunks, so the check sees this run's chunks too.
-    crate::store::postgres::compaction::bury_unreferenced(transaction, &state.dead_objects, now_ms)
-        .await?;
+    super::super::rows::chunks::bury_unreferenced(transaction, &state.dead_objects, now_ms).await?;
     Ok(())
 }
 
