@@ -2,4 +2,6 @@
 //! [`crate::store::rows`]; the backends supply the rows.
 
 pub(crate) mod agents;
+pub(crate) mod producers;
 pub(crate) mod topics;
+pub(crate) mod transactions;

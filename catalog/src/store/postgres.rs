@@ -28,11 +28,9 @@ mod commit;
 mod compaction;
 mod consumer_groups;
 mod groups;
-mod producers;
 mod reads;
 mod rows;
 mod schema;
-mod transactions;
 mod writer;
 
 use std::sync::Arc;
@@ -341,7 +339,7 @@ impl CatalogStore for PostgresStore {
     ) -> Result<Vec<ProducerState>> {
         let live_since_ms = self.options.clock.now_ms() - self.options.producer_id_expiration_ms;
         let client = get(&self.pool).await?;
-        producers::describe(&client, topic_id, partition, live_since_ms).await
+        reads::describe_producers(&client, topic_id, partition, live_since_ms).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

@@ -13,11 +13,14 @@
 //! driver is synchronous) and its writer thread polls an operation once
 //! (`sqlite::writer::ready`).
 
-use strata_catalog_api::proto::Topic;
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, Topic};
 use uuid::Uuid;
 
 use crate::Result;
-use crate::store::{AgentRegistration, NewTopic};
+use crate::store::commit_plan::{PartitionKey, PartitionRow};
+use crate::store::producer_rules::{ProducerRow, TransactionalRow};
+use crate::store::txn_rules::TxnRecord;
+use crate::store::{AgentRegistration, CommittedOffset, NewTopic};
 
 /// The open write transaction: its clock, commit-stream sequence and
 /// settings.
@@ -83,4 +86,120 @@ pub(crate) trait ChunkRows: Rows {
     /// since now (an object already dead keeps its time; marker chunks'
     /// empty keys are skipped).
     async fn bury_unreferenced(&mut self, object_keys: &[String]) -> Result<()>;
+
+    /// A partition's row, locked for the rest of the transaction where the
+    /// backend has row locks; `None` if it does not exist.
+    async fn partition(&mut self, key: &PartitionKey) -> Result<Option<PartitionRow>>;
+
+    /// Writes back a partition's offsets, last stable offset and greatest
+    /// timestamp (not its log start offset).
+    async fn update_partition(&mut self, key: &PartitionKey, row: &PartitionRow) -> Result<()>;
+
+    /// Inserts a chunk row (any format, markers included).
+    async fn insert_chunk(&mut self, chunk: &Chunk, running_max_timestamp: i64) -> Result<()>;
+}
+
+/// Producer ids, epochs and transactional ids.
+pub(crate) trait ProducerRows: Rows {
+    /// Takes a new producer id, unique across restarts.
+    async fn allocate_producer_id(&mut self) -> Result<i64>;
+
+    /// The producer row of `producer_id`, expired or not.
+    async fn producer(&mut self, producer_id: i64) -> Result<Option<ProducerRow>>;
+
+    /// Writes a producer row (insert or replace).
+    async fn put_producer(
+        &mut self,
+        producer_id: i64,
+        row: &ProducerRow,
+        transactional_id: Option<&str>,
+    ) -> Result<()>;
+
+    /// The transactional id's record with its transaction state, locked
+    /// for the rest of the transaction where the backend has row locks.
+    async fn transactional(&mut self, transactional_id: &str) -> Result<Option<TxnRecord>>;
+
+    /// Writes a transactional id's record (insert or replace) at `row`,
+    /// with no transaction open, updated now.
+    async fn put_transactional(
+        &mut self,
+        transactional_id: &str,
+        row: &TransactionalRow,
+        transaction_timeout_ms: i32,
+    ) -> Result<()>;
+
+    /// Moves an existing transactional id to `row`'s producer epoch and
+    /// last producer.
+    async fn set_transactional_producer(
+        &mut self,
+        transactional_id: &str,
+        row: &TransactionalRow,
+    ) -> Result<()>;
+
+    /// Writes an existing transactional id's transaction state (its
+    /// producer is written by InitProducerId), updated now.
+    async fn set_txn_state(&mut self, transactional_id: &str, record: &TxnRecord) -> Result<()>;
+}
+
+/// The transaction coordinator's rows: the open transactions' partitions
+/// and pending offsets, and what their markers touch.
+pub(crate) trait TxnRows: ProducerRows + ChunkRows {
+    /// Whether the partition exists.
+    async fn partition_exists(&mut self, topic_id: Uuid, partition: u32) -> Result<bool>;
+
+    /// Adds a partition to the open transaction of `transactional_id`
+    /// (idempotent).
+    async fn add_txn_partition(
+        &mut self,
+        transactional_id: &str,
+        topic_id: Uuid,
+        partition: u32,
+    ) -> Result<()>;
+
+    /// Holds an offset for the group until the transaction ends (replacing
+    /// one held for the same partition).
+    async fn put_txn_offset(
+        &mut self,
+        transactional_id: &str,
+        group_id: &str,
+        offset: &CommittedOffset,
+    ) -> Result<()>;
+
+    /// The partitions of the open transaction, by topic id then partition.
+    async fn txn_partitions(&mut self, transactional_id: &str) -> Result<Vec<PartitionKey>>;
+
+    /// The first offset of `producer_id`'s open transaction in the
+    /// partition (`current_txn_start_offset`, -1 when none), if the
+    /// producer has state there.
+    async fn txn_start_offset(
+        &mut self,
+        producer_id: i64,
+        key: &PartitionKey,
+    ) -> Result<Option<i64>>;
+
+    /// The earliest first offset of the other producers' open
+    /// transactions in the partition.
+    async fn other_open_min(&mut self, key: &PartitionKey, producer_id: i64)
+    -> Result<Option<i64>>;
+
+    /// Marks `producer_id`'s transaction in the partition closed.
+    async fn clear_txn_start(&mut self, producer_id: i64, key: &PartitionKey) -> Result<()>;
+
+    /// Records an aborted range of the partition (idempotent).
+    async fn insert_aborted(
+        &mut self,
+        key: &PartitionKey,
+        aborted: &AbortedTransaction,
+    ) -> Result<()>;
+
+    /// Applies the transaction's held offsets to their groups, committed
+    /// now (offsets of partitions deleted meanwhile are left out).
+    async fn apply_txn_offsets(&mut self, transactional_id: &str) -> Result<()>;
+
+    /// Forgets the transaction's partitions and held offsets.
+    async fn forget_txn(&mut self, transactional_id: &str) -> Result<()>;
+
+    /// Up to `limit` transactional ids whose open transaction is older than
+    /// its timeout now, oldest first.
+    async fn expired_transactions(&mut self, limit: u32) -> Result<Vec<String>>;
 }

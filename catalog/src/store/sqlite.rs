@@ -11,11 +11,9 @@ mod commit;
 mod compaction;
 mod consumer_groups;
 mod groups;
-mod producers;
 mod reads;
 mod rows;
 mod schema;
-mod transactions;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -351,7 +349,7 @@ impl CatalogStore for SqliteStore {
     ) -> Result<Vec<ProducerState>> {
         self.read(move |connection, options| {
             let live_since_ms = options.clock.now_ms() - options.producer_id_expiration_ms;
-            producers::describe(connection, topic_id, partition, live_since_ms)
+            reads::describe_producers(connection, topic_id, partition, live_since_ms)
         })
         .await
     }

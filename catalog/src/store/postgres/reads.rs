@@ -4,7 +4,7 @@
 //! transaction, so the chunks and the offsets they return agree.
 
 use deadpool_postgres::{GenericClient, Object};
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, Topic, TxnMarker};
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic, TxnMarker};
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
@@ -322,4 +322,44 @@ pub(super) async fn list_topics(
         client.query(&statement, &[&names]).await?
     };
     rows.iter().map(topic_from_row).collect()
+}
+
+/// The unexpired producer states of a partition, by producer id.
+pub(super) async fn describe_producers(
+    client: &impl GenericClient,
+    topic_id: Uuid,
+    partition: u32,
+    live_since_ms: i64,
+) -> Result<Vec<ProducerState>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT producer_id, producer_epoch, last_sequence, last_timestamp, coordinator_epoch,
+                 current_txn_start_offset
+             FROM producer_partitions
+             WHERE topic_id = $1 AND partition = $2 AND last_update_ms >= $3
+             ORDER BY producer_id",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &topic_id.as_bytes().as_slice(),
+                &i64::from(partition),
+                &live_since_ms,
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ProducerState {
+                producer_id: row.try_get(0)?,
+                producer_epoch: row.try_get(1)?,
+                last_sequence: row.try_get(2)?,
+                last_timestamp: row.try_get(3)?,
+                coordinator_epoch: row.try_get(4)?,
+                current_txn_start_offset: row.try_get(5)?,
+            })
+        })
+        .collect()
 }

@@ -3,7 +3,9 @@
 
 pub(super) mod agents;
 pub(super) mod chunks;
+pub(super) mod producers;
 pub(super) mod topics;
+mod transactions;
 
 use super::PostgresOptions;
 use crate::store::rows::Rows;

@@ -15,11 +15,8 @@ use futures::FutureExt;
 use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
-use super::rows::{Transaction, WriteContext};
-use super::{
-    PostgresOptions, commit, compaction, consumer_groups, groups, pool_error, producers,
-    transactions,
-};
+use super::rows::{self, Transaction, WriteContext};
+use super::{PostgresOptions, commit, compaction, consumer_groups, groups, pool_error};
 use crate::store::CommitOutcome;
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::store::ops;
@@ -112,14 +109,15 @@ async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnsw
         Command::CommitSegment(request, reply) => commit_run(context, vec![(request, reply)]).await,
         Command::Transaction(producer, request, reply) => answered(
             reply,
-            transactions::apply(context, &producer, &request).await,
+            ops::transactions::apply(context, &producer, &request).await,
         ),
         Command::AbortExpiredTransactions(reply) => {
-            answered(reply, transactions::abort_expired(context).await)
+            answered(reply, ops::transactions::abort_expired(context).await)
         }
-        Command::InitProducerId(request, reply) => {
-            answered(reply, producers::init_producer_id(context, &request).await)
-        }
+        Command::InitProducerId(request, reply) => answered(
+            reply,
+            ops::producers::init_producer_id(context, &request).await,
+        ),
         Command::CommitOffsets(group_id, offsets, reply) => answered(
             reply,
             groups::commit_offsets(context, &group_id, &offsets).await,
@@ -392,7 +390,7 @@ async fn sweep(context: &WriteContext<'_, '_>) -> Option<Failure> {
     if let Err(error) = transaction.batch_execute("SAVEPOINT sweep").await {
         return Some(Failure::from(error));
     }
-    let end = match producers::sweep_expired(transaction, live_since_ms).await {
+    let end = match rows::producers::sweep_expired(transaction, live_since_ms).await {
         Ok(removed) => {
             tracing::debug!(removed, "swept expired producer state");
             "RELEASE SAVEPOINT sweep"

@@ -6,9 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use strata_catalog_api::proto::ReplaceChunksRequest;
 use uuid::Uuid;
 
-use super::commit::insert_chunk;
 use super::rows::WriteContext;
-use super::rows::chunks::bury_unreferenced;
+use super::rows::chunks::{bury_unreferenced, insert_chunk};
 use crate::store::compaction_rules::{
     self, IndexedChunk, ReplaceVerdict, RunningMaxRepair, RunningMaxRow,
 };

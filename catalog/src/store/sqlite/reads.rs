@@ -1,7 +1,7 @@
 //! Reads of the chunk index and partition offsets.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, Topic, TxnMarker};
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic, TxnMarker};
 use uuid::Uuid;
 
 use super::rows::agents::to_epoch;
@@ -273,4 +273,34 @@ pub(super) fn list_topics(connection: &Connection, names: &[String]) -> Result<V
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     topics.dedup_by(|a, b| a.name == b.name);
     Ok(topics)
+}
+
+/// The unexpired producer states of a partition, by producer id.
+pub(super) fn describe_producers(
+    connection: &Connection,
+    topic_id: Uuid,
+    partition: u32,
+    live_since_ms: i64,
+) -> Result<Vec<ProducerState>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT producer_id, producer_epoch, last_sequence, last_timestamp, coordinator_epoch,
+             current_txn_start_offset
+         FROM producer_partitions
+         WHERE topic_id = ?1 AND partition = ?2 AND last_update_ms >= ?3
+         ORDER BY producer_id",
+    )?;
+    let rows = statement.query_map(
+        params![topic_id.as_bytes(), partition, live_since_ms],
+        |row| {
+            Ok(ProducerState {
+                producer_id: row.get(0)?,
+                producer_epoch: row.get(1)?,
+                last_sequence: row.get(2)?,
+                last_timestamp: row.get(3)?,
+                coordinator_epoch: row.get(4)?,
+                current_txn_start_offset: row.get(5)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

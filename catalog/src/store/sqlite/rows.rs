@@ -4,7 +4,9 @@
 
 pub(super) mod agents;
 pub(super) mod chunks;
+pub(super) mod producers;
 pub(super) mod topics;
+mod transactions;
 
 use rusqlite::Connection;
 

@@ -6,8 +6,8 @@ use futures::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::rows::{Counters, WriteContext};
-use super::{SqliteOptions, commit, compaction, consumer_groups, groups, producers, transactions};
+use super::rows::{self, Counters, WriteContext};
+use super::{SqliteOptions, commit, compaction, consumer_groups, groups};
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::store::ops;
 use crate::{Error, Result};
@@ -71,14 +71,16 @@ fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
         Command::CommitSegment(request, reply) => {
             answered(reply, commit::commit_segment(context, &request))
         }
-        Command::InitProducerId(request, reply) => {
-            answered(reply, producers::init_producer_id(context, &request))
-        }
-        Command::Transaction(producer, request, reply) => {
-            answered(reply, transactions::apply(context, &producer, &request))
-        }
+        Command::InitProducerId(request, reply) => answered(
+            reply,
+            ready(ops::producers::init_producer_id(context, &request)),
+        ),
+        Command::Transaction(producer, request, reply) => answered(
+            reply,
+            ready(ops::transactions::apply(context, &producer, &request)),
+        ),
         Command::AbortExpiredTransactions(reply) => {
-            answered(reply, transactions::abort_expired(context))
+            answered(reply, ready(ops::transactions::abort_expired(context)))
         }
         Command::CommitOffsets(group_id, offsets, reply) => {
             answered(reply, groups::commit_offsets(context, &group_id, &offsets))
@@ -208,7 +210,7 @@ fn apply_batch(
     if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
         *last_sweep_ms = context.now_ms;
         let live_since_ms = context.now_ms - options.producer_id_expiration_ms;
-        match producers::sweep_expired(connection, live_since_ms) {
+        match rows::producers::sweep_expired(connection, live_since_ms) {
             Ok(removed) => tracing::debug!(removed, "swept expired producer state"),
             Err(error) => tracing::warn!(%error, "sweeping expired producer state failed"),
         }
