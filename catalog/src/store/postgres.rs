@@ -25,7 +25,6 @@
 //! PostgreSQL or on a trusted network. TLS comes later.
 
 mod commit;
-mod compaction;
 mod consumer_groups;
 mod groups;
 mod reads;
@@ -422,7 +421,7 @@ impl CatalogStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_dead_objects(&self, dead_before_ms: i64, limit: u32) -> Result<Vec<DeadObject>> {
-        compaction::list_dead_objects(&get(&self.pool).await?, dead_before_ms, limit).await
+        reads::list_dead_objects(&get(&self.pool).await?, dead_before_ms, limit).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
@@ -434,7 +433,7 @@ impl CatalogStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
-        compaction::referenced_objects(&get(&self.pool).await?, &object_keys).await
+        reads::referenced_objects(&get(&self.pool).await?, &object_keys).await
     }
 
     // ---------- agents ----------

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::Result;
 use crate::store::commit_plan::{PartitionKey, PartitionRow};
+use crate::store::compaction_rules::IndexedChunk;
 use crate::store::producer_rules::{ProducerRow, TransactionalRow};
 use crate::store::txn_rules::TxnRecord;
 use crate::store::{AgentRegistration, CommittedOffset, NewTopic};
@@ -97,6 +98,60 @@ pub(crate) trait ChunkRows: Rows {
 
     /// Inserts a chunk row (any format, markers included).
     async fn insert_chunk(&mut self, chunk: &Chunk, running_max_timestamp: i64) -> Result<()>;
+
+    /// The partition's chunks whose base offset is in `from..to`, in
+    /// offset order.
+    async fn chunks_in_range(
+        &mut self,
+        key: &PartitionKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<IndexedChunk>>;
+
+    /// Deletes the partition's chunks whose base offset is in `from..to`.
+    async fn delete_chunks_in_range(
+        &mut self,
+        key: &PartitionKey,
+        from: i64,
+        to: i64,
+    ) -> Result<()>;
+
+    /// Sets the partition's `max_timestamp_offset`.
+    async fn set_max_timestamp_offset(&mut self, key: &PartitionKey, offset: i64) -> Result<()>;
+
+    /// Deletes the partition's chunks with `end_offset <= log_start`;
+    /// returns the distinct objects they pointed into.
+    async fn delete_chunks_below(
+        &mut self,
+        key: &PartitionKey,
+        log_start: i64,
+    ) -> Result<Vec<String>>;
+
+    /// Recomputes the running max timestamps of the partition's chunks
+    /// from the first one (with [`RunningMaxRepair`]), until they agree
+    /// with the stored values.
+    ///
+    /// [`RunningMaxRepair`]: crate::store::compaction_rules::RunningMaxRepair
+    async fn repair_running_max(&mut self, key: &PartitionKey) -> Result<()>;
+
+    /// The partition's greatest timestamp and the first chunk holding it,
+    /// `(-1, -1)` without chunks. Both steps use an index: the last
+    /// chunk's running max is the greatest timestamp, and the first chunk
+    /// whose running max reaches it is the first holding it.
+    async fn greatest_timestamp(&mut self, key: &PartitionKey) -> Result<(i64, i64)>;
+
+    /// Sets the partition's log start offset and greatest timestamp.
+    async fn set_log_start(
+        &mut self,
+        key: &PartitionKey,
+        log_start: i64,
+        max_timestamp: i64,
+        max_timestamp_offset: i64,
+    ) -> Result<()>;
+
+    /// Removes `object_keys` from the dead objects, and the segment commit
+    /// records of those objects.
+    async fn forget_dead_objects(&mut self, object_keys: &[String]) -> Result<()>;
 }
 
 /// Producer ids, epochs and transactional ids.

@@ -8,7 +8,6 @@
 //! blocking pool; WAL lets them run beside the writer.
 
 mod commit;
-mod compaction;
 mod consumer_groups;
 mod groups;
 mod reads;
@@ -438,10 +437,8 @@ impl CatalogStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_dead_objects(&self, dead_before_ms: i64, limit: u32) -> Result<Vec<DeadObject>> {
-        self.read(move |connection, _| {
-            compaction::list_dead_objects(connection, dead_before_ms, limit)
-        })
-        .await
+        self.read(move |connection, _| reads::list_dead_objects(connection, dead_before_ms, limit))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
@@ -453,7 +450,7 @@ impl CatalogStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
-        self.read(move |connection, _| compaction::referenced_objects(connection, &object_keys))
+        self.read(move |connection, _| reads::referenced_objects(connection, &object_keys))
             .await
     }
 

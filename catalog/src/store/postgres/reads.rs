@@ -11,8 +11,11 @@ use uuid::Uuid;
 use super::rows::topics::topic_from_row;
 use super::{to_u32, to_u64};
 use crate::store::topic_rules::TOPIC_COLUMNS;
-use crate::store::{AgentRecord, ChunkLookup, PartitionOffsets};
+use crate::store::{AgentRecord, ChunkLookup, DeadObject, PartitionOffsets};
 use crate::{Error, Result};
+
+/// The most dead objects one listing returns.
+const LIST_DEAD_OBJECTS_MAX: u32 = 10_000;
 
 /// The most chunks one lookup returns.
 const LOOKUP_CHUNKS_MAX: u32 = 10_000;
@@ -362,4 +365,56 @@ pub(super) async fn describe_producers(
             })
         })
         .collect()
+}
+
+/// Dead objects, oldest first.
+pub(super) async fn list_dead_objects(
+    client: &impl GenericClient,
+    dead_before_ms: i64,
+    limit: u32,
+) -> Result<Vec<DeadObject>> {
+    let limit = i64::from(limit.clamp(1, LIST_DEAD_OBJECTS_MAX));
+    let statement = client
+        .prepare_cached(
+            "SELECT object_key, dead_since_ms FROM dead_objects WHERE dead_since_ms <= $1
+             ORDER BY dead_since_ms, object_key COLLATE \"C\" LIMIT $2",
+        )
+        .await?;
+    client
+        .query(&statement, &[&dead_before_ms, &limit])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(DeadObject {
+                object_key: row.try_get(0)?,
+                dead_since_ms: row.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+/// The keys some chunk references, in the order given.
+pub(super) async fn referenced_objects(
+    client: &impl GenericClient,
+    object_keys: &[String],
+) -> Result<Vec<String>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT k FROM unnest($1::text[]) AS k
+             WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.object_key = k)
+                OR EXISTS (SELECT 1 FROM dead_objects d WHERE d.object_key = k)",
+        )
+        .await?;
+    let found: std::collections::HashSet<String> = client
+        .query(&statement, &[&object_keys])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(object_keys
+        .iter()
+        .filter(|key| found.contains(key.as_str()) && seen.insert(key.as_str()))
+        .cloned()
+        .collect())
 }

@@ -16,7 +16,7 @@ use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
 use super::rows::{self, Transaction, WriteContext};
-use super::{PostgresOptions, commit, compaction, consumer_groups, groups, pool_error};
+use super::{PostgresOptions, commit, consumer_groups, groups, pool_error};
 use crate::store::CommitOutcome;
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::store::ops;
@@ -135,16 +135,18 @@ async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnsw
         Command::DeleteGroup(group_id, reply) => {
             answered(reply, groups::delete_group(context, &group_id).await)
         }
-        Command::ReplaceChunks(request, reply) => {
-            answered(reply, compaction::replace_chunks(context, &request).await)
-        }
+        Command::ReplaceChunks(request, reply) => answered(
+            reply,
+            ops::compaction::replace_chunks(context, &request).await,
+        ),
         Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
             reply,
-            compaction::delete_records(context, topic_id, partition, offset).await,
+            ops::compaction::delete_records(context, topic_id, partition, offset).await,
         ),
-        Command::ForgetDeadObjects(keys, reply) => {
-            answered(reply, compaction::forget_dead_objects(context, &keys).await)
-        }
+        Command::ForgetDeadObjects(keys, reply) => answered(
+            reply,
+            ops::compaction::forget_dead_objects(context, &keys).await,
+        ),
         // ---------- agents ----------
         Command::RegisterAgent(registration, reply) => {
             answered(reply, ops::agents::register(context, &registration).await)

@@ -7,7 +7,10 @@ use uuid::Uuid;
 use super::rows::agents::to_epoch;
 use super::rows::topics::{by_name, topic_from_row};
 use crate::store::topic_rules::TOPIC_COLUMNS;
-use crate::store::{AgentRecord, ChunkLookup, PartitionOffsets};
+use crate::store::{AgentRecord, ChunkLookup, DeadObject, PartitionOffsets};
+
+/// The most dead objects one listing returns.
+const LIST_DEAD_OBJECTS_MAX: u32 = 10_000;
 use crate::{Error, Result};
 
 /// The most chunks one lookup returns.
@@ -303,4 +306,45 @@ pub(super) fn describe_producers(
         },
     )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Dead objects, oldest first.
+pub(super) fn list_dead_objects(
+    connection: &Connection,
+    dead_before_ms: i64,
+    limit: u32,
+) -> Result<Vec<DeadObject>> {
+    let limit = limit.clamp(1, LIST_DEAD_OBJECTS_MAX);
+    Ok(connection
+        .prepare_cached(
+            "SELECT object_key, dead_since_ms FROM dead_objects WHERE dead_since_ms <= ?1
+             ORDER BY dead_since_ms, object_key LIMIT ?2",
+        )?
+        .query_map(params![dead_before_ms, limit], |row| {
+            Ok(DeadObject {
+                object_key: row.get(0)?,
+                dead_since_ms: row.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The keys the catalog still knows (referenced by a chunk, or dead and
+/// awaiting the GC's grace period), in the order given.
+pub(super) fn referenced_objects(
+    connection: &Connection,
+    object_keys: &[String],
+) -> Result<Vec<String>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM chunks WHERE object_key = ?1)
+            OR EXISTS (SELECT 1 FROM dead_objects WHERE object_key = ?1)",
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    let mut referenced = Vec::new();
+    for key in object_keys {
+        if seen.insert(key.as_str()) && statement.exists([key])? {
+            referenced.push(key.clone());
+        }
+    }
+    Ok(referenced)
 }

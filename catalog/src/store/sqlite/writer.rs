@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::rows::{self, Counters, WriteContext};
-use super::{SqliteOptions, commit, compaction, consumer_groups, groups};
+use super::{SqliteOptions, commit, consumer_groups, groups};
 use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
 use crate::store::ops;
 use crate::{Error, Result};
@@ -96,16 +96,20 @@ fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
         Command::DeleteGroup(group_id, reply) => {
             answered(reply, groups::delete_group(context, &group_id))
         }
-        Command::ReplaceChunks(request, reply) => {
-            answered(reply, compaction::replace_chunks(context, &request))
-        }
+        Command::ReplaceChunks(request, reply) => answered(
+            reply,
+            ready(ops::compaction::replace_chunks(context, &request)),
+        ),
         Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
             reply,
-            compaction::delete_records(context, topic_id, partition, offset),
+            ready(ops::compaction::delete_records(
+                context, topic_id, partition, offset,
+            )),
         ),
-        Command::ForgetDeadObjects(keys, reply) => {
-            answered(reply, compaction::forget_dead_objects(context, &keys))
-        }
+        Command::ForgetDeadObjects(keys, reply) => answered(
+            reply,
+            ready(ops::compaction::forget_dead_objects(context, &keys)),
+        ),
         // ---------- agents ----------
         Command::RegisterAgent(registration, reply) => {
             answered(reply, ready(ops::agents::register(context, &registration)))
