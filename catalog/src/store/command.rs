@@ -73,6 +73,41 @@ impl Command {
     }
 }
 
+/// A command's result, waiting for the writer's transaction to commit.
+pub(crate) trait Answer: Send {
+    /// Whether the command failed (its savepoint is rolled back).
+    fn failed(&self) -> bool;
+
+    /// Sends the result; a success becomes `batch_failure()` if the
+    /// transaction it was part of did not commit.
+    fn send(self: Box<Self>, batch_failure: Option<&dyn Fn() -> Error>);
+}
+
+struct Answered<T> {
+    reply: Reply<T>,
+    result: Result<T>,
+}
+
+impl<T: Send> Answer for Answered<T> {
+    fn failed(&self) -> bool {
+        self.result.is_err()
+    }
+
+    fn send(self: Box<Self>, batch_failure: Option<&dyn Fn() -> Error>) {
+        let result = match batch_failure {
+            Some(failure) if self.result.is_ok() => Err(failure()),
+            _ => self.result,
+        };
+        // The caller may have gone away; the write stands regardless.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// `result`, to send over `reply` once the transaction commits.
+pub(crate) fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Box<dyn Answer> {
+    Box::new(Answered { reply, result })
+}
+
 /// The sending end of a writer's bounded command queue.
 #[derive(Debug)]
 pub(crate) struct CommandQueue(Option<mpsc::Sender<Command>>);

@@ -25,8 +25,6 @@
 //! PostgreSQL or on a trusted network. TLS comes later.
 
 mod commit;
-mod consumer_groups;
-mod groups;
 mod reads;
 mod rows;
 mod schema;
@@ -356,7 +354,7 @@ impl CatalogStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
-        groups::fetch_offsets(&get(&self.pool).await?, group_id).await
+        reads::fetch_offsets(&get(&self.pool).await?, group_id).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, partitions))]
@@ -392,12 +390,12 @@ impl CatalogStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_groups(&self) -> Result<Vec<GroupRecord>> {
         let mut client = get(&self.pool).await?;
-        groups::load_groups(&mut client).await
+        reads::load_groups(&mut client).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
-        consumer_groups::load(&get(&self.pool).await?).await
+        reads::load_consumer_groups(&get(&self.pool).await?).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(partition = request.partition))]

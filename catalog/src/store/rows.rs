@@ -13,7 +13,7 @@
 //! driver is synchronous) and its writer thread polls an operation once
 //! (`sqlite::writer::ready`).
 
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, Topic};
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, CommitSegmentRequest, Topic};
 use uuid::Uuid;
 
 use crate::Result;
@@ -21,7 +21,7 @@ use crate::store::commit_plan::{PartitionKey, PartitionRow};
 use crate::store::compaction_rules::IndexedChunk;
 use crate::store::producer_rules::{ProducerRow, TransactionalRow};
 use crate::store::txn_rules::TxnRecord;
-use crate::store::{AgentRegistration, CommittedOffset, NewTopic};
+use crate::store::{AgentRegistration, CommitOutcome, CommittedOffset, GroupRecord, NewTopic};
 
 /// The open write transaction: its clock, commit-stream sequence and
 /// settings.
@@ -35,6 +35,14 @@ pub(crate) trait Rows {
     /// Takes the next commit-stream sequence (persisted at commit, given
     /// back if the operation fails).
     fn next_sequence(&mut self) -> u64;
+}
+
+/// CommitSegment, by each backend's own commit machinery (the hot path:
+/// SQLite plans a commit over its rows directly, PostgreSQL set-wise over
+/// runs of commits).
+pub(crate) trait SegmentRows: Rows {
+    /// Commits one segment (see `CatalogStore::commit_segment`).
+    async fn commit_segment(&mut self, request: &CommitSegmentRequest) -> Result<CommitOutcome>;
 }
 
 /// The agent registry.
@@ -258,3 +266,48 @@ pub(crate) trait TxnRows: ProducerRows + ChunkRows {
     /// its timeout now, oldest first.
     async fn expired_transactions(&mut self, limit: u32) -> Result<Vec<String>>;
 }
+
+/// Consumer groups: committed offsets and group records of either
+/// protocol (a group id has at most one record).
+pub(crate) trait GroupRows: Rows {
+    /// Whether the partition exists, share-locked against deletion for the
+    /// rest of the transaction where the backend has row locks.
+    async fn partition_exists_for_share(&mut self, topic_id: Uuid, partition: u32) -> Result<bool>;
+
+    /// Stores a group's committed offset, replacing the partition's earlier
+    /// one.
+    async fn put_group_offset(&mut self, group_id: &str, offset: &CommittedOffset) -> Result<()>;
+
+    /// Deletes the group's offsets of `partitions` (unknown ones ignored).
+    async fn delete_group_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(Uuid, u32)],
+    ) -> Result<()>;
+
+    /// Deletes all of the group's offsets.
+    async fn delete_all_group_offsets(&mut self, group_id: &str) -> Result<()>;
+
+    /// Deletes the group's classic record and members, if any.
+    async fn delete_classic_group(&mut self, group_id: &str) -> Result<()>;
+
+    /// Deletes the group's KIP-848 record, if any.
+    async fn delete_consumer_group(&mut self, group_id: &str) -> Result<()>;
+
+    /// Inserts a classic record with its members in order, saved now (the
+    /// group has no record).
+    async fn insert_classic_group(&mut self, record: &GroupRecord) -> Result<()>;
+
+    /// Stores the group's KIP-848 record, encoded in the stored format
+    /// [`FORMAT`](crate::store::consumer_group_codec::FORMAT), saved now
+    /// (insert or replace).
+    async fn put_consumer_group(&mut self, group_id: &str, blob: &[u8]) -> Result<()>;
+}
+
+/// Every row trait: what a backend's write transaction implements.
+pub(crate) trait StoreRows:
+    SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows
+{
+}
+
+impl<R: SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows> StoreRows for R {}

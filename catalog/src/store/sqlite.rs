@@ -8,8 +8,6 @@
 //! blocking pool; WAL lets them run beside the writer.
 
 mod commit;
-mod consumer_groups;
-mod groups;
 mod reads;
 mod rows;
 mod schema;
@@ -370,7 +368,7 @@ impl CatalogStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
         let group_id = group_id.to_string();
-        self.read(move |connection, _| groups::fetch_offsets(connection, &group_id))
+        self.read(move |connection, _| reads::fetch_offsets(connection, &group_id))
             .await
     }
 
@@ -406,13 +404,13 @@ impl CatalogStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_groups(&self) -> Result<Vec<GroupRecord>> {
-        self.read(|connection, _| groups::load_groups(connection))
+        self.read(|connection, _| reads::load_groups(connection))
             .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
-        self.read(|connection, _| consumer_groups::load(connection))
+        self.read(|connection, _| reads::load_consumer_groups(connection))
             .await
     }
 

@@ -10,8 +10,12 @@ use uuid::Uuid;
 
 use super::rows::topics::topic_from_row;
 use super::{to_u32, to_u64};
-use crate::store::topic_rules::TOPIC_COLUMNS;
-use crate::store::{AgentRecord, ChunkLookup, DeadObject, PartitionOffsets};
+use crate::store::consumer_group_codec::decode;
+use crate::store::topic_rules::{TOPIC_COLUMNS, parse_topic_id};
+use crate::store::{
+    AgentRecord, ChunkLookup, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupMemberRecord,
+    GroupRecord, MemberProtocol, PartitionOffsets,
+};
 use crate::{Error, Result};
 
 /// The most dead objects one listing returns.
@@ -417,4 +421,143 @@ pub(super) async fn referenced_objects(
         .filter(|key| found.contains(key.as_str()) && seen.insert(key.as_str()))
         .cloned()
         .collect())
+}
+
+/// The group's offsets on live partitions, by topic id then partition.
+pub(super) async fn fetch_offsets(
+    client: &impl GenericClient,
+    group_id: &str,
+) -> Result<Vec<CommittedOffset>> {
+    // The join with `partitions` drops offsets of deleted topics even if a
+    // commit raced with the deletion.
+    let statement = client
+        .prepare_cached(
+            "SELECT o.topic_id, o.partition, o.committed_offset, o.leader_epoch, o.metadata,
+                 o.commit_ms
+             FROM group_offsets o
+             JOIN partitions p ON p.topic_id = o.topic_id AND p.partition = o.partition
+             WHERE o.group_id = $1
+             ORDER BY o.topic_id, o.partition",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&group_id]).await?;
+    rows.iter()
+        .map(|row| {
+            let topic_id: &[u8] = row.try_get(0)?;
+            Ok(CommittedOffset {
+                topic_id: parse_topic_id(topic_id)?,
+                partition: to_u32("partition index", row.try_get(1)?)?,
+                offset: row.try_get(2)?,
+                leader_epoch: row.try_get(3)?,
+                metadata: row.try_get(4)?,
+                commit_timestamp_ms: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Every classic group record, plus empty records for groups with only
+/// offsets (no record of either protocol), sorted by group id.
+pub(super) async fn load_groups(client: &mut Object) -> Result<Vec<GroupRecord>> {
+    // One snapshot, so records and members agree.
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let rows = transaction
+        .query(
+            "SELECT group_id, protocol_type, protocol_name, generation_id, leader_id
+             FROM classic_groups",
+            &[],
+        )
+        .await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let group_id: String = row.try_get(0)?;
+        let members = load_members(&transaction, &group_id).await?;
+        records.push(GroupRecord {
+            group_id,
+            protocol_type: row.try_get(1)?,
+            protocol_name: row.try_get(2)?,
+            generation_id: row.try_get(3)?,
+            leader_id: row.try_get(4)?,
+            members,
+        });
+    }
+    let orphans = transaction
+        .query(
+            "SELECT DISTINCT group_id FROM group_offsets
+             WHERE group_id NOT IN (SELECT group_id FROM classic_groups)
+               AND group_id NOT IN (SELECT group_id FROM consumer_groups)",
+            &[],
+        )
+        .await?;
+    for row in &orphans {
+        records.push(GroupRecord {
+            group_id: row.try_get(0)?,
+            ..GroupRecord::default()
+        });
+    }
+    transaction.commit().await?;
+    records.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    Ok(records)
+}
+
+async fn load_members(
+    client: &impl GenericClient,
+    group_id: &str,
+) -> Result<Vec<GroupMemberRecord>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT member_id, instance_id, client_id, client_host, session_timeout_ms,
+                 rebalance_timeout_ms, protocol_names, protocol_metadata, assignment
+             FROM classic_group_members WHERE group_id = $1 ORDER BY position",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&group_id]).await?;
+    rows.iter()
+        .map(|row| {
+            let names: Vec<String> = row.try_get(6)?;
+            let metadata: Vec<Vec<u8>> = row.try_get(7)?;
+            if names.len() != metadata.len() {
+                return Err(Error::Corrupt {
+                    what: format!("protocols of a member of group {group_id}"),
+                });
+            }
+            Ok(GroupMemberRecord {
+                member_id: row.try_get(0)?,
+                instance_id: row.try_get(1)?,
+                client_id: row.try_get(2)?,
+                client_host: row.try_get(3)?,
+                session_timeout_ms: row.try_get(4)?,
+                rebalance_timeout_ms: row.try_get(5)?,
+                protocols: names
+                    .into_iter()
+                    .zip(metadata)
+                    .map(|(name, metadata)| MemberProtocol { name, metadata })
+                    .collect(),
+                assignment: row.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// Every record, sorted by group id (byte order).
+pub(super) async fn load_consumer_groups(
+    client: &impl GenericClient,
+) -> Result<Vec<ConsumerGroupRecord>> {
+    let rows = client
+        .query(
+            "SELECT group_id, format, record FROM consumer_groups ORDER BY group_id COLLATE \"C\"",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let blob: &[u8] = row.try_get(2)?;
+            decode(row.try_get(0)?, row.try_get(1)?, blob)
+        })
+        .collect()
 }

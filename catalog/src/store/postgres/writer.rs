@@ -16,9 +16,9 @@ use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
 use super::rows::{self, Transaction, WriteContext};
-use super::{PostgresOptions, commit, consumer_groups, groups, pool_error};
+use super::{PostgresOptions, commit, pool_error};
 use crate::store::CommitOutcome;
-use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
+use crate::store::command::{Answer, Command, Reply, SWEEP_INTERVAL_MS, answered};
 use crate::store::ops;
 use crate::{Error, Result};
 
@@ -54,107 +54,10 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
-/// A command's result, waiting for the transaction to commit.
-trait Answer: Send {
-    /// Sends the result, or the batch's failure if the transaction failed.
-    fn send(self: Box<Self>, failure: Option<&Failure>);
-}
-
-struct Answered<T> {
-    reply: Reply<T>,
-    result: Result<T>,
-}
-
-impl<T: Send> Answer for Answered<T> {
-    fn send(self: Box<Self>, failure: Option<&Failure>) {
-        let result = match failure {
-            Some(failure) if self.result.is_ok() => Err(failure.error()),
-            _ => self.result,
-        };
-        // The caller may have gone away; the write stands regardless.
-        let _ = self.reply.send(result);
-    }
-}
-
 /// A unit's answers and whether it failed (and must be rolled back).
 struct UnitAnswers {
     answers: Vec<Box<dyn Answer>>,
     failed: bool,
-}
-
-fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> UnitAnswers {
-    UnitAnswers {
-        failed: result.is_err(),
-        answers: vec![Box::new(Answered { reply, result })],
-    }
-}
-
-/// Runs the command in the open transaction.
-async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnswers {
-    match command {
-        Command::CreateTopic(topic, reply) => {
-            answered(reply, ops::topics::create(context, topic).await)
-        }
-        Command::DeleteTopic(topic, reply) => {
-            answered(reply, ops::topics::delete(context, &topic).await)
-        }
-        Command::CreatePartitions(name, count, reply) => answered(
-            reply,
-            ops::topics::create_partitions(context, &name, count).await,
-        ),
-        Command::AlterConfigs(name, change, reply) => answered(
-            reply,
-            ops::topics::alter_configs(context, &name, change).await,
-        ),
-        Command::CommitSegment(request, reply) => commit_run(context, vec![(request, reply)]).await,
-        Command::Transaction(producer, request, reply) => answered(
-            reply,
-            ops::transactions::apply(context, &producer, &request).await,
-        ),
-        Command::AbortExpiredTransactions(reply) => {
-            answered(reply, ops::transactions::abort_expired(context).await)
-        }
-        Command::InitProducerId(request, reply) => answered(
-            reply,
-            ops::producers::init_producer_id(context, &request).await,
-        ),
-        Command::CommitOffsets(group_id, offsets, reply) => answered(
-            reply,
-            groups::commit_offsets(context, &group_id, &offsets).await,
-        ),
-        Command::DeleteOffsets(group_id, partitions, reply) => answered(
-            reply,
-            groups::delete_offsets(context, &group_id, &partitions).await,
-        ),
-        Command::SaveGroup(record, reply) => {
-            answered(reply, groups::save_group(context, &record).await)
-        }
-        Command::SaveConsumerGroup(record, reply) => {
-            answered(reply, consumer_groups::save(context, &record).await)
-        }
-        Command::DeleteGroup(group_id, reply) => {
-            answered(reply, groups::delete_group(context, &group_id).await)
-        }
-        Command::ReplaceChunks(request, reply) => answered(
-            reply,
-            ops::compaction::replace_chunks(context, &request).await,
-        ),
-        Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
-            reply,
-            ops::compaction::delete_records(context, topic_id, partition, offset).await,
-        ),
-        Command::ForgetDeadObjects(keys, reply) => answered(
-            reply,
-            ops::compaction::forget_dead_objects(context, &keys).await,
-        ),
-        // ---------- agents ----------
-        Command::RegisterAgent(registration, reply) => {
-            answered(reply, ops::agents::register(context, &registration).await)
-        }
-        Command::FenceAgent(agent_id, epoch, reply) => {
-            answered(reply, ops::agents::fence(context, &agent_id, epoch).await)
-        }
-    }
 }
 
 /// Applies a run of segment commits set-wise; a failure of the run fails
@@ -170,7 +73,7 @@ async fn commit_run(
             answers: replies
                 .into_iter()
                 .zip(outcomes)
-                .map(|(reply, result)| Box::new(Answered { reply, result }) as Box<dyn Answer>)
+                .map(|(reply, result)| answered(reply, result))
                 .collect(),
         },
         Err(error) => {
@@ -179,12 +82,7 @@ async fn commit_run(
                 failed: true,
                 answers: replies
                     .into_iter()
-                    .map(|reply| {
-                        Box::new(Answered {
-                            reply,
-                            result: Err(failure.error()),
-                        }) as Box<dyn Answer>
-                    })
+                    .map(|reply| answered(reply, Err(failure.error())))
                     .collect(),
             }
         }
@@ -267,9 +165,10 @@ async fn apply_batch(
         Ok(()) => answers.into_iter().for_each(|answer| answer.send(None)),
         Err(failure) => {
             tracing::error!(error = %failure.0, commands = answers.len(), "catalog group commit failed");
+            let error = || failure.error();
             answers
                 .into_iter()
-                .for_each(|answer| answer.send(Some(&failure)));
+                .for_each(|answer| answer.send(Some(&error)));
         }
     }
 }
@@ -367,7 +266,13 @@ async fn in_savepoint(
     let before = context.sequence;
     let applied = match unit {
         Unit::Commits(commits) => commit_run(context, commits).await,
-        Unit::Command(command) => apply(command, context).await,
+        Unit::Command(command) => {
+            let answer = ops::apply(context, command).await;
+            UnitAnswers {
+                failed: answer.failed(),
+                answers: vec![answer],
+            }
+        }
     };
     answers.extend(applied.answers);
     let end = if applied.failed {

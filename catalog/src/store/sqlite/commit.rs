@@ -16,10 +16,17 @@ use crate::store::commit_plan::{
     self, AgentFence, Changes, CommitSource, NewChunk, PartitionKey, PartitionRow, StateKey,
 };
 use crate::store::producer_rules::ProducerRow;
+use crate::store::rows::SegmentRows;
 use crate::{Error, Result};
 
+impl SegmentRows for WriteContext<'_> {
+    async fn commit_segment(&mut self, request: &CommitSegmentRequest) -> Result<CommitOutcome> {
+        commit_segment(self, request)
+    }
+}
+
 /// Commits a segment (see `CatalogStore::commit_segment`).
-pub(super) fn commit_segment(
+fn commit_segment(
     context: &mut WriteContext<'_>,
     request: &CommitSegmentRequest,
 ) -> Result<CommitOutcome> {

@@ -5,9 +5,15 @@ use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic,
 use uuid::Uuid;
 
 use super::rows::agents::to_epoch;
+use super::rows::groups::decode_protocols;
 use super::rows::topics::{by_name, topic_from_row};
+use crate::store::consumer_group_codec::decode;
 use crate::store::topic_rules::TOPIC_COLUMNS;
-use crate::store::{AgentRecord, ChunkLookup, DeadObject, PartitionOffsets};
+use crate::store::topic_rules::parse_topic_id;
+use crate::store::{
+    AgentRecord, ChunkLookup, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupMemberRecord,
+    GroupRecord, PartitionOffsets,
+};
 
 /// The most dead objects one listing returns.
 const LIST_DEAD_OBJECTS_MAX: u32 = 10_000;
@@ -347,4 +353,135 @@ pub(super) fn referenced_objects(
         }
     }
     Ok(referenced)
+}
+
+/// The group's offsets on live partitions.
+pub(super) fn fetch_offsets(
+    connection: &Connection,
+    group_id: &str,
+) -> Result<Vec<CommittedOffset>> {
+    // The join with `partitions` drops offsets of deleted topics even if a
+    // commit raced with the deletion.
+    let mut statement = connection.prepare_cached(
+        "SELECT o.topic_id, o.partition, o.committed_offset, o.leader_epoch, o.metadata,
+             o.commit_ms
+         FROM group_offsets o
+         JOIN partitions p ON p.topic_id = o.topic_id AND p.partition = o.partition
+         WHERE o.group_id = ?1
+         ORDER BY o.topic_id, o.partition",
+    )?;
+    let rows = statement.query_map([group_id], |row| {
+        Ok((
+            row.get::<_, Vec<u8>>(0)?,
+            CommittedOffset {
+                topic_id: Uuid::nil(),
+                partition: row.get(1)?,
+                offset: row.get(2)?,
+                leader_epoch: row.get(3)?,
+                metadata: row.get(4)?,
+                commit_timestamp_ms: row.get(5)?,
+            },
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, offset) = row?;
+        Ok(CommittedOffset {
+            topic_id: parse_topic_id(&id)?,
+            ..offset
+        })
+    })
+    .collect()
+}
+
+/// Every classic group record, plus empty records for groups with only
+/// offsets (no record of either protocol).
+pub(super) fn load_groups(connection: &Connection) -> Result<Vec<GroupRecord>> {
+    // One read transaction, so records and members agree.
+    let transaction = connection.unchecked_transaction()?;
+    let mut records = Vec::new();
+    {
+        let mut statement = transaction.prepare_cached(
+            "SELECT group_id, protocol_type, protocol_name, generation_id, leader_id
+             FROM classic_groups",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(GroupRecord {
+                group_id: row.get(0)?,
+                protocol_type: row.get(1)?,
+                protocol_name: row.get(2)?,
+                generation_id: row.get(3)?,
+                leader_id: row.get(4)?,
+                members: Vec::new(),
+            })
+        })?;
+        for row in rows {
+            records.push(row?);
+        }
+    }
+    for record in &mut records {
+        record.members = load_members(&transaction, &record.group_id)?;
+    }
+    let mut statement = transaction.prepare_cached(
+        "SELECT DISTINCT group_id FROM group_offsets
+         WHERE group_id NOT IN (SELECT group_id FROM classic_groups)
+             AND group_id NOT IN (SELECT group_id FROM consumer_groups)",
+    )?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    for group_id in rows {
+        records.push(GroupRecord {
+            group_id: group_id?,
+            ..GroupRecord::default()
+        });
+    }
+    records.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    Ok(records)
+}
+
+fn load_members(connection: &Connection, group_id: &str) -> Result<Vec<GroupMemberRecord>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT member_id, instance_id, client_id, client_host, session_timeout_ms,
+             rebalance_timeout_ms, protocols, assignment
+         FROM classic_group_members WHERE group_id = ?1 ORDER BY position",
+    )?;
+    let rows = statement.query_map([group_id], |row| {
+        Ok((
+            GroupMemberRecord {
+                member_id: row.get(0)?,
+                instance_id: row.get(1)?,
+                client_id: row.get(2)?,
+                client_host: row.get(3)?,
+                session_timeout_ms: row.get(4)?,
+                rebalance_timeout_ms: row.get(5)?,
+                protocols: Vec::new(),
+                assignment: row.get(7)?,
+            },
+            row.get::<_, Vec<u8>>(6)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (member, protocols) = row?;
+        Ok(GroupMemberRecord {
+            protocols: decode_protocols(&protocols)?,
+            ..member
+        })
+    })
+    .collect()
+}
+
+/// Every record, sorted by group id.
+pub(super) fn load_consumer_groups(connection: &Connection) -> Result<Vec<ConsumerGroupRecord>> {
+    let mut statement = connection
+        .prepare_cached("SELECT group_id, format, record FROM consumer_groups ORDER BY group_id")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (group_id, format, blob) = row?;
+        decode(group_id, format, &blob)
+    })
+    .collect()
 }

@@ -4,6 +4,7 @@
 
 pub(super) mod agents;
 pub(super) mod chunks;
+pub(super) mod groups;
 pub(super) mod producers;
 pub(super) mod topics;
 mod transactions;

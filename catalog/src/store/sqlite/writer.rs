@@ -6,118 +6,18 @@ use futures::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
+use super::SqliteOptions;
 use super::rows::{self, Counters, WriteContext};
-use super::{SqliteOptions, commit, consumer_groups, groups};
-use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
+use crate::store::command::{Answer, Command, SWEEP_INTERVAL_MS};
 use crate::store::ops;
 use crate::{Error, Result};
 
-/// A command's result, waiting for the transaction to commit.
-trait Answer: Send {
-    fn failed(&self) -> bool;
-    /// Sends the result, or `commit_error` if the transaction failed.
-    fn send(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>);
-}
-
-struct Answered<T> {
-    reply: Reply<T>,
-    result: Result<T>,
-}
-
-impl<T: Send> Answer for Answered<T> {
-    fn failed(&self) -> bool {
-        self.result.is_err()
-    }
-
-    fn send(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>) {
-        let result = match commit_error {
-            Some(error) if self.result.is_ok() => Err(Error::Sqlite(Arc::clone(error))),
-            _ => self.result,
-        };
-        // The caller may have gone away; the write stands regardless.
-        let _ = self.reply.send(result);
-    }
-}
-
-fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Box<dyn Answer> {
-    Box::new(Answered { reply, result })
-}
-
 /// The output of a future that is ready when created: an operation over
 /// SQLite's rows, whose every method runs synchronously.
-pub(super) fn ready<T>(operation: impl Future<Output = T>) -> T {
+fn ready<T>(operation: impl Future<Output = T>) -> T {
     operation
         .now_or_never()
         .expect("SQLite rows are synchronous: their futures never wait")
-}
-
-/// Runs the command in the open transaction.
-fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
-    match command {
-        Command::CreateTopic(topic, reply) => {
-            answered(reply, ready(ops::topics::create(context, topic)))
-        }
-        Command::DeleteTopic(topic, reply) => {
-            answered(reply, ready(ops::topics::delete(context, &topic)))
-        }
-        Command::CreatePartitions(name, count, reply) => answered(
-            reply,
-            ready(ops::topics::create_partitions(context, &name, count)),
-        ),
-        Command::AlterConfigs(name, change, reply) => answered(
-            reply,
-            ready(ops::topics::alter_configs(context, &name, change)),
-        ),
-        Command::CommitSegment(request, reply) => {
-            answered(reply, commit::commit_segment(context, &request))
-        }
-        Command::InitProducerId(request, reply) => answered(
-            reply,
-            ready(ops::producers::init_producer_id(context, &request)),
-        ),
-        Command::Transaction(producer, request, reply) => answered(
-            reply,
-            ready(ops::transactions::apply(context, &producer, &request)),
-        ),
-        Command::AbortExpiredTransactions(reply) => {
-            answered(reply, ready(ops::transactions::abort_expired(context)))
-        }
-        Command::CommitOffsets(group_id, offsets, reply) => {
-            answered(reply, groups::commit_offsets(context, &group_id, &offsets))
-        }
-        Command::DeleteOffsets(group_id, partitions, reply) => answered(
-            reply,
-            groups::delete_offsets(context, &group_id, &partitions),
-        ),
-        Command::SaveGroup(record, reply) => answered(reply, groups::save_group(context, &record)),
-        Command::SaveConsumerGroup(record, reply) => {
-            answered(reply, consumer_groups::save(context, &record))
-        }
-        Command::DeleteGroup(group_id, reply) => {
-            answered(reply, groups::delete_group(context, &group_id))
-        }
-        Command::ReplaceChunks(request, reply) => answered(
-            reply,
-            ready(ops::compaction::replace_chunks(context, &request)),
-        ),
-        Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
-            reply,
-            ready(ops::compaction::delete_records(
-                context, topic_id, partition, offset,
-            )),
-        ),
-        Command::ForgetDeadObjects(keys, reply) => answered(
-            reply,
-            ready(ops::compaction::forget_dead_objects(context, &keys)),
-        ),
-        // ---------- agents ----------
-        Command::RegisterAgent(registration, reply) => {
-            answered(reply, ready(ops::agents::register(context, &registration)))
-        }
-        Command::FenceAgent(agent_id, epoch, reply) => {
-            answered(reply, ready(ops::agents::fence(context, &agent_id, epoch)))
-        }
-    }
 }
 
 /// The writer thread's loop: runs until every sender is dropped.
@@ -230,9 +130,10 @@ fn apply_batch(
             }
             *counters = persisted;
             let error = Arc::new(error);
+            let failure = || Error::Sqlite(Arc::clone(&error));
             answers
                 .into_iter()
-                .for_each(|answer| answer.send(Some(&error)));
+                .for_each(|answer| answer.send(Some(&failure)));
         }
     }
 }
@@ -246,7 +147,7 @@ fn apply_in_savepoint(context: &mut WriteContext<'_>, command: Command) -> Box<d
         return Box::new(Failed);
     }
     let before = *context.counters;
-    let answer = apply(command, context);
+    let answer = ready(ops::apply(context, command));
     if answer.failed() {
         *context.counters = before;
         if let Err(error) = execute(context.connection, "ROLLBACK TO command") {
@@ -267,7 +168,7 @@ impl Answer for Failed {
         true
     }
 
-    fn send(self: Box<Self>, _: Option<&Arc<rusqlite::Error>>) {}
+    fn send(self: Box<Self>, _: Option<&dyn Fn() -> Error>) {}
 }
 
 fn execute(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
