@@ -665,10 +665,7 @@ impl Catalog for CatalogService {
         let response = self
             .write_and_publish(async move {
                 if let Some(delay) = fault.late_apply {
-                    tracing::warn!(
-                        ?delay,
-                        "fault injection: holding a commit, then applying it"
-                    );
+                    tracing::warn!(?delay, "fault injection: holding a commit, then applying it");
                     tokio::time::sleep(delay).await;
                 }
                 let outcome = store.commit_segment(request).await?;
