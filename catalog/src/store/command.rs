@@ -1,5 +1,6 @@
-//! The write commands every store's writer applies, and the queue that
-//! carries them from the store's callers to the writer.
+//! The write commands every store's writer applies (each runs its
+//! operation of [`crate::store::ops`]), and the queue that carries them
+//! from the store's callers to the writer.
 
 use strata_catalog_api::proto::{
     CommitSegmentRequest, InitProducerIdRequest, ReplaceChunksRequest, Topic, TxnProducer,
@@ -7,6 +8,8 @@ use strata_catalog_api::proto::{
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::store::ops;
+use crate::store::rows::StoreRows;
 use crate::store::{
     AgentRecord, AgentRegistration, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupRecord,
@@ -46,6 +49,76 @@ pub(crate) enum Command {
 }
 
 impl Command {
+    /// Runs the command's operation over `rows` (inside the writer's
+    /// transaction and the command's savepoint); the answer waits for the
+    /// commit. The one dispatch from a command to its operation.
+    pub(crate) async fn apply<R: StoreRows>(self, rows: &mut R) -> Box<dyn Answer> {
+        match self {
+            Command::CreateTopic(topic, reply) => {
+                answered(reply, ops::topics::create(rows, topic).await)
+            }
+            Command::DeleteTopic(topic, reply) => {
+                answered(reply, ops::topics::delete(rows, &topic).await)
+            }
+            Command::CreatePartitions(name, count, reply) => answered(
+                reply,
+                ops::topics::create_partitions(rows, &name, count).await,
+            ),
+            Command::AlterConfigs(name, change, reply) => {
+                answered(reply, ops::topics::alter_configs(rows, &name, change).await)
+            }
+            Command::CommitSegment(request, reply) => {
+                answered(reply, rows.commit_segment(&request).await)
+            }
+            Command::InitProducerId(request, reply) => answered(
+                reply,
+                ops::producers::init_producer_id(rows, &request).await,
+            ),
+            Command::Transaction(producer, request, reply) => answered(
+                reply,
+                ops::transactions::apply(rows, &producer, &request).await,
+            ),
+            Command::AbortExpiredTransactions(reply) => {
+                answered(reply, ops::transactions::abort_expired(rows).await)
+            }
+            Command::CommitOffsets(group_id, offsets, reply) => answered(
+                reply,
+                ops::groups::commit_offsets(rows, &group_id, &offsets).await,
+            ),
+            Command::DeleteOffsets(group_id, partitions, reply) => answered(
+                reply,
+                ops::groups::delete_offsets(rows, &group_id, &partitions).await,
+            ),
+            Command::SaveGroup(record, reply) => {
+                answered(reply, ops::groups::save_group(rows, &record).await)
+            }
+            Command::SaveConsumerGroup(record, reply) => {
+                answered(reply, ops::groups::save_consumer_group(rows, &record).await)
+            }
+            Command::DeleteGroup(group_id, reply) => {
+                answered(reply, ops::groups::delete_group(rows, &group_id).await)
+            }
+            Command::ReplaceChunks(request, reply) => {
+                answered(reply, ops::compaction::replace_chunks(rows, &request).await)
+            }
+            Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
+                reply,
+                ops::compaction::delete_records(rows, topic_id, partition, offset).await,
+            ),
+            Command::ForgetDeadObjects(keys, reply) => answered(
+                reply,
+                ops::compaction::forget_dead_objects(rows, &keys).await,
+            ),
+            // ---------- agents ----------
+            Command::RegisterAgent(registration, reply) => {
+                answered(reply, ops::agents::register(rows, &registration).await)
+            }
+            Command::FenceAgent(agent_id, epoch, reply) => {
+                answered(reply, ops::agents::fence(rows, &agent_id, epoch).await)
+            }
+        }
+    }
+
     /// Answers the command with `error()` without running it.
     pub(crate) fn fail(self, error: impl Fn() -> Error) {
         // Callers that went away need no answer.

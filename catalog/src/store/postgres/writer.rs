@@ -19,7 +19,6 @@ use super::rows::{self, Transaction, WriteContext};
 use super::{PostgresOptions, commit, pool_error};
 use crate::store::CommitOutcome;
 use crate::store::command::{Answer, Command, Reply, SWEEP_INTERVAL_MS, answered};
-use crate::store::ops;
 use crate::{Error, Result};
 
 /// A failure that fails a whole batch or unit: shared by every command in
@@ -267,7 +266,7 @@ async fn in_savepoint(
     let applied = match unit {
         Unit::Commits(commits) => commit_run(context, commits).await,
         Unit::Command(command) => {
-            let answer = ops::apply(context, command).await;
+            let answer = command.apply(context).await;
             UnitAnswers {
                 failed: answer.failed(),
                 answers: vec![answer],

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use super::SqliteOptions;
 use super::rows::{self, Counters, WriteContext};
 use crate::store::command::{Answer, Command, SWEEP_INTERVAL_MS};
-use crate::store::ops;
 use crate::{Error, Result};
 
 /// The output of a future that is ready when created: an operation over
@@ -147,7 +146,7 @@ fn apply_in_savepoint(context: &mut WriteContext<'_>, command: Command) -> Box<d
         return Box::new(Failed);
     }
     let before = *context.counters;
-    let answer = ready(ops::apply(context, command));
+    let answer = ready(command.apply(context));
     if answer.failed() {
         *context.counters = before;
         if let Err(error) = execute(context.connection, "ROLLBACK TO command") {
