@@ -283,9 +283,9 @@ macro_rules! impl_catalog_store {
             use $crate::store::command::{Command, StoreReads};
             use $crate::store::{
                 AgentRecord, AgentRegistration, ChunkLookup, CommitOutcome, CommittedOffset,
-                ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome,
-                DeletedTopic, ExpiredAborts, GroupRecord, InitProducerOutcome, NewTopic,
-                PartitionOffsets, ReplaceOutcome, TopicRef, TxnOutcome, TxnRequest,
+                ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic,
+                ExpiredAborts, GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets,
+                ReplaceOutcome, TopicRef, TxnOutcome, TxnRequest,
             };
 
             #[async_trait::async_trait]
@@ -324,11 +324,7 @@ macro_rules! impl_catalog_store {
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(segment_id = %request.segment_id),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.segment_id))]
                 async fn commit_segment(
                     &self,
                     request: CommitSegmentRequest,
@@ -338,11 +334,7 @@ macro_rules! impl_catalog_store {
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(producer_id = request.producer_id),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
                 async fn init_producer_id(
                     &self,
                     request: InitProducerIdRequest,
@@ -352,11 +344,7 @@ macro_rules! impl_catalog_store {
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(producer_id = producer.producer_id),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(producer_id = producer.producer_id))]
                 async fn transaction(
                     &self,
                     producer: TxnProducer,
@@ -372,11 +360,7 @@ macro_rules! impl_catalog_store {
                     self.commands.write(Command::AbortExpiredTransactions).await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip(self, offsets),
-                    fields(partitions = offsets.len()),
-                )]
+                #[tracing::instrument(level = "debug", skip(self, offsets), fields(partitions = offsets.len()))]
                 async fn commit_offsets(
                     &self,
                     group_id: &str,
@@ -400,22 +384,14 @@ macro_rules! impl_catalog_store {
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(group_id = %record.group_id),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
                 async fn save_group(&self, record: GroupRecord) -> Result<()> {
                     self.commands
                         .write(|reply| Command::SaveGroup(record, reply))
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(group_id = %record.group_id),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
                 async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()> {
                     self.commands
                         .write(|reply| Command::SaveConsumerGroup(record, reply))
@@ -430,11 +406,7 @@ macro_rules! impl_catalog_store {
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(partition = request.partition),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(partition = request.partition))]
                 async fn replace_chunks(
                     &self,
                     request: ReplaceChunksRequest,
@@ -456,22 +428,14 @@ macro_rules! impl_catalog_store {
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(objects = object_keys.len()),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
                 async fn forget_dead_objects(&self, object_keys: Vec<String>) -> Result<()> {
                     self.commands
                         .write(|reply| Command::ForgetDeadObjects(object_keys, reply))
                         .await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(agent_id = %registration.agent_id),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %registration.agent_id))]
                 async fn register_agent(
                     &self,
                     registration: AgentRegistration,
@@ -586,11 +550,7 @@ macro_rules! impl_catalog_store {
                     <$store as StoreReads>::list_dead_objects(self, dead_before_ms, limit).await
                 }
 
-                #[tracing::instrument(
-                    level = "debug",
-                    skip_all,
-                    fields(objects = object_keys.len()),
-                )]
+                #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
                 async fn referenced_objects(
                     &self,
                     object_keys: Vec<String>,

@@ -8,7 +8,11 @@ pub(super) mod producers;
 pub(super) mod topics;
 mod transactions;
 
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
 use super::PostgresOptions;
+use crate::Result;
 use crate::store::rows::Rows;
 
 /// The writer's open transaction.
@@ -43,5 +47,40 @@ impl Rows for WriteContext<'_, '_> {
 
     fn next_sequence(&mut self) -> u64 {
         WriteContext::next_sequence(self)
+    }
+}
+
+/// Statements of the open transaction, each prepared once per connection.
+impl WriteContext<'_, '_> {
+    /// Runs a statement; the number of rows it changed.
+    pub(super) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        Ok(self.transaction.execute(&statement, params).await?)
+    }
+
+    /// Runs a query; its rows.
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        Ok(self.transaction.query(&statement, params).await?)
+    }
+
+    /// Runs a query of at most one row.
+    pub(super) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        Ok(self.transaction.query_opt(&statement, params).await?)
+    }
+
+    /// Runs a query of exactly one row.
+    pub(super) async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        let statement = self.transaction.prepare_cached(sql).await?;
+        Ok(self.transaction.query_one(&statement, params).await?)
     }
 }

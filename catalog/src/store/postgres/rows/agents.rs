@@ -12,20 +12,14 @@ use crate::store::rows::AgentRows;
 
 impl AgentRows for WriteContext<'_, '_> {
     async fn register_agent(&mut self, registration: &AgentRegistration) -> Result<i64> {
-        let transaction = self.transaction;
-        let statement = transaction
-            .prepare_cached(
+        let row = self
+            .query_one(
                 "INSERT INTO agents (agent_id, epoch, host, port, zone, registered_ms, fenced)
                  VALUES ($1, nextval('agent_epochs'), $2, $3, $4, $5, FALSE)
                  ON CONFLICT (agent_id) DO UPDATE SET epoch = excluded.epoch,
                      host = excluded.host, port = excluded.port, zone = excluded.zone,
                      registered_ms = excluded.registered_ms, fenced = FALSE
                  RETURNING epoch",
-            )
-            .await?;
-        let row = transaction
-            .query_one(
-                &statement,
                 &[
                     &registration.agent_id,
                     &registration.host,
@@ -39,16 +33,12 @@ impl AgentRows for WriteContext<'_, '_> {
     }
 
     async fn fence_agent(&mut self, agent_id: &str, epoch: i64) -> Result<bool> {
-        let statement = self
-            .transaction
-            .prepare_cached(
+        let row = self
+            .query_opt(
                 "UPDATE agents SET fenced = TRUE WHERE agent_id = $1 AND epoch = $2
                  RETURNING fenced",
+                &[&agent_id, &epoch],
             )
-            .await?;
-        let row = self
-            .transaction
-            .query_opt(&statement, &[&agent_id, &epoch])
             .await?;
         Ok(row.is_some())
     }

@@ -22,7 +22,6 @@ impl ChunkRows for WriteContext<'_, '_> {
     /// Locked `FOR UPDATE`.
     async fn partition(&mut self, key: &PartitionKey) -> Result<Option<PartitionRow>> {
         let row = self
-            .transaction
             .query_opt(
                 "SELECT log_start_offset, next_offset, last_stable_offset, max_timestamp,
                      max_timestamp_offset
@@ -43,21 +42,20 @@ impl ChunkRows for WriteContext<'_, '_> {
     }
 
     async fn update_partition(&mut self, key: &PartitionKey, row: &PartitionRow) -> Result<()> {
-        self.transaction
-            .execute(
-                "UPDATE partitions SET next_offset = $3, last_stable_offset = $4,
-                     max_timestamp = $5, max_timestamp_offset = $6
-                 WHERE topic_id = $1 AND partition = $2",
-                &[
-                    &key.0,
-                    &i64::from(key.1),
-                    &row.next_offset,
-                    &row.last_stable_offset,
-                    &row.max_timestamp,
-                    &row.max_timestamp_offset,
-                ],
-            )
-            .await?;
+        self.execute(
+            "UPDATE partitions SET next_offset = $3, last_stable_offset = $4,
+                 max_timestamp = $5, max_timestamp_offset = $6
+             WHERE topic_id = $1 AND partition = $2",
+            &[
+                &key.0,
+                &i64::from(key.1),
+                &row.next_offset,
+                &row.last_stable_offset,
+                &row.max_timestamp,
+                &row.max_timestamp_offset,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -66,40 +64,33 @@ impl ChunkRows for WriteContext<'_, '_> {
             field: "chunk format",
             reason: format!("{} is not a format", chunk.format),
         })?;
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key,
-                     object_size, position, length, batch_count, max_timestamp,
-                     running_max_timestamp, format, marker_producer_id, marker_producer_epoch,
-                     marker_coordinator_epoch, marker_commit)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .await?;
         let marker = chunk.marker;
-        self.transaction
-            .execute(
-                &statement,
-                &[
-                    &chunk.topic_id,
-                    &i64::from(chunk.partition),
-                    &chunk.base_offset,
-                    &chunk.end_offset,
-                    &chunk.object_key,
-                    &to_bigint("object_size", chunk.object_size)?,
-                    &to_bigint("position", chunk.position)?,
-                    &to_bigint("length", chunk.length)?,
-                    &i64::from(chunk.batch_count),
-                    &chunk.max_timestamp,
-                    &running_max_timestamp,
-                    &format,
-                    &marker.map(|m| m.producer_id),
-                    &marker.map(|m| m.producer_epoch),
-                    &marker.map(|m| m.coordinator_epoch),
-                    &marker.map(|m| m.commit),
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key,
+                 object_size, position, length, batch_count, max_timestamp,
+                 running_max_timestamp, format, marker_producer_id, marker_producer_epoch,
+                 marker_coordinator_epoch, marker_commit)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                &chunk.topic_id,
+                &i64::from(chunk.partition),
+                &chunk.base_offset,
+                &chunk.end_offset,
+                &chunk.object_key,
+                &to_bigint("object_size", chunk.object_size)?,
+                &to_bigint("position", chunk.position)?,
+                &to_bigint("length", chunk.length)?,
+                &i64::from(chunk.batch_count),
+                &chunk.max_timestamp,
+                &running_max_timestamp,
+                &format,
+                &marker.map(|m| m.producer_id),
+                &marker.map(|m| m.producer_epoch),
+                &marker.map(|m| m.coordinator_epoch),
+                &marker.map(|m| m.commit),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -109,29 +100,25 @@ impl ChunkRows for WriteContext<'_, '_> {
         from: i64,
         to: i64,
     ) -> Result<Vec<IndexedChunk>> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "SELECT base_offset, end_offset, object_key, max_timestamp, running_max_timestamp
-                 FROM chunks WHERE topic_id = $1 AND partition = $2
-                   AND base_offset >= $3 AND base_offset < $4
-                 ORDER BY base_offset",
-            )
-            .await?;
-        self.transaction
-            .query(&statement, &[&key.0, &i64::from(key.1), &from, &to])
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(IndexedChunk {
-                    base_offset: row.try_get(0)?,
-                    end_offset: row.try_get(1)?,
-                    object_key: row.try_get(2)?,
-                    max_timestamp: row.try_get(3)?,
-                    running_max_timestamp: row.try_get(4)?,
-                })
+        self.query(
+            "SELECT base_offset, end_offset, object_key, max_timestamp, running_max_timestamp
+             FROM chunks WHERE topic_id = $1 AND partition = $2
+               AND base_offset >= $3 AND base_offset < $4
+             ORDER BY base_offset",
+            &[&key.0, &i64::from(key.1), &from, &to],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(IndexedChunk {
+                base_offset: row.try_get(0)?,
+                end_offset: row.try_get(1)?,
+                object_key: row.try_get(2)?,
+                max_timestamp: row.try_get(3)?,
+                running_max_timestamp: row.try_get(4)?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     async fn delete_chunks_in_range(
@@ -140,27 +127,22 @@ impl ChunkRows for WriteContext<'_, '_> {
         from: i64,
         to: i64,
     ) -> Result<()> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "DELETE FROM chunks WHERE topic_id = $1 AND partition = $2
-                   AND base_offset >= $3 AND base_offset < $4",
-            )
-            .await?;
-        self.transaction
-            .execute(&statement, &[&key.0, &i64::from(key.1), &from, &to])
-            .await?;
+        self.execute(
+            "DELETE FROM chunks WHERE topic_id = $1 AND partition = $2
+             AND base_offset >= $3 AND base_offset < $4",
+            &[&key.0, &i64::from(key.1), &from, &to],
+        )
+        .await?;
         Ok(())
     }
 
     async fn set_max_timestamp_offset(&mut self, key: &PartitionKey, offset: i64) -> Result<()> {
-        self.transaction
-            .execute(
-                "UPDATE partitions SET max_timestamp_offset = $3
-                 WHERE topic_id = $1 AND partition = $2",
-                &[&key.0, &i64::from(key.1), &offset],
-            )
-            .await?;
+        self.execute(
+            "UPDATE partitions SET max_timestamp_offset = $3
+             WHERE topic_id = $1 AND partition = $2",
+            &[&key.0, &i64::from(key.1), &offset],
+        )
+        .await?;
         Ok(())
     }
 
@@ -172,18 +154,14 @@ impl ChunkRows for WriteContext<'_, '_> {
     ) -> Result<Vec<String>> {
         // `end_offset <= log_start` implies `base_offset < log_start`, which
         // bounds the scan by the primary key.
-        let statement = self
-            .transaction
-            .prepare_cached(
+        let mut objects: Vec<String> = self
+            .query(
                 "DELETE FROM chunks
                  WHERE topic_id = $1 AND partition = $2 AND base_offset < $3
                    AND end_offset <= $3
                  RETURNING object_key",
+                &[&key.0, &i64::from(key.1), &log_start],
             )
-            .await?;
-        let mut objects: Vec<String> = self
-            .transaction
-            .query(&statement, &[&key.0, &i64::from(key.1), &log_start])
             .await?
             .iter()
             .map(|row| row.try_get(0))
@@ -208,37 +186,34 @@ impl ChunkRows for WriteContext<'_, '_> {
         max_timestamp: i64,
         max_timestamp_offset: i64,
     ) -> Result<()> {
-        self.transaction
-            .execute(
-                "UPDATE partitions SET log_start_offset = $3, max_timestamp = $4,
-                     max_timestamp_offset = $5
-                 WHERE topic_id = $1 AND partition = $2",
-                &[
-                    &key.0,
-                    &i64::from(key.1),
-                    &log_start,
-                    &max_timestamp,
-                    &max_timestamp_offset,
-                ],
-            )
-            .await?;
+        self.execute(
+            "UPDATE partitions SET log_start_offset = $3, max_timestamp = $4,
+                 max_timestamp_offset = $5
+             WHERE topic_id = $1 AND partition = $2",
+            &[
+                &key.0,
+                &i64::from(key.1),
+                &log_start,
+                &max_timestamp,
+                &max_timestamp_offset,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn forget_dead_objects(&mut self, object_keys: &[String]) -> Result<()> {
-        self.transaction
-            .execute(
-                "DELETE FROM dead_objects WHERE object_key = ANY($1)",
-                &[&object_keys],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM dead_objects WHERE object_key = ANY($1)",
+            &[&object_keys],
+        )
+        .await?;
         // No index on segments.object_key: one scan for the whole call.
-        self.transaction
-            .execute(
-                "DELETE FROM segments WHERE object_key = ANY($1)",
-                &[&object_keys],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM segments WHERE object_key = ANY($1)",
+            &[&object_keys],
+        )
+        .await?;
         Ok(())
     }
 }

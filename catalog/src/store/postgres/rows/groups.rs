@@ -12,16 +12,9 @@ use crate::{Error, Result};
 impl GroupRows for WriteContext<'_, '_> {
     /// Locked `FOR SHARE`: a topic deletion waits for the commit.
     async fn partition_exists_for_share(&mut self, topic_id: Uuid, partition: u32) -> Result<bool> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2 FOR SHARE",
-            )
-            .await?;
         let found = self
-            .transaction
             .query_opt(
-                &statement,
+                "SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2 FOR SHARE",
                 &[&topic_id.as_bytes().as_slice(), &i64::from(partition)],
             )
             .await?;
@@ -29,33 +22,26 @@ impl GroupRows for WriteContext<'_, '_> {
     }
 
     async fn put_group_offset(&mut self, group_id: &str, offset: &CommittedOffset) -> Result<()> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset,
-                     leader_epoch, metadata, commit_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET
-                     committed_offset = excluded.committed_offset,
-                     leader_epoch = excluded.leader_epoch,
-                     metadata = excluded.metadata,
-                     commit_ms = excluded.commit_ms",
-            )
-            .await?;
-        self.transaction
-            .execute(
-                &statement,
-                &[
-                    &group_id,
-                    &offset.topic_id.as_bytes().as_slice(),
-                    &i64::from(offset.partition),
-                    &offset.offset,
-                    &offset.leader_epoch,
-                    &offset.metadata,
-                    &offset.commit_timestamp_ms,
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset,
+                 leader_epoch, metadata, commit_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET
+                 committed_offset = excluded.committed_offset,
+                 leader_epoch = excluded.leader_epoch,
+                 metadata = excluded.metadata,
+                 commit_ms = excluded.commit_ms",
+            &[
+                &group_id,
+                &offset.topic_id.as_bytes().as_slice(),
+                &i64::from(offset.partition),
+                &offset.offset,
+                &offset.leader_epoch,
+                &offset.metadata,
+                &offset.commit_timestamp_ms,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -69,74 +55,65 @@ impl GroupRows for WriteContext<'_, '_> {
             .iter()
             .map(|(topic_id, partition)| (topic_id.as_bytes().as_slice(), i64::from(*partition)))
             .unzip();
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "DELETE FROM group_offsets o
-                 USING unnest($2::bytea[], $3::int8[]) AS k (topic_id, partition)
-                 WHERE o.group_id = $1 AND o.topic_id = k.topic_id
-                   AND o.partition = k.partition",
-            )
-            .await?;
-        self.transaction
-            .execute(&statement, &[&group_id, &topic_ids, &indexes])
-            .await?;
+        self.execute(
+            "DELETE FROM group_offsets o
+             USING unnest($2::bytea[], $3::int8[]) AS k (topic_id, partition)
+             WHERE o.group_id = $1 AND o.topic_id = k.topic_id
+               AND o.partition = k.partition",
+            &[&group_id, &topic_ids, &indexes],
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete_all_group_offsets(&mut self, group_id: &str) -> Result<()> {
-        self.transaction
-            .execute(
-                "DELETE FROM group_offsets WHERE group_id = $1",
-                &[&group_id],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM group_offsets WHERE group_id = $1",
+            &[&group_id],
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete_classic_group(&mut self, group_id: &str) -> Result<()> {
-        self.transaction
-            .execute(
-                "DELETE FROM classic_groups WHERE group_id = $1",
-                &[&group_id],
-            )
-            .await?;
-        self.transaction
-            .execute(
-                "DELETE FROM classic_group_members WHERE group_id = $1",
-                &[&group_id],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM classic_groups WHERE group_id = $1",
+            &[&group_id],
+        )
+        .await?;
+        self.execute(
+            "DELETE FROM classic_group_members WHERE group_id = $1",
+            &[&group_id],
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete_consumer_group(&mut self, group_id: &str) -> Result<()> {
-        self.transaction
-            .execute(
-                "DELETE FROM consumer_groups WHERE group_id = $1",
-                &[&group_id],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM consumer_groups WHERE group_id = $1",
+            &[&group_id],
+        )
+        .await?;
         Ok(())
     }
 
     async fn insert_classic_group(&mut self, record: &GroupRecord) -> Result<()> {
         let transaction = self.transaction;
-        transaction
-            .execute(
-                "INSERT INTO classic_groups (group_id, protocol_type, protocol_name,
-                     generation_id, leader_id, saved_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &record.group_id,
-                    &record.protocol_type,
-                    &record.protocol_name,
-                    &record.generation_id,
-                    &record.leader_id,
-                    &self.now_ms,
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO classic_groups (group_id, protocol_type, protocol_name,
+                 generation_id, leader_id, saved_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &record.group_id,
+                &record.protocol_type,
+                &record.protocol_name,
+                &record.generation_id,
+                &record.leader_id,
+                &self.now_ms,
+            ],
+        )
+        .await?;
         let insert = transaction
             .prepare_cached(
                 "INSERT INTO classic_group_members (group_id, position, member_id, instance_id,
@@ -179,20 +156,16 @@ impl GroupRows for WriteContext<'_, '_> {
     }
 
     async fn put_consumer_group(&mut self, group_id: &str, blob: &[u8]) -> Result<()> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "INSERT INTO consumer_groups (group_id, format, record, saved_ms)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (group_id) DO UPDATE SET
-                     format = excluded.format,
-                     record = excluded.record,
-                     saved_ms = excluded.saved_ms",
-            )
-            .await?;
-        self.transaction
-            .execute(&statement, &[&group_id, &FORMAT, &blob, &self.now_ms])
-            .await?;
+        self.execute(
+            "INSERT INTO consumer_groups (group_id, format, record, saved_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (group_id) DO UPDATE SET
+                 format = excluded.format,
+                 record = excluded.record,
+                 saved_ms = excluded.saved_ms",
+            &[&group_id, &FORMAT, &blob, &self.now_ms],
+        )
+        .await?;
         Ok(())
     }
 }

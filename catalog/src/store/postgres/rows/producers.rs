@@ -15,28 +15,19 @@ use crate::store::txn_rules::{TxnRecord, TxnState};
 
 impl ProducerRows for WriteContext<'_, '_> {
     async fn allocate_producer_id(&mut self) -> Result<i64> {
-        let statement = self
-            .transaction
-            .prepare_cached("SELECT nextval('producer_ids')")
-            .await?;
         Ok(self
-            .transaction
-            .query_one(&statement, &[])
+            .query_one("SELECT nextval('producer_ids')", &[])
             .await?
             .try_get(0)?)
     }
 
     async fn producer(&mut self, producer_id: i64) -> Result<Option<ProducerRow>> {
-        let statement = self
-            .transaction
-            .prepare_cached(
+        let row = self
+            .query_opt(
                 "SELECT producer_epoch, last_update_ms, transactional_id IS NOT NULL
                  FROM producers WHERE producer_id = $1",
+                &[&producer_id],
             )
-            .await?;
-        let row = self
-            .transaction
-            .query_opt(&statement, &[&producer_id])
             .await?;
         row.map(|row| {
             Ok(ProducerRow {
@@ -54,36 +45,28 @@ impl ProducerRows for WriteContext<'_, '_> {
         row: &ProducerRow,
         transactional_id: Option<&str>,
     ) -> Result<()> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "INSERT INTO producers (producer_id, producer_epoch, transactional_id,
-                     last_update_ms)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (producer_id) DO UPDATE SET
-                     producer_epoch = excluded.producer_epoch,
-                     transactional_id = excluded.transactional_id,
-                     last_update_ms = excluded.last_update_ms",
-            )
-            .await?;
-        self.transaction
-            .execute(
-                &statement,
-                &[
-                    &producer_id,
-                    &row.epoch,
-                    &transactional_id,
-                    &row.last_update_ms,
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO producers (producer_id, producer_epoch, transactional_id,
+                 last_update_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (producer_id) DO UPDATE SET
+                 producer_epoch = excluded.producer_epoch,
+                 transactional_id = excluded.transactional_id,
+                 last_update_ms = excluded.last_update_ms",
+            &[
+                &producer_id,
+                &row.epoch,
+                &transactional_id,
+                &row.last_update_ms,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     /// Locked `FOR UPDATE`.
     async fn transactional(&mut self, transactional_id: &str) -> Result<Option<TxnRecord>> {
         let row = self
-            .transaction
             .query_opt(
                 "SELECT producer_id, producer_epoch, last_producer_id, last_producer_epoch,
                      transaction_timeout_ms, state, txn_started_ms
@@ -114,38 +97,31 @@ impl ProducerRows for WriteContext<'_, '_> {
         row: &TransactionalRow,
         transaction_timeout_ms: i32,
     ) -> Result<()> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "INSERT INTO transactional_ids (transactional_id, producer_id, producer_epoch,
-                     last_producer_id, last_producer_epoch, transaction_timeout_ms, state,
-                     last_update_ms, txn_started_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'Empty', $7, -1)
-                 ON CONFLICT (transactional_id) DO UPDATE SET
-                     producer_id = excluded.producer_id,
-                     producer_epoch = excluded.producer_epoch,
-                     last_producer_id = excluded.last_producer_id,
-                     last_producer_epoch = excluded.last_producer_epoch,
-                     transaction_timeout_ms = excluded.transaction_timeout_ms,
-                     state = excluded.state,
-                     last_update_ms = excluded.last_update_ms,
-                     txn_started_ms = excluded.txn_started_ms",
-            )
-            .await?;
-        self.transaction
-            .execute(
-                &statement,
-                &[
-                    &transactional_id,
-                    &row.producer_id,
-                    &row.producer_epoch,
-                    &row.last_producer_id,
-                    &row.last_producer_epoch,
-                    &transaction_timeout_ms,
-                    &self.now_ms,
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO transactional_ids (transactional_id, producer_id, producer_epoch,
+                 last_producer_id, last_producer_epoch, transaction_timeout_ms, state,
+                 last_update_ms, txn_started_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, 'Empty', $7, -1)
+             ON CONFLICT (transactional_id) DO UPDATE SET
+                 producer_id = excluded.producer_id,
+                 producer_epoch = excluded.producer_epoch,
+                 last_producer_id = excluded.last_producer_id,
+                 last_producer_epoch = excluded.last_producer_epoch,
+                 transaction_timeout_ms = excluded.transaction_timeout_ms,
+                 state = excluded.state,
+                 last_update_ms = excluded.last_update_ms,
+                 txn_started_ms = excluded.txn_started_ms",
+            &[
+                &transactional_id,
+                &row.producer_id,
+                &row.producer_epoch,
+                &row.last_producer_id,
+                &row.last_producer_epoch,
+                &transaction_timeout_ms,
+                &self.now_ms,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -154,36 +130,34 @@ impl ProducerRows for WriteContext<'_, '_> {
         transactional_id: &str,
         row: &TransactionalRow,
     ) -> Result<()> {
-        self.transaction
-            .execute(
-                "UPDATE transactional_ids SET producer_epoch = $2, last_producer_id = $3,
-                     last_producer_epoch = $4
-                 WHERE transactional_id = $1",
-                &[
-                    &transactional_id,
-                    &row.producer_epoch,
-                    &row.last_producer_id,
-                    &row.last_producer_epoch,
-                ],
-            )
-            .await?;
+        self.execute(
+            "UPDATE transactional_ids SET producer_epoch = $2, last_producer_id = $3,
+                 last_producer_epoch = $4
+             WHERE transactional_id = $1",
+            &[
+                &transactional_id,
+                &row.producer_epoch,
+                &row.last_producer_id,
+                &row.last_producer_epoch,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn set_txn_state(&mut self, transactional_id: &str, record: &TxnRecord) -> Result<()> {
-        self.transaction
-            .execute(
-                "UPDATE transactional_ids SET state = $2, txn_started_ms = $3,
-                     last_update_ms = $4
-                 WHERE transactional_id = $1",
-                &[
-                    &transactional_id,
-                    &record.state.as_str(),
-                    &record.started_ms,
-                    &self.now_ms,
-                ],
-            )
-            .await?;
+        self.execute(
+            "UPDATE transactional_ids SET state = $2, txn_started_ms = $3,
+                 last_update_ms = $4
+             WHERE transactional_id = $1",
+            &[
+                &transactional_id,
+                &record.state.as_str(),
+                &record.started_ms,
+                &self.now_ms,
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

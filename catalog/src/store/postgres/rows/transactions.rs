@@ -13,14 +13,9 @@ use crate::store::rows::TxnRows;
 
 impl TxnRows for WriteContext<'_, '_> {
     async fn partition_exists(&mut self, topic_id: Uuid, partition: u32) -> Result<bool> {
-        let statement = self
-            .transaction
-            .prepare_cached("SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2")
-            .await?;
         let found = self
-            .transaction
             .query_opt(
-                &statement,
+                "SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2",
                 &[&topic_id.as_bytes().as_slice(), &i64::from(partition)],
             )
             .await?;
@@ -33,17 +28,16 @@ impl TxnRows for WriteContext<'_, '_> {
         topic_id: Uuid,
         partition: u32,
     ) -> Result<()> {
-        self.transaction
-            .execute(
-                "INSERT INTO txn_partitions (transactional_id, topic_id, partition)
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[
-                    &transactional_id,
-                    &topic_id.as_bytes().as_slice(),
-                    &i64::from(partition),
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO txn_partitions (transactional_id, topic_id, partition)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[
+                &transactional_id,
+                &topic_id.as_bytes().as_slice(),
+                &i64::from(partition),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -53,38 +47,30 @@ impl TxnRows for WriteContext<'_, '_> {
         group_id: &str,
         offset: &CommittedOffset,
     ) -> Result<()> {
-        let statement = self
-            .transaction
-            .prepare_cached(
-                "INSERT INTO txn_offsets (transactional_id, group_id, topic_id, partition,
-                     committed_offset, leader_epoch, metadata)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (transactional_id, group_id, topic_id, partition) DO UPDATE SET
-                     committed_offset = excluded.committed_offset,
-                     leader_epoch = excluded.leader_epoch,
-                     metadata = excluded.metadata",
-            )
-            .await?;
-        self.transaction
-            .execute(
-                &statement,
-                &[
-                    &transactional_id,
-                    &group_id,
-                    &offset.topic_id.as_bytes().as_slice(),
-                    &i64::from(offset.partition),
-                    &offset.offset,
-                    &offset.leader_epoch,
-                    &offset.metadata,
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO txn_offsets (transactional_id, group_id, topic_id, partition,
+                 committed_offset, leader_epoch, metadata)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (transactional_id, group_id, topic_id, partition) DO UPDATE SET
+                 committed_offset = excluded.committed_offset,
+                 leader_epoch = excluded.leader_epoch,
+                 metadata = excluded.metadata",
+            &[
+                &transactional_id,
+                &group_id,
+                &offset.topic_id.as_bytes().as_slice(),
+                &i64::from(offset.partition),
+                &offset.offset,
+                &offset.leader_epoch,
+                &offset.metadata,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn txn_partitions(&mut self, transactional_id: &str) -> Result<Vec<PartitionKey>> {
         let rows = self
-            .transaction
             .query(
                 "SELECT topic_id, partition FROM txn_partitions WHERE transactional_id = $1
                  ORDER BY topic_id, partition",
@@ -105,7 +91,6 @@ impl TxnRows for WriteContext<'_, '_> {
         key: &PartitionKey,
     ) -> Result<Option<i64>> {
         Ok(self
-            .transaction
             .query_opt(
                 "SELECT current_txn_start_offset FROM producer_partitions
                  WHERE producer_id = $1 AND topic_id = $2 AND partition = $3",
@@ -122,7 +107,6 @@ impl TxnRows for WriteContext<'_, '_> {
         producer_id: i64,
     ) -> Result<Option<i64>> {
         Ok(self
-            .transaction
             .query_one(
                 "SELECT MIN(current_txn_start_offset) FROM producer_partitions
                  WHERE topic_id = $1 AND partition = $2 AND producer_id <> $3
@@ -134,13 +118,12 @@ impl TxnRows for WriteContext<'_, '_> {
     }
 
     async fn clear_txn_start(&mut self, producer_id: i64, key: &PartitionKey) -> Result<()> {
-        self.transaction
-            .execute(
-                "UPDATE producer_partitions SET current_txn_start_offset = -1
-                 WHERE producer_id = $1 AND topic_id = $2 AND partition = $3",
-                &[&producer_id, &key.0, &i64::from(key.1)],
-            )
-            .await?;
+        self.execute(
+            "UPDATE producer_partitions SET current_txn_start_offset = -1
+             WHERE producer_id = $1 AND topic_id = $2 AND partition = $3",
+            &[&producer_id, &key.0, &i64::from(key.1)],
+        )
+        .await?;
         Ok(())
     }
 
@@ -149,60 +132,56 @@ impl TxnRows for WriteContext<'_, '_> {
         key: &PartitionKey,
         aborted: &AbortedTransaction,
     ) -> Result<()> {
-        self.transaction
-            .execute(
-                "INSERT INTO aborted_txns (topic_id, partition, last_offset, producer_id,
-                     first_offset)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (topic_id, partition, last_offset) DO NOTHING",
-                &[
-                    &key.0,
-                    &i64::from(key.1),
-                    &aborted.last_offset,
-                    &aborted.producer_id,
-                    &aborted.first_offset,
-                ],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO aborted_txns (topic_id, partition, last_offset, producer_id,
+                 first_offset)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (topic_id, partition, last_offset) DO NOTHING",
+            &[
+                &key.0,
+                &i64::from(key.1),
+                &aborted.last_offset,
+                &aborted.producer_id,
+                &aborted.first_offset,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn apply_txn_offsets(&mut self, transactional_id: &str) -> Result<()> {
-        self.transaction
-            .execute(
-                "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset,
-                     leader_epoch, metadata, commit_ms)
-                 SELECT o.group_id, o.topic_id, o.partition, o.committed_offset, o.leader_epoch,
-                     o.metadata, $2
-                 FROM txn_offsets o
-                 JOIN partitions p ON p.topic_id = o.topic_id AND p.partition = o.partition
-                 WHERE o.transactional_id = $1
-                 ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET
-                     committed_offset = excluded.committed_offset,
-                     leader_epoch = excluded.leader_epoch,
-                     metadata = excluded.metadata,
-                     commit_ms = excluded.commit_ms",
-                &[&transactional_id, &self.now_ms],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset,
+                 leader_epoch, metadata, commit_ms)
+             SELECT o.group_id, o.topic_id, o.partition, o.committed_offset, o.leader_epoch,
+                 o.metadata, $2
+             FROM txn_offsets o
+             JOIN partitions p ON p.topic_id = o.topic_id AND p.partition = o.partition
+             WHERE o.transactional_id = $1
+             ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET
+                 committed_offset = excluded.committed_offset,
+                 leader_epoch = excluded.leader_epoch,
+                 metadata = excluded.metadata,
+                 commit_ms = excluded.commit_ms",
+            &[&transactional_id, &self.now_ms],
+        )
+        .await?;
         Ok(())
     }
 
     async fn forget_txn(&mut self, transactional_id: &str) -> Result<()> {
         for table in ["txn_offsets", "txn_partitions"] {
-            self.transaction
-                .execute(
-                    &format!("DELETE FROM {table} WHERE transactional_id = $1"),
-                    &[&transactional_id],
-                )
-                .await?;
+            self.execute(
+                &format!("DELETE FROM {table} WHERE transactional_id = $1"),
+                &[&transactional_id],
+            )
+            .await?;
         }
         Ok(())
     }
 
     async fn expired_transactions(&mut self, limit: u32) -> Result<Vec<String>> {
         let rows = self
-            .transaction
             .query(
                 "SELECT transactional_id FROM transactional_ids
                  WHERE state = 'Ongoing' AND txn_started_ms + transaction_timeout_ms < $1
