@@ -202,6 +202,11 @@ pub(crate) trait ProducerRows: Rows {
     /// Writes an existing transactional id's transaction state (its
     /// producer is written by InitProducerId), updated now.
     async fn set_txn_state(&mut self, transactional_id: &str, record: &TxnRecord) -> Result<()>;
+
+    /// Deletes producer state untouched since `live_since_ms`: per-partition
+    /// states, and idempotent (non-transactional) producer ids; the number
+    /// of rows deleted.
+    async fn delete_expired_producers(&mut self, live_since_ms: i64) -> Result<u64>;
 }
 
 /// The transaction coordinator's rows: the open transactions' partitions

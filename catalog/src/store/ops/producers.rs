@@ -111,3 +111,11 @@ async fn init_transactional<R: TxnRows>(
         event,
     })
 }
+
+/// Deletes expired producer state (the writers' periodic sweep: lookups
+/// ignore expired state anyway, the sweep only reclaims space); the number
+/// of rows deleted.
+pub(crate) async fn sweep_expired<R: ProducerRows>(rows: &mut R) -> Result<u64> {
+    let live_since_ms = rows.now_ms() - rows.producer_id_expiration_ms();
+    rows.delete_expired_producers(live_since_ms).await
+}

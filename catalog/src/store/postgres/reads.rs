@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::rows::topics::topic_from_row;
 use super::{to_u32, to_u64};
+use crate::store::commit_plan::PartitionRow;
 use crate::store::consumer_group_codec::decode;
 use crate::store::topic_rules::{TOPIC_COLUMNS, parse_topic_id};
 use crate::store::{
@@ -27,16 +28,6 @@ const LOOKUP_CHUNKS_MAX: u32 = 10_000;
 const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, object_key, object_size,
     position, length, batch_count, max_timestamp, format, marker_producer_id, marker_producer_epoch,
     marker_coordinator_epoch, marker_commit";
-
-/// A partition's row.
-#[derive(Debug, Clone, Copy)]
-struct PartitionRow {
-    log_start_offset: i64,
-    next_offset: i64,
-    last_stable_offset: i64,
-    max_timestamp: i64,
-    max_timestamp_offset: i64,
-}
 
 /// The partition's row; `UnknownPartition` if it does not exist.
 async fn partition(

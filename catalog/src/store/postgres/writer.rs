@@ -15,10 +15,11 @@ use futures::FutureExt;
 use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
-use super::rows::{self, Transaction, WriteContext};
+use super::rows::{Transaction, WriteContext};
 use super::{PostgresOptions, commit, pool_error};
 use crate::store::CommitOutcome;
 use crate::store::command::{Answer, Command, Reply, SWEEP_INTERVAL_MS, answered};
+use crate::store::ops;
 use crate::{Error, Result};
 
 /// A failure that fails a whole batch or unit: shared by every command in
@@ -153,7 +154,7 @@ async fn apply_batch(
     let (answers, mut poisoned) = apply_units(&mut context, batch).await;
     if poisoned.is_none() && context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
         *last_sweep_ms = context.now_ms;
-        poisoned = sweep(&context).await;
+        poisoned = sweep(&mut context).await;
     }
     let new_sequence = context.sequence;
     let committed = match poisoned {
@@ -290,13 +291,12 @@ async fn in_savepoint(
 
 /// Deletes expired producer state in a savepoint: a failed sweep only
 /// warns. Returns a failure if the transaction can no longer be used.
-async fn sweep(context: &WriteContext<'_, '_>) -> Option<Failure> {
+async fn sweep(context: &mut WriteContext<'_, '_>) -> Option<Failure> {
     let transaction = context.transaction;
-    let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
     if let Err(error) = transaction.batch_execute("SAVEPOINT sweep").await {
         return Some(Failure::from(error));
     }
-    let end = match rows::producers::sweep_expired(transaction, live_since_ms).await {
+    let end = match ops::producers::sweep_expired(context).await {
         Ok(removed) => {
             tracing::debug!(removed, "swept expired producer state");
             "RELEASE SAVEPOINT sweep"

@@ -5,8 +5,10 @@ use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic,
 use uuid::Uuid;
 
 use super::rows::agents::to_epoch;
+use super::rows::chunks;
 use super::rows::groups::decode_protocols;
 use super::rows::topics::{by_name, topic_from_row};
+use crate::store::commit_plan::PartitionRow;
 use crate::store::consumer_group_codec::decode;
 use crate::store::topic_rules::TOPIC_COLUMNS;
 use crate::store::topic_rules::parse_topic_id;
@@ -14,10 +16,10 @@ use crate::store::{
     AgentRecord, ChunkLookup, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupMemberRecord,
     GroupRecord, PartitionOffsets,
 };
+use crate::{Error, Result};
 
 /// The most dead objects one listing returns.
 const LIST_DEAD_OBJECTS_MAX: u32 = 10_000;
-use crate::{Error, Result};
 
 /// The most chunks one lookup returns.
 const LOOKUP_CHUNKS_MAX: u32 = 10_000;
@@ -26,37 +28,14 @@ const CHUNK_COLUMNS: &str = "topic_id, partition, base_offset, end_offset, objec
     position, length, batch_count, max_timestamp, format, marker_producer_id, marker_producer_epoch,
     marker_coordinator_epoch, marker_commit";
 
-/// A partition's row.
-#[derive(Debug, Clone, Copy)]
-struct PartitionRow {
-    log_start_offset: i64,
-    next_offset: i64,
-    last_stable_offset: i64,
-    max_timestamp: i64,
-    max_timestamp_offset: i64,
-}
-
+/// The partition's row; `UnknownPartition` if it does not exist.
 fn partition(connection: &Connection, topic_id: Uuid, partition: u32) -> Result<PartitionRow> {
-    connection
-        .prepare_cached(
-            "SELECT log_start_offset, next_offset, last_stable_offset, max_timestamp,
-                 max_timestamp_offset
-             FROM partitions WHERE topic_id = ?1 AND partition = ?2",
-        )?
-        .query_row(params![topic_id.as_bytes(), partition], |row| {
-            Ok(PartitionRow {
-                log_start_offset: row.get(0)?,
-                next_offset: row.get(1)?,
-                last_stable_offset: row.get(2)?,
-                max_timestamp: row.get(3)?,
-                max_timestamp_offset: row.get(4)?,
-            })
-        })
-        .optional()?
-        .ok_or(Error::UnknownPartition {
+    chunks::partition(connection, &(topic_id.as_bytes().to_vec(), partition))?.ok_or(
+        Error::UnknownPartition {
             topic_id,
             partition,
-        })
+        },
+    )
 }
 
 /// Chunks holding offsets >= `offset`, starting with the one containing it.

@@ -7,8 +7,9 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::SqliteOptions;
-use super::rows::{self, Counters, WriteContext};
+use super::rows::{Counters, WriteContext};
 use crate::store::command::{Answer, Command, SWEEP_INTERVAL_MS};
+use crate::store::ops;
 use crate::{Error, Result};
 
 /// The output of a future that is ready when created: an operation over
@@ -112,8 +113,7 @@ fn apply_batch(
         .collect();
     if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
         *last_sweep_ms = context.now_ms;
-        let live_since_ms = context.now_ms - options.producer_id_expiration_ms;
-        match rows::producers::sweep_expired(connection, live_since_ms) {
+        match ready(ops::producers::sweep_expired(&mut context)) {
             Ok(removed) => tracing::debug!(removed, "swept expired producer state"),
             Err(error) => tracing::warn!(%error, "sweeping expired producer state failed"),
         }

@@ -6,7 +6,7 @@
 
 use tokio_postgres::Row;
 
-use super::{Transaction, WriteContext};
+use super::WriteContext;
 use crate::Result;
 use crate::producer::{PartitionProducer, decode_recent};
 use crate::store::producer_rules::{ProducerRow, TransactionalRow};
@@ -145,6 +145,22 @@ impl ProducerRows for WriteContext<'_, '_> {
         Ok(())
     }
 
+    async fn delete_expired_producers(&mut self, live_since_ms: i64) -> Result<u64> {
+        let states = self
+            .execute(
+                "DELETE FROM producer_partitions WHERE last_update_ms < $1",
+                &[&live_since_ms],
+            )
+            .await?;
+        let producers = self
+            .execute(
+                "DELETE FROM producers WHERE last_update_ms < $1 AND transactional_id IS NULL",
+                &[&live_since_ms],
+            )
+            .await?;
+        Ok(states + producers)
+    }
+
     async fn set_txn_state(&mut self, transactional_id: &str, record: &TxnRecord) -> Result<()> {
         self.execute(
             "UPDATE transactional_ids SET state = $2, txn_started_ms = $3,
@@ -179,25 +195,4 @@ pub(in crate::store::postgres) fn state_from_row(
         current_txn_start_offset: row.try_get(first + 5)?,
         recent: decode_recent(recent)?,
     })
-}
-
-/// Deletes producer state untouched since `live_since_ms`: per-partition
-/// states, and idempotent (non-transactional) producer ids.
-pub(in crate::store::postgres) async fn sweep_expired(
-    transaction: &Transaction<'_>,
-    live_since_ms: i64,
-) -> Result<u64> {
-    let states = transaction
-        .execute(
-            "DELETE FROM producer_partitions WHERE last_update_ms < $1",
-            &[&live_since_ms],
-        )
-        .await?;
-    let producers = transaction
-        .execute(
-            "DELETE FROM producers WHERE last_update_ms < $1 AND transactional_id IS NULL",
-            &[&live_since_ms],
-        )
-        .await?;
-    Ok(states + producers)
 }

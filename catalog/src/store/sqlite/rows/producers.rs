@@ -90,6 +90,20 @@ impl ProducerRows for WriteContext<'_> {
         Ok(())
     }
 
+    async fn delete_expired_producers(&mut self, live_since_ms: i64) -> Result<u64> {
+        let states = self
+            .connection
+            .prepare_cached("DELETE FROM producer_partitions WHERE last_update_ms < ?1")?
+            .execute([live_since_ms])?;
+        let producers = self
+            .connection
+            .prepare_cached(
+                "DELETE FROM producers WHERE last_update_ms < ?1 AND transactional_id IS NULL",
+            )?
+            .execute([live_since_ms])?;
+        Ok(u64::try_from(states + producers).unwrap_or(u64::MAX))
+    }
+
     async fn set_txn_state(&mut self, transactional_id: &str, record: &TxnRecord) -> Result<()> {
         self.connection
             .prepare_cached(
@@ -235,21 +249,4 @@ pub(in crate::store::sqlite) fn save_partition_state(
             encode_recent(&state.recent)
         ])?;
     Ok(())
-}
-
-/// Deletes producer state untouched since `live_since_ms`: per-partition
-/// states, and idempotent (non-transactional) producer ids.
-pub(in crate::store::sqlite) fn sweep_expired(
-    connection: &Connection,
-    live_since_ms: i64,
-) -> Result<usize> {
-    let states = connection
-        .prepare_cached("DELETE FROM producer_partitions WHERE last_update_ms < ?1")?
-        .execute([live_since_ms])?;
-    let producers = connection
-        .prepare_cached(
-            "DELETE FROM producers WHERE last_update_ms < ?1 AND transactional_id IS NULL",
-        )?
-        .execute([live_since_ms])?;
-    Ok(states + producers)
 }
