@@ -24,36 +24,25 @@
 //! Connections are unencrypted (`NoTls`) for now: run the catalog next to
 //! PostgreSQL or on a trusted network. TLS comes later.
 
-mod agents;
 mod commit;
-mod compaction;
-mod consumer_groups;
-mod groups;
-mod producers;
 mod reads;
+mod rows;
 mod schema;
-mod topics;
-mod transactions;
 mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use strata_catalog_api::proto::{
-    AbortedTransaction, Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState,
-    ReplaceChunksRequest, Topic, TxnProducer,
-};
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic};
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::store::command::{Command, CommandQueue};
+use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
-    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
-    CommittedOffset, ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome,
-    DeletedTopic, ExpiredAborts, GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets,
-    ReplaceOutcome, SystemClock, TopicRef, TxnOutcome, TxnRequest,
+    AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
+    PartitionOffsets, SystemClock,
 };
 use crate::{Error, Result};
 
@@ -227,51 +216,11 @@ fn to_u64(what: &str, value: i64) -> Result<u64> {
     })
 }
 
-#[async_trait::async_trait]
-impl CatalogStore for PostgresStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(topic = %topic.name))]
-    async fn create_topic(&self, topic: NewTopic) -> Result<Topic> {
-        self.commands
-            .write(|reply| Command::CreateTopic(topic, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn delete_topic(&self, topic: TopicRef) -> Result<DeletedTopic> {
-        self.commands
-            .write(|reply| Command::DeleteTopic(topic, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn create_partitions(&self, name: &str, new_count: u32) -> Result<Topic> {
-        let name = name.to_string();
-        self.commands
-            .write(|reply| Command::CreatePartitions(name, new_count, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
+impl StoreReads for PostgresStore {
     async fn list_topics(&self, names: &[String]) -> Result<Vec<Topic>> {
-        topics::list(&get(&self.pool).await?, names).await
+        reads::list_topics(&get(&self.pool).await?, names).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, change))]
-    async fn alter_topic_configs(&self, name: &str, change: ConfigChange) -> Result<Topic> {
-        let name = name.to_string();
-        self.commands
-            .write(|reply| Command::AlterConfigs(name, change, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.segment_id))]
-    async fn commit_segment(&self, request: CommitSegmentRequest) -> Result<CommitOutcome> {
-        self.commands
-            .write(|reply| Command::CommitSegment(request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn lookup_chunks(
         &self,
         topic_id: Uuid,
@@ -283,13 +232,11 @@ impl CatalogStore for PostgresStore {
         reads::lookup_chunks(&mut client, topic_id, partition, offset, max_chunks).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn partition_offsets(&self, topic_id: Uuid, partition: u32) -> Result<PartitionOffsets> {
         let mut client = get(&self.pool).await?;
         reads::partition_offsets(&mut client, topic_id, partition).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn find_chunk_by_timestamp(
         &self,
         topic_id: Uuid,
@@ -300,29 +247,6 @@ impl CatalogStore for PostgresStore {
         reads::find_chunk_by_timestamp(&mut client, topic_id, partition, timestamp).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
-    async fn init_producer_id(
-        &self,
-        request: InitProducerIdRequest,
-    ) -> Result<InitProducerOutcome> {
-        self.commands
-            .write(|reply| Command::InitProducerId(request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = producer.producer_id))]
-    async fn transaction(&self, producer: TxnProducer, request: TxnRequest) -> Result<TxnOutcome> {
-        self.commands
-            .write(|reply| Command::Transaction(producer, request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn abort_expired_transactions(&self) -> Result<ExpiredAborts> {
-        self.commands.write(Command::AbortExpiredTransactions).await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn aborted_transactions(
         &self,
         topic_id: Uuid,
@@ -334,7 +258,6 @@ impl CatalogStore for PostgresStore {
         reads::aborted_transactions(&client, topic_id, partition, from_offset, to_offset).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn describe_producers(
         &self,
         topic_id: Uuid,
@@ -342,123 +265,37 @@ impl CatalogStore for PostgresStore {
     ) -> Result<Vec<ProducerState>> {
         let live_since_ms = self.options.clock.now_ms() - self.options.producer_id_expiration_ms;
         let client = get(&self.pool).await?;
-        producers::describe(&client, topic_id, partition, live_since_ms).await
+        reads::describe_producers(&client, topic_id, partition, live_since_ms).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn last_commit_sequence(&self) -> Result<u64> {
         reads::last_commit_sequence(&get(&self.pool).await?).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, offsets), fields(partitions = offsets.len()))]
-    async fn commit_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
-        let group_id = group_id.to_string();
-        self.commands
-            .write(|reply| Command::CommitOffsets(group_id, offsets, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
-        groups::fetch_offsets(&get(&self.pool).await?, group_id).await
+        reads::fetch_offsets(&get(&self.pool).await?, group_id).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, partitions))]
-    async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()> {
-        let group_id = group_id.to_string();
-        self.commands
-            .write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
-    async fn save_group(&self, record: GroupRecord) -> Result<()> {
-        self.commands
-            .write(|reply| Command::SaveGroup(record, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
-    async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()> {
-        self.commands
-            .write(|reply| Command::SaveConsumerGroup(record, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn delete_group(&self, group_id: &str) -> Result<()> {
-        let group_id = group_id.to_string();
-        self.commands
-            .write(|reply| Command::DeleteGroup(group_id, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn load_groups(&self) -> Result<Vec<GroupRecord>> {
         let mut client = get(&self.pool).await?;
-        groups::load_groups(&mut client).await
+        reads::load_groups(&mut client).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
-        consumer_groups::load(&get(&self.pool).await?).await
+        reads::load_consumer_groups(&get(&self.pool).await?).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.partition))]
-    async fn replace_chunks(&self, request: ReplaceChunksRequest) -> Result<ReplaceOutcome> {
-        self.commands
-            .write(|reply| Command::ReplaceChunks(request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn delete_records(
-        &self,
-        topic_id: Uuid,
-        partition: u32,
-        offset: i64,
-    ) -> Result<DeleteRecordsOutcome> {
-        self.commands
-            .write(|reply| Command::DeleteRecords(topic_id, partition, offset, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn list_dead_objects(&self, dead_before_ms: i64, limit: u32) -> Result<Vec<DeadObject>> {
-        compaction::list_dead_objects(&get(&self.pool).await?, dead_before_ms, limit).await
+        reads::list_dead_objects(&get(&self.pool).await?, dead_before_ms, limit).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
-    async fn forget_dead_objects(&self, object_keys: Vec<String>) -> Result<()> {
-        self.commands
-            .write(|reply| Command::ForgetDeadObjects(object_keys, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
-        compaction::referenced_objects(&get(&self.pool).await?, &object_keys).await
+        reads::referenced_objects(&get(&self.pool).await?, &object_keys).await
     }
 
-    // ---------- agents ----------
-
-    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %registration.agent_id))]
-    async fn register_agent(&self, registration: AgentRegistration) -> Result<AgentRecord> {
-        self.commands
-            .write(|reply| Command::RegisterAgent(registration, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn fence_agent(&self, agent_id: &str, epoch: u64) -> Result<bool> {
-        let agent_id = agent_id.to_string();
-        self.commands
-            .write(|reply| Command::FenceAgent(agent_id, epoch, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
-        agents::list(&get(&self.pool).await?).await
+        reads::list_agents(&get(&self.pool).await?).await
     }
 }
+
+impl_catalog_store!(PostgresStore);

@@ -7,16 +7,10 @@
 //! commit. Reads use a small pool of read-only connections on tokio's
 //! blocking pool; WAL lets them run beside the writer.
 
-mod agents;
 mod commit;
-mod compaction;
-mod consumer_groups;
-mod groups;
-mod producers;
 mod reads;
+mod rows;
 mod schema;
-mod topics;
-mod transactions;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -24,19 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
-use strata_catalog_api::proto::{
-    AbortedTransaction, Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState,
-    ReplaceChunksRequest, Topic, TxnProducer,
-};
+use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::store::command::{Command, CommandQueue};
+use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
-    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
-    CommittedOffset, ConfigChange, ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome,
-    DeletedTopic, ExpiredAborts, GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets,
-    ReplaceOutcome, SystemClock, TopicRef, TxnOutcome, TxnRequest,
+    AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
+    PartitionOffsets, SystemClock,
 };
 use crate::{Error, Result};
 
@@ -229,53 +218,13 @@ impl Drop for SqliteStore {
     }
 }
 
-#[async_trait::async_trait]
-impl CatalogStore for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(topic = %topic.name))]
-    async fn create_topic(&self, topic: NewTopic) -> Result<Topic> {
-        self.commands
-            .write(|reply| Command::CreateTopic(topic, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn delete_topic(&self, topic: TopicRef) -> Result<DeletedTopic> {
-        self.commands
-            .write(|reply| Command::DeleteTopic(topic, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn create_partitions(&self, name: &str, new_count: u32) -> Result<Topic> {
-        let name = name.to_string();
-        self.commands
-            .write(|reply| Command::CreatePartitions(name, new_count, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
+impl StoreReads for SqliteStore {
     async fn list_topics(&self, names: &[String]) -> Result<Vec<Topic>> {
         let names = names.to_vec();
-        self.read(move |connection, _| topics::list(connection, &names))
+        self.read(move |connection, _| reads::list_topics(connection, &names))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, change))]
-    async fn alter_topic_configs(&self, name: &str, change: ConfigChange) -> Result<Topic> {
-        let name = name.to_string();
-        self.commands
-            .write(|reply| Command::AlterConfigs(name, change, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(segment_id = %request.segment_id))]
-    async fn commit_segment(&self, request: CommitSegmentRequest) -> Result<CommitOutcome> {
-        self.commands
-            .write(|reply| Command::CommitSegment(request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn lookup_chunks(
         &self,
         topic_id: Uuid,
@@ -289,13 +238,11 @@ impl CatalogStore for SqliteStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn partition_offsets(&self, topic_id: Uuid, partition: u32) -> Result<PartitionOffsets> {
         self.read(move |connection, _| reads::partition_offsets(connection, topic_id, partition))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn find_chunk_by_timestamp(
         &self,
         topic_id: Uuid,
@@ -308,29 +255,6 @@ impl CatalogStore for SqliteStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = request.producer_id))]
-    async fn init_producer_id(
-        &self,
-        request: InitProducerIdRequest,
-    ) -> Result<InitProducerOutcome> {
-        self.commands
-            .write(|reply| Command::InitProducerId(request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(producer_id = producer.producer_id))]
-    async fn transaction(&self, producer: TxnProducer, request: TxnRequest) -> Result<TxnOutcome> {
-        self.commands
-            .write(|reply| Command::Transaction(producer, request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn abort_expired_transactions(&self) -> Result<ExpiredAborts> {
-        self.commands.write(Command::AbortExpiredTransactions).await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn aborted_transactions(
         &self,
         topic_id: Uuid,
@@ -344,7 +268,6 @@ impl CatalogStore for SqliteStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn describe_producers(
         &self,
         topic_id: Uuid,
@@ -352,133 +275,46 @@ impl CatalogStore for SqliteStore {
     ) -> Result<Vec<ProducerState>> {
         self.read(move |connection, options| {
             let live_since_ms = options.clock.now_ms() - options.producer_id_expiration_ms;
-            producers::describe(connection, topic_id, partition, live_since_ms)
+            reads::describe_producers(connection, topic_id, partition, live_since_ms)
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn last_commit_sequence(&self) -> Result<u64> {
         self.read(|connection, _| reads::last_commit_sequence(connection))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, offsets), fields(partitions = offsets.len()))]
-    async fn commit_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
-        let group_id = group_id.to_string();
-        self.commands
-            .write(|reply| Command::CommitOffsets(group_id, offsets, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
         let group_id = group_id.to_string();
-        self.read(move |connection, _| groups::fetch_offsets(connection, &group_id))
+        self.read(move |connection, _| reads::fetch_offsets(connection, &group_id))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, partitions))]
-    async fn delete_offsets(&self, group_id: &str, partitions: Vec<(Uuid, u32)>) -> Result<()> {
-        let group_id = group_id.to_string();
-        self.commands
-            .write(|reply| Command::DeleteOffsets(group_id, partitions, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
-    async fn save_group(&self, record: GroupRecord) -> Result<()> {
-        self.commands
-            .write(|reply| Command::SaveGroup(record, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(group_id = %record.group_id))]
-    async fn save_consumer_group(&self, record: ConsumerGroupRecord) -> Result<()> {
-        self.commands
-            .write(|reply| Command::SaveConsumerGroup(record, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn delete_group(&self, group_id: &str) -> Result<()> {
-        let group_id = group_id.to_string();
-        self.commands
-            .write(|reply| Command::DeleteGroup(group_id, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn load_groups(&self) -> Result<Vec<GroupRecord>> {
-        self.read(|connection, _| groups::load_groups(connection))
+        self.read(|connection, _| reads::load_groups(connection))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
-        self.read(|connection, _| consumer_groups::load(connection))
+        self.read(|connection, _| reads::load_consumer_groups(connection))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(partition = request.partition))]
-    async fn replace_chunks(&self, request: ReplaceChunksRequest) -> Result<ReplaceOutcome> {
-        self.commands
-            .write(|reply| Command::ReplaceChunks(request, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn delete_records(
-        &self,
-        topic_id: Uuid,
-        partition: u32,
-        offset: i64,
-    ) -> Result<DeleteRecordsOutcome> {
-        self.commands
-            .write(|reply| Command::DeleteRecords(topic_id, partition, offset, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn list_dead_objects(&self, dead_before_ms: i64, limit: u32) -> Result<Vec<DeadObject>> {
-        self.read(move |connection, _| {
-            compaction::list_dead_objects(connection, dead_before_ms, limit)
-        })
-        .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
-    async fn forget_dead_objects(&self, object_keys: Vec<String>) -> Result<()> {
-        self.commands
-            .write(|reply| Command::ForgetDeadObjects(object_keys, reply))
+        self.read(move |connection, _| reads::list_dead_objects(connection, dead_before_ms, limit))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(objects = object_keys.len()))]
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>> {
-        self.read(move |connection, _| compaction::referenced_objects(connection, &object_keys))
+        self.read(move |connection, _| reads::referenced_objects(connection, &object_keys))
             .await
     }
 
-    // ---------- agents ----------
-
-    #[tracing::instrument(level = "debug", skip_all, fields(agent_id = %registration.agent_id))]
-    async fn register_agent(&self, registration: AgentRegistration) -> Result<AgentRecord> {
-        self.commands
-            .write(|reply| Command::RegisterAgent(registration, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn fence_agent(&self, agent_id: &str, epoch: u64) -> Result<bool> {
-        let agent_id = agent_id.to_string();
-        self.commands
-            .write(|reply| Command::FenceAgent(agent_id, epoch, reply))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
     async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
-        self.read(|connection, _| agents::list(connection)).await
+        self.read(|connection, _| reads::list_agents(connection))
+            .await
     }
 }
+
+impl_catalog_store!(SqliteStore);

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use prost::Message;
 use strata_catalog_api::proto::{CommitSegmentRequest, CommitSegmentResponse};
 
-use super::writer::WriteContext;
+use super::rows::WriteContext;
 use super::{to_bigint, to_u32};
 use crate::Result;
 use crate::producer::PartitionProducer;
@@ -20,6 +20,7 @@ use crate::store::CommitOutcome;
 use crate::store::commit_plan::{self, AgentFence, Changes, CommitSource, StateKey};
 pub(super) use crate::store::commit_plan::{NewChunk, PartitionKey, PartitionRow};
 use crate::store::producer_rules::ProducerRow;
+use crate::store::rows::SegmentRows;
 
 mod load;
 mod save;
@@ -54,6 +55,15 @@ pub(super) struct RunState {
     pub(super) dead_objects: Vec<String>,
     /// Registrations of the agents of fenced commits, by agent id.
     pub(super) agents: HashMap<String, AgentFence>,
+}
+
+/// A lone commit is a run of one (the writer applies runs of consecutive
+/// commits with [`apply_run`] directly).
+impl SegmentRows for WriteContext<'_, '_> {
+    async fn commit_segment(&mut self, request: &CommitSegmentRequest) -> Result<CommitOutcome> {
+        let mut outcomes = apply_run(self, std::slice::from_ref(request)).await?;
+        outcomes.pop().expect("a run answers each of its commits")
+    }
 }
 
 /// Applies `requests` in order; returns one outcome per request. An `Err`

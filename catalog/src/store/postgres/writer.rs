@@ -15,34 +15,12 @@ use futures::FutureExt;
 use strata_catalog_api::proto::CommitSegmentRequest;
 use tokio::sync::mpsc;
 
-use super::{
-    PostgresOptions, agents, commit, compaction, consumer_groups, groups, pool_error, producers,
-    topics, transactions,
-};
+use super::rows::{Transaction, WriteContext};
+use super::{PostgresOptions, commit, pool_error};
 use crate::store::CommitOutcome;
-use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
+use crate::store::command::{Answer, Command, Reply, SWEEP_INTERVAL_MS, answered};
+use crate::store::ops;
 use crate::{Error, Result};
-
-/// The writer's open transaction.
-pub(super) type Transaction<'c> = deadpool_postgres::Transaction<'c>;
-
-/// What a command needs to run inside the open transaction.
-#[derive(Debug)]
-pub(super) struct WriteContext<'a, 'c> {
-    pub(super) transaction: &'a Transaction<'c>,
-    /// The last commit-stream sequence handed out (persisted at COMMIT).
-    pub(super) sequence: u64,
-    pub(super) now_ms: i64,
-    pub(super) options: &'a PostgresOptions,
-}
-
-impl WriteContext<'_, '_> {
-    /// Takes the next commit-stream sequence.
-    pub(super) fn next_sequence(&mut self) -> u64 {
-        self.sequence += 1;
-        self.sequence
-    }
-}
 
 /// A failure that fails a whole batch or unit: shared by every command in
 /// it.
@@ -76,101 +54,10 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
-/// A command's result, waiting for the transaction to commit.
-trait Answer: Send {
-    /// Sends the result, or the batch's failure if the transaction failed.
-    fn send(self: Box<Self>, failure: Option<&Failure>);
-}
-
-struct Answered<T> {
-    reply: Reply<T>,
-    result: Result<T>,
-}
-
-impl<T: Send> Answer for Answered<T> {
-    fn send(self: Box<Self>, failure: Option<&Failure>) {
-        let result = match failure {
-            Some(failure) if self.result.is_ok() => Err(failure.error()),
-            _ => self.result,
-        };
-        // The caller may have gone away; the write stands regardless.
-        let _ = self.reply.send(result);
-    }
-}
-
 /// A unit's answers and whether it failed (and must be rolled back).
 struct UnitAnswers {
     answers: Vec<Box<dyn Answer>>,
     failed: bool,
-}
-
-fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> UnitAnswers {
-    UnitAnswers {
-        failed: result.is_err(),
-        answers: vec![Box::new(Answered { reply, result })],
-    }
-}
-
-/// Runs the command in the open transaction.
-async fn apply(command: Command, context: &mut WriteContext<'_, '_>) -> UnitAnswers {
-    match command {
-        Command::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic).await),
-        Command::DeleteTopic(topic, reply) => {
-            answered(reply, topics::delete(context, &topic).await)
-        }
-        Command::CreatePartitions(name, count, reply) => answered(
-            reply,
-            topics::create_partitions(context, &name, count).await,
-        ),
-        Command::AlterConfigs(name, change, reply) => {
-            answered(reply, topics::alter_configs(context, &name, change).await)
-        }
-        Command::CommitSegment(request, reply) => commit_run(context, vec![(request, reply)]).await,
-        Command::Transaction(producer, request, reply) => answered(
-            reply,
-            transactions::apply(context, &producer, &request).await,
-        ),
-        Command::AbortExpiredTransactions(reply) => {
-            answered(reply, transactions::abort_expired(context).await)
-        }
-        Command::InitProducerId(request, reply) => {
-            answered(reply, producers::init_producer_id(context, &request).await)
-        }
-        Command::CommitOffsets(group_id, offsets, reply) => answered(
-            reply,
-            groups::commit_offsets(context, &group_id, &offsets).await,
-        ),
-        Command::DeleteOffsets(group_id, partitions, reply) => answered(
-            reply,
-            groups::delete_offsets(context, &group_id, &partitions).await,
-        ),
-        Command::SaveGroup(record, reply) => {
-            answered(reply, groups::save_group(context, &record).await)
-        }
-        Command::SaveConsumerGroup(record, reply) => {
-            answered(reply, consumer_groups::save(context, &record).await)
-        }
-        Command::DeleteGroup(group_id, reply) => {
-            answered(reply, groups::delete_group(context, &group_id).await)
-        }
-        Command::ReplaceChunks(request, reply) => {
-            answered(reply, compaction::replace_chunks(context, &request).await)
-        }
-        Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
-            reply,
-            compaction::delete_records(context, topic_id, partition, offset).await,
-        ),
-        Command::ForgetDeadObjects(keys, reply) => {
-            answered(reply, compaction::forget_dead_objects(context, &keys).await)
-        }
-        // ---------- agents ----------
-        Command::RegisterAgent(registration, reply) => {
-            answered(reply, agents::register(context, &registration).await)
-        }
-        Command::FenceAgent(agent_id, epoch, reply) => {
-            answered(reply, agents::fence(context, &agent_id, epoch).await)
-        }
-    }
 }
 
 /// Applies a run of segment commits set-wise; a failure of the run fails
@@ -186,7 +73,7 @@ async fn commit_run(
             answers: replies
                 .into_iter()
                 .zip(outcomes)
-                .map(|(reply, result)| Box::new(Answered { reply, result }) as Box<dyn Answer>)
+                .map(|(reply, result)| answered(reply, result))
                 .collect(),
         },
         Err(error) => {
@@ -195,12 +82,7 @@ async fn commit_run(
                 failed: true,
                 answers: replies
                     .into_iter()
-                    .map(|reply| {
-                        Box::new(Answered {
-                            reply,
-                            result: Err(failure.error()),
-                        }) as Box<dyn Answer>
-                    })
+                    .map(|reply| answered(reply, Err(failure.error())))
                     .collect(),
             }
         }
@@ -272,7 +154,7 @@ async fn apply_batch(
     let (answers, mut poisoned) = apply_units(&mut context, batch).await;
     if poisoned.is_none() && context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
         *last_sweep_ms = context.now_ms;
-        poisoned = sweep(&context).await;
+        poisoned = sweep(&mut context).await;
     }
     let new_sequence = context.sequence;
     let committed = match poisoned {
@@ -283,9 +165,10 @@ async fn apply_batch(
         Ok(()) => answers.into_iter().for_each(|answer| answer.send(None)),
         Err(failure) => {
             tracing::error!(error = %failure.0, commands = answers.len(), "catalog group commit failed");
+            let error = || failure.error();
             answers
                 .into_iter()
-                .for_each(|answer| answer.send(Some(&failure)));
+                .for_each(|answer| answer.send(Some(&error)));
         }
     }
 }
@@ -383,7 +266,13 @@ async fn in_savepoint(
     let before = context.sequence;
     let applied = match unit {
         Unit::Commits(commits) => commit_run(context, commits).await,
-        Unit::Command(command) => apply(command, context).await,
+        Unit::Command(command) => {
+            let answer = command.apply(context).await;
+            UnitAnswers {
+                failed: answer.failed(),
+                answers: vec![answer],
+            }
+        }
     };
     answers.extend(applied.answers);
     let end = if applied.failed {
@@ -402,13 +291,12 @@ async fn in_savepoint(
 
 /// Deletes expired producer state in a savepoint: a failed sweep only
 /// warns. Returns a failure if the transaction can no longer be used.
-async fn sweep(context: &WriteContext<'_, '_>) -> Option<Failure> {
+async fn sweep(context: &mut WriteContext<'_, '_>) -> Option<Failure> {
     let transaction = context.transaction;
-    let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
     if let Err(error) = transaction.batch_execute("SAVEPOINT sweep").await {
         return Some(Failure::from(error));
     }
-    let end = match producers::sweep_expired(transaction, live_since_ms).await {
+    let end = match ops::producers::sweep_expired(context).await {
         Ok(removed) => {
             tracing::debug!(removed, "swept expired producer state");
             "RELEASE SAVEPOINT sweep"

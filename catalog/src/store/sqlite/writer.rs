@@ -2,136 +2,22 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::{
-    SqliteOptions, agents, commit, compaction, consumer_groups, groups, producers, topics,
-    transactions,
-};
-use crate::store::command::{Command, Reply, SWEEP_INTERVAL_MS};
+use super::SqliteOptions;
+use super::rows::{Counters, WriteContext};
+use crate::store::command::{Answer, Command, SWEEP_INTERVAL_MS};
+use crate::store::ops;
 use crate::{Error, Result};
 
-/// Counters the writer keeps in memory and persists in `meta` with each
-/// transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Counters {
-    /// The last commit-stream sequence handed out.
-    pub(super) commit_sequence: u64,
-    /// The next producer id to hand out.
-    pub(super) next_producer_id: i64,
-}
-
-impl Counters {
-    /// Takes the next commit-stream sequence.
-    pub(super) fn next_sequence(&mut self) -> u64 {
-        self.commit_sequence += 1;
-        self.commit_sequence
-    }
-
-    /// Takes a new producer id.
-    pub(super) fn allocate_producer_id(&mut self) -> i64 {
-        let id = self.next_producer_id;
-        self.next_producer_id += 1;
-        id
-    }
-}
-
-/// What a command needs to run inside the open transaction.
-#[derive(Debug)]
-pub(super) struct WriteContext<'a> {
-    pub(super) connection: &'a Connection,
-    pub(super) counters: &'a mut Counters,
-    pub(super) now_ms: i64,
-    pub(super) options: &'a SqliteOptions,
-}
-
-/// A command's result, waiting for the transaction to commit.
-trait Answer: Send {
-    fn failed(&self) -> bool;
-    /// Sends the result, or `commit_error` if the transaction failed.
-    fn send(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>);
-}
-
-struct Answered<T> {
-    reply: Reply<T>,
-    result: Result<T>,
-}
-
-impl<T: Send> Answer for Answered<T> {
-    fn failed(&self) -> bool {
-        self.result.is_err()
-    }
-
-    fn send(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>) {
-        let result = match commit_error {
-            Some(error) if self.result.is_ok() => Err(Error::Sqlite(Arc::clone(error))),
-            _ => self.result,
-        };
-        // The caller may have gone away; the write stands regardless.
-        let _ = self.reply.send(result);
-    }
-}
-
-fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Box<dyn Answer> {
-    Box::new(Answered { reply, result })
-}
-
-/// Runs the command in the open transaction.
-fn apply(command: Command, context: &mut WriteContext<'_>) -> Box<dyn Answer> {
-    match command {
-        Command::CreateTopic(topic, reply) => answered(reply, topics::create(context, topic)),
-        Command::DeleteTopic(topic, reply) => answered(reply, topics::delete(context, &topic)),
-        Command::CreatePartitions(name, count, reply) => {
-            answered(reply, topics::create_partitions(context, &name, count))
-        }
-        Command::AlterConfigs(name, change, reply) => {
-            answered(reply, topics::alter_configs(context, &name, change))
-        }
-        Command::CommitSegment(request, reply) => {
-            answered(reply, commit::commit_segment(context, &request))
-        }
-        Command::InitProducerId(request, reply) => {
-            answered(reply, producers::init_producer_id(context, &request))
-        }
-        Command::Transaction(producer, request, reply) => {
-            answered(reply, transactions::apply(context, &producer, &request))
-        }
-        Command::AbortExpiredTransactions(reply) => {
-            answered(reply, transactions::abort_expired(context))
-        }
-        Command::CommitOffsets(group_id, offsets, reply) => {
-            answered(reply, groups::commit_offsets(context, &group_id, &offsets))
-        }
-        Command::DeleteOffsets(group_id, partitions, reply) => answered(
-            reply,
-            groups::delete_offsets(context, &group_id, &partitions),
-        ),
-        Command::SaveGroup(record, reply) => answered(reply, groups::save_group(context, &record)),
-        Command::SaveConsumerGroup(record, reply) => {
-            answered(reply, consumer_groups::save(context, &record))
-        }
-        Command::DeleteGroup(group_id, reply) => {
-            answered(reply, groups::delete_group(context, &group_id))
-        }
-        Command::ReplaceChunks(request, reply) => {
-            answered(reply, compaction::replace_chunks(context, &request))
-        }
-        Command::DeleteRecords(topic_id, partition, offset, reply) => answered(
-            reply,
-            compaction::delete_records(context, topic_id, partition, offset),
-        ),
-        Command::ForgetDeadObjects(keys, reply) => {
-            answered(reply, compaction::forget_dead_objects(context, &keys))
-        }
-        // ---------- agents ----------
-        Command::RegisterAgent(registration, reply) => {
-            answered(reply, agents::register(context, &registration))
-        }
-        Command::FenceAgent(agent_id, epoch, reply) => {
-            answered(reply, agents::fence(context, &agent_id, epoch))
-        }
-    }
+/// The output of a future that is ready when created: an operation over
+/// SQLite's rows, whose every method runs synchronously.
+fn ready<T>(operation: impl Future<Output = T>) -> T {
+    operation
+        .now_or_never()
+        .expect("SQLite rows are synchronous: their futures never wait")
 }
 
 /// The writer thread's loop: runs until every sender is dropped.
@@ -227,8 +113,7 @@ fn apply_batch(
         .collect();
     if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
         *last_sweep_ms = context.now_ms;
-        let live_since_ms = context.now_ms - options.producer_id_expiration_ms;
-        match producers::sweep_expired(connection, live_since_ms) {
+        match ready(ops::producers::sweep_expired(&mut context)) {
             Ok(removed) => tracing::debug!(removed, "swept expired producer state"),
             Err(error) => tracing::warn!(%error, "sweeping expired producer state failed"),
         }
@@ -244,9 +129,10 @@ fn apply_batch(
             }
             *counters = persisted;
             let error = Arc::new(error);
+            let failure = || Error::Sqlite(Arc::clone(&error));
             answers
                 .into_iter()
-                .for_each(|answer| answer.send(Some(&error)));
+                .for_each(|answer| answer.send(Some(&failure)));
         }
     }
 }
@@ -260,7 +146,7 @@ fn apply_in_savepoint(context: &mut WriteContext<'_>, command: Command) -> Box<d
         return Box::new(Failed);
     }
     let before = *context.counters;
-    let answer = apply(command, context);
+    let answer = ready(command.apply(context));
     if answer.failed() {
         *context.counters = before;
         if let Err(error) = execute(context.connection, "ROLLBACK TO command") {
@@ -281,7 +167,7 @@ impl Answer for Failed {
         true
     }
 
-    fn send(self: Box<Self>, _: Option<&Arc<rusqlite::Error>>) {}
+    fn send(self: Box<Self>, _: Option<&dyn Fn() -> Error>) {}
 }
 
 fn execute(connection: &Connection, sql: &str) -> rusqlite::Result<()> {

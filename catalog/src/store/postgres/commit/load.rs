@@ -5,9 +5,9 @@
 use prost::Message;
 use strata_catalog_api::proto::{CommitSegmentRequest, CommitSegmentResponse};
 
-use super::super::agents;
-use super::super::producers::state_from_row;
-use super::super::writer::Transaction;
+use super::super::rows::Transaction;
+use super::super::rows::agents;
+use super::super::rows::producers::state_from_row;
 use super::{PartitionKey, PartitionRow, RunState, partition_index, run_keys};
 use crate::store::producer_rules::ProducerRow;
 use crate::{Error, Result};

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::super::writer::Transaction;
+use super::super::rows::Transaction;
+use super::super::rows::chunks::bury_unreferenced;
 use super::{PartitionKey, RunState};
 use crate::Result;
 use crate::producer::encode_recent;
@@ -23,8 +24,7 @@ pub(super) async fn save(
         insert_segments(transaction, state, now_ms),
     )?;
     // After the chunks, so the check sees this run's chunks too.
-    crate::store::postgres::compaction::bury_unreferenced(transaction, &state.dead_objects, now_ms)
-        .await?;
+    bury_unreferenced(transaction, &state.dead_objects, now_ms).await?;
     Ok(())
 }
 
