@@ -35,12 +35,10 @@
 
 mod error;
 mod read;
-pub mod records;
 mod schema;
 mod write;
 
 pub use error::{Error, Result};
 pub use read::{Fetched, InMemoryFile, ParquetTierReader};
-pub use records::RecordFault;
 pub use schema::{FORMAT_VERSION, metadata_keys, schema};
 pub use write::{PartitionInfo, PartitionWriter, WriteOptions, WriteSummary, write_file};
