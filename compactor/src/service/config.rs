@@ -5,7 +5,7 @@ use std::time::Duration;
 use strata_parquet::WriteOptions;
 
 /// How the compactor paces itself and sizes its files. The CLI builds it
-/// from `strata compactor` flags (client/src/config.rs); `strata dev` uses
+/// from `strata compactor` flags (client/cli/src/config.rs); `strata dev` uses
 /// [`CompactorConfig::dev`].
 #[derive(Debug, Clone)]
 pub struct CompactorConfig {
