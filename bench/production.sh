@@ -36,7 +36,7 @@ log() { echo "[bench $(date +%T)] $*" >&2; }
 
 if [[ $SKIP_BUILD == 0 && -z ${STRATA_BIN:-} ]]; then
   log "building release binary"
-  (cd "$ROOT" && cargo build --locked --release -p strata-client) >&2
+  (cd "$ROOT" && cargo build --locked --release -p strata) >&2
 fi
 STRATA="${STRATA_BIN:-$CARGO_TARGET_DIR/release/strata}"
 PY="$VENV/bin/python"

@@ -57,8 +57,8 @@ log() { echo "[bench $(date +%T)] $*" >&2; }
 
 # ---------------------------------------------------------------- build + venv
 if [[ $SKIP_BUILD == 0 ]]; then
-  log "building release binary (cargo build --locked --release -p strata-client)"
-  (cd "$ROOT" && cargo build --locked --release -p strata-client) >&2
+  log "building release binary (cargo build --locked --release -p strata)"
+  (cd "$ROOT" && cargo build --locked --release -p strata) >&2
 fi
 STRATA="$CARGO_TARGET_DIR/release/strata"
 [[ -x $STRATA ]] || { echo "no binary at $STRATA" >&2; exit 1; }

@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use strata_compactor::ParquetTierReader;
+use strata_parquet::ParquetTierReader;
 use tokio::sync::OnceCell;
 
 use crate::cache::{BlockCache, CacheError};
@@ -127,7 +127,7 @@ impl ParquetReaders {
 
     /// The opened reader of `file`, opening it on first use. A failed open
     /// is not remembered: the next call tries again.
-    pub(crate) async fn get(&self, file: CachedFile) -> strata_compactor::Result<Arc<TierReader>> {
+    pub(crate) async fn get(&self, file: CachedFile) -> strata_parquet::Result<Arc<TierReader>> {
         let slot = self.slot(file.key.as_ref());
         let reader = slot
             .get_or_try_init(|| async {
@@ -173,8 +173,8 @@ impl ParquetReaders {
 }
 
 /// Whether a Parquet-tier read failed because its object does not exist.
-pub(crate) fn is_not_found(error: &strata_compactor::Error) -> bool {
-    let strata_compactor::Error::Parquet(ParquetError::External(source)) = error else {
+pub(crate) fn is_not_found(error: &strata_parquet::Error) -> bool {
+    let strata_parquet::Error::Parquet(ParquetError::External(source)) = error else {
         return false;
     };
     source

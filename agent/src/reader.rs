@@ -79,7 +79,7 @@ pub(crate) enum ReadError {
     #[error("segment read: {0}")]
     Segment(#[from] CacheError),
     #[error("parquet tier read: {0}")]
-    Parquet(#[from] strata_compactor::Error),
+    Parquet(#[from] strata_parquet::Error),
 }
 
 impl ReadError {

@@ -46,7 +46,7 @@ pub use metrics::CompactorMetrics;
 use plan::TopicPolicy;
 use upload::{ChunkSource, UploadOptions};
 
-use crate::PartitionInfo;
+use strata_parquet::PartitionInfo;
 
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION, as the catalog answers it (an i32
 /// in the catalog's protobuf responses).
@@ -75,7 +75,7 @@ pub enum ServiceError {
     ObjectStore(#[from] object_store::Error),
     /// A chunk could not be decoded or the file could not be encoded.
     #[error("parquet tier: {0}")]
-    Format(#[from] crate::Error),
+    Format(#[from] strata_parquet::Error),
     /// The catalog answered with a Kafka error code.
     #[error("the catalog answered error code {code} to {call}")]
     Refused {

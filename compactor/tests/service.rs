@@ -13,7 +13,8 @@ use strata_catalog::conformance::ManualClock;
 use strata_catalog::{CatalogService, GroupOptions, ServiceOptions, SqliteOptions};
 use strata_catalog_api::proto::*;
 use strata_catalog_api::{CatalogApi, InProcess};
-use strata_compactor::{Clock, Compactor, CompactorConfig, InMemoryFile, ParquetTierReader};
+use strata_compactor::{Clock, Compactor, CompactorConfig};
+use strata_parquet::{InMemoryFile, ParquetTierReader};
 use strata_segment::{BatchHeader, SegmentBuilder, iter_batches, patch_batches};
 
 const GRACE_MS: i64 = 60_000;

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use strata_compactor::{InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, write_file};
+use strata_parquet::{InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, write_file};
 
 fuzz_target!(|data: &[u8]| {
     let info = PartitionInfo {

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use strata_compactor::{InMemoryFile, ParquetTierReader};
+use strata_parquet::{InMemoryFile, ParquetTierReader};
 
 fuzz_target!(|data: &[u8]| {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -4,6 +4,11 @@
 //! - [`split_and_validate`] checks the `records` of a Produce request the
 //!   way a Kafka 4 broker does and returns zero-copy [`ValidatedBatch`]es,
 //!   or a [`BatchError`] that maps to a Kafka error code.
+//! - The one Kafka record codec: [`decompress`] / [`batch_body`] (every
+//!   producer codec, bounded against decompression bombs), [`records`] /
+//!   [`headers`] (zero-copy record views) and [`BatchEncoder`]. Produce
+//!   validation, the compactor's Parquet writer and reader, and
+//!   `strata replay` all use it.
 //! - [`patch_batches`], [`patch_base_offset`], [`patch_partition_leader_epoch`]
 //!   and [`set_log_append_time`] rewrite header fields in place; batches are
 //!   stored as the client sent them and never re-encoded.
@@ -40,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod compression;
 mod control;
 mod error;
 mod footer;
@@ -54,6 +60,7 @@ pub use batch::{
     BATCH_HEADER_LEN, BatchHeader, BatchIter, BatchSpan, Compression, LOG_OVERHEAD, MAGIC_V2,
     MIN_BATCH_LENGTH, NO_PRODUCER_ID, batch_crc, iter_batches,
 };
+pub use compression::{batch_body, decompress};
 pub use control::{CONTROL_BATCH_LEN, ControlMarker, control_batch};
 pub use error::{BatchError, RecordError, SegmentError};
 pub use footer::{
@@ -63,6 +70,7 @@ pub use footer::{
 pub use patch::{
     patch_base_offset, patch_batches, patch_partition_leader_epoch, set_log_append_time,
 };
+pub use records::{BatchEncoder, RebuiltHeader, RecordIter, RecordView, headers, records};
 pub use segment::SegmentBuilder;
 pub use validate::{
     DECOMPRESSED_BYTES_MAX, DEFAULT_MAX_MESSAGE_BYTES, Decompress, Limits, ValidatedBatch,

@@ -30,7 +30,7 @@ pub struct Limits {
     /// Decompresses the records of a compressed batch so their framing is
     /// checked as a broker does (a corrupt body is CORRUPT_MESSAGE, a bad
     /// record INVALID_RECORD). `None`: compressed bodies are checked by
-    /// header and CRC only (this crate has no codecs).
+    /// header and CRC only. The agent passes [`crate::decompress`].
     pub decompress: Option<Decompress>,
 }
 

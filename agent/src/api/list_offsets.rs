@@ -2,18 +2,15 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::RecordBatchDecoder;
 use strata_catalog_api::proto::{Chunk, FindChunkByTimestampRequest, GetPartitionOffsetsRequest};
 use tracing::warn;
 use uuid::Uuid;
 
 use crate::error_code;
-use crate::reader;
 use crate::server::Shared;
 
 const LATEST: i64 = -1;
@@ -320,21 +317,29 @@ async fn visit_records(
             .iter()
             .filter(|b| b.header.max_timestamp >= min_timestamp)
         {
-            let mut raw = bytes::BytesMut::new();
-            reader::patched(&read.bytes, std::slice::from_ref(batch), &mut raw);
-            let mut raw: Bytes = raw.freeze();
-            let Ok(set) = RecordBatchDecoder::decode(&mut raw) else {
-                warn!("cannot decode a stored batch for ListOffsets");
-                return Err(error_code::CORRUPT_MESSAGE);
+            let corrupt = |error: &dyn std::fmt::Display| {
+                warn!(%error, "cannot decode a stored batch for ListOffsets");
+                error_code::CORRUPT_MESSAGE
             };
+            let body =
+                strata_segment::batch_body(&read.bytes.slice(batch.range.clone()), &batch.header)
+                    .map_err(|error| corrupt(&error))?;
             let log_append = batch.header.timestamp_type_log_append();
-            for record in set.records.iter().filter(|r| r.offset >= next) {
+            for record in strata_segment::records(&body) {
+                let record = record.map_err(|error| corrupt(&error))?;
+                let offset = batch.base_offset.wrapping_add(record.offset_delta.into());
+                if offset < next {
+                    continue;
+                }
                 let timestamp = if log_append {
                     batch.header.max_timestamp
                 } else {
-                    record.timestamp
+                    batch
+                        .header
+                        .base_timestamp
+                        .wrapping_add(record.timestamp_delta)
                 };
-                if visit(record.offset, timestamp) {
+                if visit(offset, timestamp) {
                     return Ok(());
                 }
             }

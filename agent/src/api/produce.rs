@@ -147,7 +147,7 @@ async fn append_partition(
         .min(buffer_bytes_max);
     let limits = Limits {
         max_message_bytes,
-        decompress: Some(strata_compactor::records::decompress),
+        decompress: Some(strata_segment::decompress),
         ..Limits::default()
     };
     let batches = match validate(records, limits, &shared.validations).await {

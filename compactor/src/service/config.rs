@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::WriteOptions;
+use strata_parquet::WriteOptions;
 
 /// How the compactor paces itself and sizes its files. The CLI builds it
-/// from `strata compactor` flags (client/src/config.rs); `strata dev` uses
+/// from `strata compactor` flags (client/cli/src/config.rs); `strata dev` uses
 /// [`CompactorConfig::dev`].
 #[derive(Debug, Clone)]
 pub struct CompactorConfig {

@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::sync::mpsc;
 
 use super::ServiceError;
-use crate::{PartitionInfo, PartitionWriter, WriteOptions, WriteSummary};
+use strata_parquet::{PartitionInfo, PartitionWriter, WriteOptions, WriteSummary};
 
 /// One segment chunk to read: its catalog base offset and where it lies.
 #[derive(Debug, Clone)]

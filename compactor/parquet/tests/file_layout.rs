@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
-use strata_compactor::{
+use strata_parquet::{
     InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, metadata_keys, write_file,
 };
 

@@ -7,7 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::{block_on, chunks, stored_chunks};
 use proptest::prelude::*;
-use strata_compactor::{
+use strata_parquet::{
     Error, InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, write_file,
 };
 use strata_segment::testing::build_batch;

@@ -22,7 +22,7 @@ use strata_catalog_api::proto::{
     LookupChunksRequest,
 };
 use strata_catalog_api::{CatalogApi, GrpcCatalog};
-use strata_compactor::records::{batch_body, headers, records};
+use strata_segment::{batch_body, headers, records};
 
 use super::parquet_chunk;
 use crate::cli::ReadArgs;

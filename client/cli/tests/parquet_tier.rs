@@ -8,7 +8,7 @@
 //! batches). Records (every codec, headers, null keys and values) are
 //! produced through agent A and captured with fetches from every offset and
 //! timestamp lookups. Then the first chunks are compacted into one Parquet
-//! file with `strata_compactor::write_file` (chunk bytes read from the
+//! file with `strata_parquet::write_file` (chunk bytes read from the
 //! store), PUT, and swapped in with ReplaceChunks; the same fetches and
 //! lookups must give the same answers. Agent B follows the commit stream
 //! through a catalog wrapper that hides `invalidated`, so its index keeps
@@ -39,7 +39,7 @@ use strata_agent::{Agent, AgentConfig};
 use strata_catalog::{CatalogService, ServiceOptions, SqliteOptions};
 use strata_catalog_api::proto as pb;
 use strata_catalog_api::{CatalogApi, CommitStream, InProcess};
-use strata_compactor::{PartitionInfo, WriteOptions, write_file};
+use strata_parquet::{PartitionInfo, WriteOptions, write_file};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::Status;

@@ -5,7 +5,7 @@
 //! protocol in batches of every codec, with null keys and values, non-UTF-8
 //! bytes and headers; a Kafka Fetch gives the expected records; the real
 //! `strata` binary replays them from the object store. For the Parquet tier
-//! the head of a partition is rewritten with `strata_compactor::write_file`,
+//! the head of a partition is rewritten with `strata_parquet::write_file`,
 //! PUT into dev's object directory and swapped in with ReplaceChunks.
 
 #![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
@@ -498,16 +498,16 @@ fn replay_reads_a_partition_whose_head_is_in_the_parquet_tier() {
                 (c.base_offset, Bytes::copy_from_slice(&object[range]))
             })
             .collect();
-        let info = strata_compactor::PartitionInfo {
+        let info = strata_parquet::PartitionInfo {
             topic: TOPIC.to_owned(),
             topic_id: topic_id.as_slice().try_into().unwrap(),
             partition: 1,
         };
-        let options = strata_compactor::WriteOptions {
+        let options = strata_parquet::WriteOptions {
             row_group_bytes: 2048,
             ..Default::default()
         };
-        let (file, summary) = strata_compactor::write_file(info, &inputs, options).unwrap();
+        let (file, summary) = strata_parquet::write_file(info, &inputs, options).unwrap();
         assert!(summary.row_group_count > 2, "{summary:?}");
         let key = format!("parquet/{TOPIC}/1/0-{}.parquet", summary.last_offset);
         std::fs::create_dir_all(objects.join(format!("parquet/{TOPIC}/1"))).unwrap();

@@ -4,8 +4,8 @@
 //! Run (optimise this crate; its dependencies already are in dev builds):
 //!
 //! ```text
-//! cargo run -p strata-compactor --example compact_bench \
-//!     --config 'profile.dev.package.strata-compactor.opt-level=3' -- [MiB] [codec]
+//! cargo run -p strata-parquet --example compact_bench \
+//!     --config 'profile.dev.package.strata-parquet.opt-level=3' -- [MiB] [codec]
 //! ```
 //!
 //! `codec` is `none` (default) or `lz4`, as a producer would send.
@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Lz4};
-use strata_compactor::{InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, write_file};
+use strata_parquet::{InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, write_file};
 use strata_segment::testing::{build_batch, build_raw_batch};
 use strata_segment::{BATCH_HEADER_LEN, BatchHeader};
 
@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             total += fetched.records.len();
             offset = fetched.next_offset;
         }
-        Ok::<_, strata_compactor::Error>(total)
+        Ok::<_, strata_parquet::Error>(total)
     })?;
     let read_seconds = started.elapsed().as_secs_f64();
 

@@ -50,7 +50,7 @@ impl Run {
 }
 
 fn strata_group(server: &Server, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+    let output = Command::new(common::strata_bin())
         .arg("group")
         .args(args)
         .args(["--bootstrap", &server.address, "--json"])

@@ -23,10 +23,12 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use strata_segment::{BatchHeader, MAGIC_V2, iter_batches};
+use strata_segment::{
+    BatchHeader, MAGIC_V2, RecordView, batch_body, headers, iter_batches, records,
+};
 
 use crate::error::{Error, Result};
-use crate::records::{RecordView, batch_body, headers, records};
+
 use crate::schema::{self, FORMAT_VERSION, metadata_keys};
 
 /// Attribute bits of a batch kept in `batch_attributes`: everything except

@@ -5,7 +5,7 @@ mod common;
 
 use common::{block_on, chunks, expected_batches, stored_chunks};
 use proptest::prelude::*;
-use strata_compactor::{InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, write_file};
+use strata_parquet::{InMemoryFile, ParquetTierReader, PartitionInfo, WriteOptions, write_file};
 use strata_segment::{batch_crc, iter_batches};
 
 fn info() -> PartitionInfo {

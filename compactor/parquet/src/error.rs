@@ -1,8 +1,6 @@
 //! The crate's error type.
 
-use strata_segment::BatchError;
-
-use crate::records::RecordFault;
+use strata_segment::{BatchError, RecordError};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,7 +31,7 @@ pub enum Error {
         /// Base offset of the batch.
         base_offset: i64,
         /// What is wrong.
-        fault: RecordFault,
+        fault: RecordError,
     },
     /// A batch holds a different number of records than its header says,
     /// or none at all, or offset deltas that do not increase.

@@ -31,8 +31,8 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataR
 use parquet::file::statistics::Statistics;
 
 use crate::error::{Error, Result};
-use crate::records::{BatchEncoder, RebuiltHeader};
 use crate::schema::{self, *};
+use strata_segment::{BatchEncoder, RebuiltHeader};
 
 /// A Parquet file held in memory, readable by [`ParquetTierReader`].
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! Reading records from a Parquet-tier chunk (`strata_compactor::schema`):
+//! Reading records from a Parquet-tier chunk (`strata_parquet::schema`):
 //! only the columns a consumer sees, only the row groups that can hold
 //! wanted offsets.
 
