@@ -11,6 +11,6 @@
 mod service;
 
 pub use service::{
-    Clock, Compactor, CompactorConfig, CompactorMetrics, IdGen, PassReport, ServiceError,
-    SystemClock, SystemIds,
+    Clock, Compactor, CompactorConfig, CompactorMetrics, IdGen, PassReport, PipelineStep,
+    ServiceError, SystemClock, SystemIds,
 };

@@ -84,9 +84,57 @@ pub enum ServiceError {
         /// The Kafka error code.
         code: i32,
     },
-    /// A step stopped because another one failed.
-    #[error("{0}")]
-    Aborted(String),
+    /// A step of a file's pipeline (read, encode, upload) stopped because
+    /// another one failed; that one's error is the cause reported.
+    #[error("the {step} stopped because another step of the same file failed")]
+    Aborted {
+        /// The step that stopped.
+        step: PipelineStep,
+    },
+    /// The Parquet encoder's task panicked (a bug; the file is dropped).
+    #[error("the Parquet encoder panicked")]
+    EncoderPanicked,
+    /// A topic id from the catalog is not 16 bytes.
+    #[error("topic {topic} has a malformed id")]
+    MalformedTopicId {
+        /// The topic's name.
+        topic: String,
+    },
+    /// The file written does not hold the offsets of the chunks it replaces.
+    #[error(
+        "chunks {base_offset}..{end_offset} produced a file of offsets {first_offset}..={last_offset}"
+    )]
+    OffsetsMismatch {
+        /// First offset of the chunks.
+        base_offset: i64,
+        /// One past the last offset of the chunks.
+        end_offset: i64,
+        /// First offset in the file.
+        first_offset: i64,
+        /// Last offset in the file.
+        last_offset: i64,
+    },
+}
+
+/// The steps of writing one Parquet file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineStep {
+    /// Reading the chunks from the object store.
+    Read,
+    /// Encoding the Parquet file.
+    Encode,
+    /// Uploading the file's parts.
+    Upload,
+}
+
+impl std::fmt::Display for PipelineStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read of the chunks",
+            Self::Encode => "Parquet encoder",
+            Self::Upload => "upload",
+        })
+    }
 }
 
 /// What one pass did.
@@ -293,10 +341,9 @@ impl Compactor {
         report: &mut PassReport,
     ) -> Result<(), ServiceError> {
         let Ok(topic_id) = <[u8; 16]>::try_from(topic.topic_id.as_slice()) else {
-            return Err(ServiceError::Aborted(format!(
-                "topic {} has a malformed id",
-                topic.name
-            )));
+            return Err(ServiceError::MalformedTopicId {
+                topic: topic.name.clone(),
+            });
         };
         let policy = TopicPolicy::of(topic);
         let Some(listed) = self.list_chunks(topic, partition).await? else {
@@ -441,10 +488,12 @@ impl Compactor {
         CompactorMetrics::add(&m.rows, summary.record_count);
         if summary.first_offset != base_offset || summary.last_offset != end_offset - 1 {
             self.delete_quietly(&key).await;
-            return Err(ServiceError::Aborted(format!(
-                "chunks {base_offset}..{end_offset} hold offsets {}..={}",
-                summary.first_offset, summary.last_offset
-            )));
+            return Err(ServiceError::OffsetsMismatch {
+                base_offset,
+                end_offset,
+                first_offset: summary.first_offset,
+                last_offset: summary.last_offset,
+            });
         }
         if lost.is_cancelled() {
             // Another compactor may be working here now; do not race it.

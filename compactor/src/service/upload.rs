@@ -14,7 +14,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::sync::mpsc;
 
-use super::ServiceError;
+use super::{PipelineStep, ServiceError};
 use strata_parquet::{PartitionInfo, PartitionWriter, WriteOptions, WriteSummary};
 
 /// One segment chunk to read: its catalog base offset and where it lies.
@@ -60,15 +60,16 @@ pub(crate) async fn write_parquet(
     let fetch = fetch(Arc::clone(&store), chunks, concurrency, chunk_tx);
     let upload = upload(store, key, part_rx, part_bytes);
     let (fetched, uploaded) = tokio::join!(fetch, upload);
-    let encoded = encoder
-        .await
-        .map_err(|e| ServiceError::Aborted(format!("the Parquet encoder panicked: {e}")))?;
+    let encoded = encoder.await.map_err(|e| {
+        tracing::error!(error = %e, "the Parquet encoder task failed");
+        ServiceError::EncoderPanicked
+    })?;
     // Report the cause, not its echo: a failed read or upload makes the
     // encoder fail too, and a failed encoder makes the upload abort.
     fetched?;
     match (encoded, uploaded) {
         (Ok(summary), Ok(())) => Ok(summary),
-        (Err(e), Ok(()) | Err(ServiceError::Aborted(_))) => Err(e),
+        (Err(e), Ok(()) | Err(ServiceError::Aborted { .. })) => Err(e),
         (_, Err(e)) => Err(e),
     }
 }
@@ -115,15 +116,20 @@ fn encode(
         match chunks.blocking_recv() {
             Some(Message::Item((base_offset, chunk))) => writer.push_chunk(base_offset, &chunk)?,
             Some(Message::End) => break,
-            None => return Err(ServiceError::Aborted("reading the chunks failed".into())),
+            None => {
+                return Err(ServiceError::Aborted {
+                    step: PipelineStep::Encode,
+                });
+            }
         }
     }
     let (mut sink, summary) = writer.finish()?;
-    sink.send_buffer()
-        .map_err(|_| ServiceError::Aborted("the upload stopped".into()))?;
-    sink.parts
-        .blocking_send(Message::End)
-        .map_err(|_| ServiceError::Aborted("the upload stopped".into()))?;
+    let stopped = ServiceError::Aborted {
+        step: PipelineStep::Encode,
+    };
+    if sink.send_buffer().is_err() || sink.parts.blocking_send(Message::End).is_err() {
+        return Err(stopped);
+    }
     Ok(summary)
 }
 
@@ -170,7 +176,9 @@ async fn upload(
     mut parts: mpsc::Receiver<Message<Bytes>>,
     part_bytes: usize,
 ) -> Result<(), ServiceError> {
-    let aborted = || ServiceError::Aborted("encoding the file failed".into());
+    let aborted = || ServiceError::Aborted {
+        step: PipelineStep::Upload,
+    };
     let first = match parts.recv().await {
         Some(Message::Item(part)) => part,
         Some(Message::End) | None => return Err(aborted()),
