@@ -130,10 +130,10 @@ pub enum BatchError {
     OffsetOverflow,
     /// The body of a compressed batch does not decompress (or expands past
     /// the validation limit).
-    #[error("compressed records do not decompress: {reason}")]
+    #[error("compressed records do not decompress: {source}")]
     CorruptCompressed {
         /// The codec's complaint.
-        reason: String,
+        source: crate::compression::DecompressError,
     },
 }
 

@@ -60,7 +60,7 @@ pub use batch::{
     BATCH_HEADER_LEN, BatchHeader, BatchIter, BatchSpan, Compression, LOG_OVERHEAD, MAGIC_V2,
     MIN_BATCH_LENGTH, NO_PRODUCER_ID, batch_crc, iter_batches,
 };
-pub use compression::{batch_body, decompress};
+pub use compression::{DecompressError, batch_body, decompress};
 pub use control::{CONTROL_BATCH_LEN, ControlMarker, control_batch};
 pub use error::{BatchError, RecordError, SegmentError};
 pub use footer::{

@@ -36,7 +36,8 @@ pub struct Limits {
 
 /// Decompresses a batch body (the bytes after the 61-byte header) written
 /// with `Compression`, into at most `limit` bytes.
-pub type Decompress = fn(Compression, &[u8], usize) -> Result<Vec<u8>, String>;
+pub type Decompress =
+    fn(Compression, &[u8], usize) -> Result<Vec<u8>, crate::compression::DecompressError>;
 
 /// Most bytes a compressed batch may expand to when validated: Kafka's
 /// largest fetchable record set, against decompression bombs.
@@ -166,7 +167,7 @@ fn validate_batch(header: &BatchHeader, bytes: &[u8], limits: &Limits) -> Result
         (Compression::None, _) => check_records(body, header.records_count).map_err(malformed)?,
         (_, Some(decompress)) => {
             let plain = decompress(compression, body, DECOMPRESSED_BYTES_MAX)
-                .map_err(|reason| BatchError::CorruptCompressed { reason })?;
+                .map_err(|source| BatchError::CorruptCompressed { source })?;
             check_records(&plain, header.records_count).map_err(malformed)?;
         }
         (_, None) => {}
@@ -395,7 +396,7 @@ mod tests {
         // header are INVALID_RECORD, as a broker answers.
         let batch = with_header(|header| header.attributes |= 0x04, 2);
         let failing = Limits {
-            decompress: Some(|_, _, _| Err("bad frame".to_string())),
+            decompress: Some(|_, _, _| Err(crate::DecompressError::TruncatedFraming)),
             ..Limits::default()
         };
         let error = error_of(&batch, &failing);

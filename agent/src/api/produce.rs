@@ -323,9 +323,13 @@ mod tests {
     use super::*;
 
     /// A decompressor as slow as a large decompression bomb.
-    fn slow_decompress(_: Compression, _: &[u8], _: usize) -> Result<Vec<u8>, String> {
+    fn slow_decompress(
+        _: Compression,
+        _: &[u8],
+        limit: usize,
+    ) -> Result<Vec<u8>, strata_segment::DecompressError> {
         std::thread::sleep(Duration::from_millis(300));
-        Err("not really compressed".to_string())
+        Err(strata_segment::DecompressError::TooLarge { limit })
     }
 
     /// Goal: validating a large compressed batch (decompression included)

@@ -18,12 +18,12 @@ pub enum Error {
         source: BatchError,
     },
     /// A batch's body could not be decompressed.
-    #[error("cannot decompress the batch at offset {base_offset}: {reason}")]
+    #[error("cannot decompress the batch at offset {base_offset}: {source}")]
     Decompress {
         /// Base offset of the batch.
         base_offset: i64,
-        /// The codec's message.
-        reason: String,
+        /// What the decompressor said.
+        source: strata_segment::DecompressError,
     },
     /// A batch's records are malformed.
     #[error("bad record in the batch at offset {base_offset}: {fault}")]

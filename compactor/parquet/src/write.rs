@@ -251,9 +251,9 @@ impl<W: Write + Send> PartitionWriter<W> {
         if header.magic != MAGIC_V2 || header.last_offset_delta < 0 || header.records_count < 1 {
             return Err(count_error(0));
         }
-        let body = batch_body(batch, header).map_err(|reason| Error::Decompress {
+        let body = batch_body(batch, header).map_err(|source| Error::Decompress {
             base_offset,
-            reason,
+            source,
         })?;
         let mut found = 0_usize;
         let mut previous_delta = -1;
