@@ -38,7 +38,8 @@ pub use self::commits::{
     restart_persistence, retried_commit_is_idempotent,
 };
 pub use self::compaction::{
-    dead_objects_lifecycle, delete_records_moves_log_start, replace_chunks_swaps_atomically,
+    dead_objects_lifecycle, delete_records_moves_log_start,
+    objects_past_the_max_commit_age_are_refused, replace_chunks_swaps_atomically,
     replace_conflicts_with_retention,
 };
 pub use self::groups::{

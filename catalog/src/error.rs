@@ -143,6 +143,23 @@ pub enum Error {
         /// The agent's current unfenced epoch, `None` when it has none.
         current: Option<u64>,
     },
+    /// A first commit of a segment arrived later than the catalog's
+    /// `max_commit_age_ms` after the agent named it. Nothing was committed;
+    /// the object is left to the orphan sweep.
+    #[error(
+        "segment {segment_id} is {age_ms} ms old, past the catalog's max commit age of \
+         {max_age_ms} ms: not committed (the agent took too long between writing the object \
+         and committing it; check object-store and catalog latency, or raise \
+         --max-commit-age-ms and keep the compactor's orphan grace above twice it)"
+    )]
+    CommitTooLate {
+        /// The segment's ULID.
+        segment_id: String,
+        /// Its age when the commit was applied.
+        age_ms: i64,
+        /// The catalog's bound.
+        max_age_ms: i64,
+    },
     /// The request is malformed: a bug in the caller.
     #[error("invalid argument {field}: {reason}")]
     InvalidArgument {
@@ -218,6 +235,7 @@ impl Error {
             | Self::InvalidPartitions { .. }
             | Self::InvalidConfig { .. }
             | Self::InvalidTxnState { .. }
+            | Self::CommitTooLate { .. }
             | Self::InvalidArgument { .. } => ErrorKind::Invalid,
             Self::InvalidProducerEpoch { .. }
             | Self::ProducerFenced { .. }

@@ -61,8 +61,8 @@ pub use store::{
     AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
     DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupMemberRecord, GroupRecord,
-    InitProducerOutcome, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
-    ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord,
-    TopicRef, TxnOutcome, TxnRequest,
+    InitProducerOutcome, MAX_COMMIT_AGE_MS_DEFAULT, MemberProtocol, NewTopic, PartitionOffsets,
+    ProducerIdAndEpoch, ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock,
+    TopicPartitionsRecord, TopicRef, TxnOutcome, TxnRequest,
 };
 pub use strata_catalog_api::topic_config;

@@ -66,6 +66,9 @@ pub struct ServiceOptions {
     /// `strata catalog` turns this off, so every commit it accepts is
     /// fenced by a registration.
     pub unfenced_commits: bool,
+    /// The store's `max_commit_age_ms`, told to compactors
+    /// (ReferencedObjects) so their orphan sweep waits twice it.
+    pub max_commit_age_ms: i64,
 }
 
 impl Default for ServiceOptions {
@@ -77,6 +80,7 @@ impl Default for ServiceOptions {
             agent_lease_ms: 10_000,
             commit_faults: None,
             unfenced_commits: true,
+            max_commit_age_ms: crate::store::MAX_COMMIT_AGE_MS_DEFAULT,
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct CatalogService {
     commit_faults: Option<CommitFaults>,
     /// See [`ServiceOptions::unfenced_commits`].
     unfenced_commits: bool,
+    /// See [`ServiceOptions::max_commit_age_ms`].
+    max_commit_age_ms: i64,
 }
 
 impl CatalogService {
@@ -120,6 +126,7 @@ impl CatalogService {
         .await?;
         let commit_faults = options.commit_faults;
         let unfenced_commits = options.unfenced_commits;
+        let max_commit_age_ms = options.max_commit_age_ms;
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
         let txn_activity = Arc::new(TxnActivity::new());
@@ -138,6 +145,7 @@ impl CatalogService {
             txn_activity,
             commit_faults,
             unfenced_commits,
+            max_commit_age_ms,
         })
     }
 

@@ -35,6 +35,11 @@ use crate::Result;
 /// leases): the workspace's one `Clock`, injected so tests control time.
 pub use strata_catalog_api::clock::{Clock, SystemClock};
 
+/// Default of the stores' `max_commit_age_ms`: 5 minutes, ten default
+/// produce timeouts. An object's first commit (or swap) must apply within
+/// this of its creation; the orphan sweep waits twice this.
+pub const MAX_COMMIT_AGE_MS_DEFAULT: i64 = 300_000;
+
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {

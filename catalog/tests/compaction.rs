@@ -70,6 +70,7 @@ fn replace(t: &Topic, expected: Vec<ChunkRef>, key: &str) -> ReplaceChunksReques
     let end_offset = expected.last().map_or(0, |c| c.end_offset);
     ReplaceChunksRequest {
         topic_id: t.topic_id.clone(),
+        object_created_ms: 0,
         partition: 0,
         expected,
         replacement: Some(Chunk {

@@ -354,3 +354,22 @@ async fn postgres_transaction_timeout_aborts() {
     store.close().await;
     database.drop_database().await;
 }
+
+/// Goal: objects older than `max_commit_age_ms` are neither committed nor
+/// swapped in (issue #11 item 10: the orphan sweep never races a commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_objects_past_the_max_commit_age_are_refused() {
+    let Some(database) = TestDatabase::create("commit_age").await else {
+        return;
+    };
+    let clock = Arc::new(conformance::ManualClock::default());
+    let options = PostgresOptions {
+        max_commit_age_ms: 1_000,
+        clock: clock.clone(),
+        ..PostgresOptions::default()
+    };
+    let store = database.open_with(options).await;
+    conformance::objects_past_the_max_commit_age_are_refused(&store, &clock).await;
+    store.close().await;
+    database.drop_database().await;
+}

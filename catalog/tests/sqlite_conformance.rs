@@ -100,3 +100,18 @@ async fn transaction_timeout_aborts() {
     let store = SqliteStore::open(dir.path().join("catalog.db"), options).unwrap();
     conformance::transaction_timeout_aborts(&store, &clock).await;
 }
+
+/// Goal: objects older than `max_commit_age_ms` are neither committed nor
+/// swapped in (issue #11 item 10: the orphan sweep never races a commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_past_the_max_commit_age_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(conformance::ManualClock::default());
+    let options = SqliteOptions {
+        max_commit_age_ms: 1_000,
+        clock: clock.clone(),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(dir.path().join("catalog.db"), options).unwrap();
+    conformance::objects_past_the_max_commit_age_are_refused(&store, &clock).await;
+}

@@ -452,13 +452,14 @@ impl Compactor {
             return Ok(Swap::Gone);
         };
         let (base_offset, end_offset) = (first.base_offset, last.end_offset);
+        let file_id = self.ids.ulid();
         let key = Path::from(format!(
             "parquet/{}/{}/{:020}-{:020}-{}.parquet",
             info.topic,
             info.partition,
             base_offset,
             end_offset - 1,
-            self.ids.ulid()
+            file_id
         ));
         let sources = run
             .iter()
@@ -523,6 +524,7 @@ impl Compactor {
                 format: ChunkFormat::Parquet as i32,
                 ..Chunk::default()
             }),
+            object_created_ms: i64::try_from(file_id.timestamp_ms()).unwrap_or(i64::MAX),
         };
         let response = self.swap(request).await?;
         if response.error_code == UNKNOWN_TOPIC_OR_PARTITION {

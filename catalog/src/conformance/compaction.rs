@@ -49,6 +49,7 @@ fn swap(
     let end = expected.last().map_or(0, |e| e.1);
     ReplaceChunksRequest {
         topic_id: topic.topic_id.clone(),
+        object_created_ms: 0,
         partition,
         expected: expected
             .iter()
@@ -520,5 +521,49 @@ pub async fn dead_objects_lifecycle(store: &dyn CatalogStore) {
     assert!(
         reapplied.sequence > first.sequence,
         "without its commit record the segment is applied anew"
+    );
+}
+
+/// Goal: no object is committed or swapped in once it is older than the
+/// store's `max_commit_age_ms` (1,000 here), so an orphan sweep that waits
+/// twice that never deletes an object whose commit still lands; a retry of
+/// a commit that landed still gets its stored answer at any age. Method:
+/// segment ids are ULIDs of chosen times on the store's manual clock.
+pub async fn objects_past_the_max_commit_age_are_refused(
+    store: &dyn CatalogStore,
+    clock: &super::ManualClock,
+) {
+    let topic = create_topic(store, "conformance.commit-age", 1).await;
+    let ulid = |ms: u64| ulid::Ulid::from_parts(ms, 7).to_string();
+    clock.set(10_000);
+    let young = ulid(9_500);
+    let write = || vec![chunk_write(&topic, 0, 0, vec![plain_batch(5, 1)])];
+    let landed = commit(store, commit_request(&young, write())).await;
+    let old = ulid(8_999);
+    match store.commit_segment(commit_request(&old, write())).await {
+        Err(Error::CommitTooLate {
+            age_ms, max_age_ms, ..
+        }) => assert_eq!((age_ms, max_age_ms), (1_001, 1_000)),
+        other => panic!("an object 1,001 ms old must be refused: {other:?}"),
+    }
+    clock.set(1_000_000);
+    let replayed = commit(store, commit_request(&young, write())).await;
+    assert_eq!(replayed, landed, "a landed commit is answered at any age");
+
+    let id = topic_uuid(&topic);
+    let mut request = swap(&topic, 0, &[(0, 5, &young)], "parquet/commit-age");
+    request.object_created_ms = 1_000_000 - 1_001;
+    let outcome = store.replace_chunks(request.clone()).await.expect("swap");
+    assert!(
+        outcome.conflict,
+        "a file older than the max commit age is not swapped in"
+    );
+    let lookup = store.lookup_chunks(id, 0, 0, 10).await.expect("lookup");
+    assert_eq!(spans(&lookup.chunks), [(0, 5, object(&young))]);
+    request.object_created_ms = 1_000_000 - 1_000;
+    let outcome = store.replace_chunks(request).await.expect("swap");
+    assert!(
+        !outcome.conflict,
+        "a file within the max commit age is swapped in"
     );
 }

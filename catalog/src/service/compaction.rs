@@ -146,7 +146,10 @@ pub(super) async fn referenced_objects(
     } else {
         service.store.referenced_objects(keys).await?
     };
-    Ok(Response::new(ReferencedObjectsResponse { object_keys }))
+    Ok(Response::new(ReferencedObjectsResponse {
+        object_keys,
+        max_commit_age_ms: u64::try_from(service.max_commit_age_ms).unwrap_or(0),
+    }))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition, compactor = %request.get_ref().compactor_id))]

@@ -99,6 +99,32 @@ pub(crate) fn check_agent<S: CommitSource>(
     })
 }
 
+/// Fails with `CommitTooLate` when the segment, named by the agent at
+/// `segment_id`'s ULID time, is older than `max_age_ms` at `now_ms`. Called
+/// for first commits only (a retry of a landed commit gets its stored
+/// answer at any age), inside the commit's transaction: a commit either
+/// applies while its object is young, or never. An unparseable id is left
+/// to the request checks.
+pub(crate) fn check_age(
+    request: &CommitSegmentRequest,
+    now_ms: i64,
+    max_age_ms: i64,
+) -> Result<()> {
+    let Ok(id) = ulid::Ulid::from_string(&request.segment_id) else {
+        return Ok(());
+    };
+    let created_ms = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
+    let age_ms = now_ms.saturating_sub(created_ms);
+    if age_ms > max_age_ms {
+        return Err(Error::CommitTooLate {
+            segment_id: request.segment_id.clone(),
+            age_ms,
+            max_age_ms,
+        });
+    }
+    Ok(())
+}
+
 /// What a successful commit changed, to be written back by the store.
 #[derive(Debug)]
 pub(crate) struct Changes {

@@ -73,6 +73,12 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
 }
 
 /// Checks the shape of a swap request.
+/// Whether a swap's replacement object, created at `object_created_ms`
+/// (0 = not said), is older than `max_age_ms` at `now_ms`.
+pub(crate) fn too_old(request: &ReplaceChunksRequest, now_ms: i64, max_age_ms: i64) -> bool {
+    request.object_created_ms > 0 && now_ms.saturating_sub(request.object_created_ms) > max_age_ms
+}
+
 pub(crate) fn plan_replace(request: &ReplaceChunksRequest) -> Result<ReplacePlan> {
     let topic_id =
         Uuid::from_slice(&request.topic_id).map_err(|_| invalid("topic_id", "not 16 bytes"))?;
@@ -267,6 +273,7 @@ mod tests {
     fn request(expected: &[(i64, i64, &str)], replacement: (i64, i64)) -> ReplaceChunksRequest {
         ReplaceChunksRequest {
             topic_id: Uuid::nil().as_bytes().to_vec(),
+            object_created_ms: 0,
             partition: 0,
             expected: expected
                 .iter()

@@ -32,6 +32,10 @@ pub(crate) trait Rows {
     /// Kafka's `producer.id.expiration.ms`.
     fn producer_id_expiration_ms(&self) -> i64;
 
+    /// The oldest an object may be when its first commit or swap applies
+    /// (see `commit_plan::check_age`).
+    fn max_commit_age_ms(&self) -> i64;
+
     /// Takes the next commit-stream sequence (persisted at commit, given
     /// back if the operation fails).
     fn next_sequence(&mut self) -> u64;

@@ -38,6 +38,10 @@ pub struct SqliteOptions {
     /// Producer state untouched for this long is forgotten (Kafka's
     /// `producer.id.expiration.ms`).
     pub producer_id_expiration_ms: i64,
+    /// The oldest a segment or Parquet file may be when its first commit or
+    /// swap applies; later ones are refused, so the orphan sweep (which
+    /// waits twice this) never deletes an object whose commit still lands.
+    pub max_commit_age_ms: i64,
     /// The most commands applied in one transaction.
     pub group_commit_max: usize,
     /// Capacity of the writer's command queue.
@@ -53,6 +57,7 @@ impl Default for SqliteOptions {
         Self {
             fsync: false,
             producer_id_expiration_ms: 86_400_000,
+            max_commit_age_ms: crate::store::MAX_COMMIT_AGE_MS_DEFAULT,
             group_commit_max: 256,
             queue_capacity: 4096,
             read_connections: 2,

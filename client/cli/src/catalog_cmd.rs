@@ -106,6 +106,7 @@ async fn open(
         // Agents of a separate catalog always register: a commit without an
         // epoch would skip fencing.
         unfenced_commits: false,
+        max_commit_age_ms: settings.max_commit_age_ms,
         ..ServiceOptions::default()
     };
     match store_kind(&settings.store)? {
@@ -116,6 +117,7 @@ async fn open(
             }
             let sqlite = SqliteOptions {
                 fsync: settings.fsync,
+                max_commit_age_ms: settings.max_commit_age_ms,
                 ..SqliteOptions::default()
             };
             CatalogService::open_sqlite(&path, sqlite, options)
@@ -123,7 +125,11 @@ async fn open(
                 .with_context(|| format!("cannot open the SQLite catalog {}", path.display()))
         }
         StoreKind::Postgres => {
-            let store = PostgresStore::open(&settings.store, PostgresOptions::default())
+            let postgres = PostgresOptions {
+                max_commit_age_ms: settings.max_commit_age_ms,
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::open(&settings.store, postgres)
                 .await
                 .context(
                     "cannot open the PostgreSQL catalog (is the server up, and does the URL \

@@ -223,13 +223,18 @@ pub(crate) struct DevArgs {
     /// Delete dead objects after this long.
     #[arg(long, default_value_t = 60_000, env = "STRATA_COMPACTION_GC_GRACE_MS")]
     pub(crate) compaction_gc_grace_ms: i64,
-    /// Delete unknown (orphan) objects once they are this old.
+    /// Delete unknown (orphan) objects once they are this old, and never
+    /// before twice --max-commit-age-ms.
     #[arg(
         long,
         default_value_t = 3_600_000,
         env = "STRATA_COMPACTION_ORPHAN_GRACE_MS"
     )]
     pub(crate) compaction_orphan_grace_ms: i64,
+    /// A segment whose first commit applies later than this after it was
+    /// named is refused (the client retries); orphan sweeps wait twice this.
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(i64).range(1_000..), env = "STRATA_MAX_COMMIT_AGE_MS")]
+    pub(crate) max_commit_age_ms: i64,
     /// Time between retention checks (Kafka's
     /// log.retention.check.interval.ms).
     #[arg(

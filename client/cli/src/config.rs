@@ -118,6 +118,11 @@ layered! {
         /// drops out of Metadata [default: 10000].
         #[arg(long, env = "STRATA_AGENT_LEASE_MS")]
         agent_lease_ms: u64,
+        /// A segment whose first commit applies later than this after the
+        /// agent named it is refused (its produce fails, the client retries);
+        /// compactors' orphan sweeps wait twice this [default: 300000].
+        #[arg(long, env = "STRATA_MAX_COMMIT_AGE_MS")]
+        max_commit_age_ms: i64,
         /// FOR TESTS ONLY: commits obey fault rules set over the HTTP
         /// endpoint (`PUT /faults`: applied late, or reply lost)
         /// [default: false].
@@ -328,8 +333,9 @@ layered! {
         /// than any read in flight) [default: 600000].
         #[arg(long, env = "STRATA_GC_GRACE_MS")]
         gc_grace_ms: i64,
-        /// Delete an object the catalog does not know once it is this old
-        /// (longer than any PUT-to-commit) [default: 3600000].
+        /// Delete an object the catalog does not know once it is this old,
+        /// and never before twice the catalog's max commit age (so never
+        /// one whose commit may still land) [default: 3600000].
         #[arg(long, env = "STRATA_ORPHAN_GRACE_MS")]
         orphan_grace_ms: i64,
         /// Time between orphan sweeps (each lists the bucket)
@@ -476,6 +482,8 @@ pub(crate) struct CatalogSettings {
     pub(crate) fsync: bool,
     /// Agent lease.
     pub(crate) agent_lease_ms: u64,
+    /// Oldest an object may be at its first commit or swap.
+    pub(crate) max_commit_age_ms: i64,
     /// Test-only commit faults over `/faults`.
     pub(crate) fault_injection: bool,
 }
@@ -488,6 +496,7 @@ impl std::fmt::Debug for CatalogSettings {
             .field("metrics_listen", &self.metrics_listen)
             .field("fsync", &self.fsync)
             .field("agent_lease_ms", &self.agent_lease_ms)
+            .field("max_commit_age_ms", &self.max_commit_age_ms)
             .field("fault_injection", &self.fault_injection)
             .finish()
     }
@@ -505,6 +514,10 @@ pub(crate) fn redact_password(url: &str) -> String {
     }
 }
 
+/// The shortest `max_commit_age_ms` accepted: a second, so that a test can
+/// shorten the orphan sweep's wait without refusing every commit.
+const MIN_MAX_COMMIT_AGE_MS: i64 = 1_000;
+
 impl CatalogSettings {
     /// Applies the defaults; fails when a required setting is missing.
     pub(crate) fn resolve(options: CatalogOptions) -> anyhow::Result<Self> {
@@ -520,6 +533,15 @@ impl CatalogSettings {
                 .unwrap_or(addr(DEFAULT_CATALOG_METRICS_LISTEN)),
             fsync: options.fsync.unwrap_or(true),
             agent_lease_ms: options.agent_lease_ms.unwrap_or(DEFAULT_AGENT_LEASE_MS),
+            max_commit_age_ms: match options.max_commit_age_ms {
+                None => strata_catalog::MAX_COMMIT_AGE_MS_DEFAULT,
+                Some(ms) if ms >= MIN_MAX_COMMIT_AGE_MS => ms,
+                Some(ms) => anyhow::bail!(
+                    "max_commit_age_ms = {ms} is too short: commits need at least \
+                     {MIN_MAX_COMMIT_AGE_MS} ms (keep it above the agents' produce timeout, \
+                     default 30000)"
+                ),
+            },
             fault_injection: options.fault_injection.unwrap_or(false),
         })
     }

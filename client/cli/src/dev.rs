@@ -26,9 +26,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let sqlite = SqliteOptions {
         fsync: args.fsync,
+        max_commit_age_ms: args.max_commit_age_ms,
         ..SqliteOptions::default()
     };
-    let mut service = ServiceOptions::default();
+    let mut service = ServiceOptions {
+        max_commit_age_ms: args.max_commit_age_ms,
+        ..ServiceOptions::default()
+    };
     service.groups.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
     let catalog = CatalogService::open_sqlite(data_dir.join("catalog.db"), sqlite, service)
         .await

@@ -490,6 +490,7 @@ async fn compact(env: &Env, topic_id: &[u8]) -> Vec<pb::Chunk> {
         .catalog
         .replace_chunks(pb::ReplaceChunksRequest {
             topic_id: topic_id.to_vec(),
+            object_created_ms: 0,
             partition: 0,
             expected: replaced
                 .iter()

@@ -105,12 +105,23 @@ impl Kafka {
         let records: Vec<Record> = (first..first + PER_BATCH)
             .map(|id| record(id, id - first))
             .collect();
+        self.produce_batch(partition, first, &records, compression);
+    }
+
+    /// Produces `records` as one batch, expecting base offset `first`.
+    fn produce_batch(
+        &mut self,
+        partition: i32,
+        first: i64,
+        records: &[Record],
+        compression: Compression,
+    ) {
         let mut batch = BytesMut::new();
         let options = RecordEncodeOptions {
             version: 2,
             compression,
         };
-        RecordBatchEncoder::encode(&mut batch, &records, &options).unwrap();
+        RecordBatchEncoder::encode(&mut batch, records, &options).unwrap();
         let request = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(10_000)
@@ -467,82 +478,7 @@ fn replay_reads_a_partition_whose_head_is_in_the_parquet_tier() {
 
     // Compact the first 7 chunks (140 records) into one Parquet file with
     // small row groups, and swap it in.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let endpoint = format!("http://{}", server.catalog);
-    let objects = server.dir.path().join("objects");
-    runtime.block_on(async {
-        let catalog = GrpcCatalog::connect_lazy(&endpoint).unwrap();
-        let topics = catalog
-            .list_topics(ListTopicsRequest {
-                names: vec![TOPIC.to_owned()],
-            })
-            .await
-            .unwrap();
-        let topic_id = topics.topics[0].topic_id.clone();
-        let chunks = catalog
-            .lookup_chunks(LookupChunksRequest {
-                topic_id: topic_id.clone(),
-                partition: 1,
-                offset: 0,
-                max_chunks: 7,
-            })
-            .await
-            .unwrap()
-            .chunks;
-        assert_eq!(chunks.len(), 7);
-        let inputs: Vec<(i64, Bytes)> = chunks
-            .iter()
-            .map(|c| {
-                let object = std::fs::read(objects.join(&c.object_key)).unwrap();
-                let range = c.position as usize..(c.position + c.length) as usize;
-                (c.base_offset, Bytes::copy_from_slice(&object[range]))
-            })
-            .collect();
-        let info = strata_parquet::PartitionInfo {
-            topic: TOPIC.to_owned(),
-            topic_id: topic_id.as_slice().try_into().unwrap(),
-            partition: 1,
-        };
-        let options = strata_parquet::WriteOptions {
-            row_group_bytes: 2048,
-            ..Default::default()
-        };
-        let (file, summary) = strata_parquet::write_file(info, &inputs, options).unwrap();
-        assert!(summary.row_group_count > 2, "{summary:?}");
-        let key = format!("parquet/{TOPIC}/1/0-{}.parquet", summary.last_offset);
-        std::fs::create_dir_all(objects.join(format!("parquet/{TOPIC}/1"))).unwrap();
-        std::fs::write(objects.join(&key), &file).unwrap();
-        let last = chunks.last().unwrap();
-        let replaced = catalog
-            .replace_chunks(ReplaceChunksRequest {
-                topic_id,
-                partition: 1,
-                expected: chunks
-                    .iter()
-                    .map(|c| ChunkRef {
-                        base_offset: c.base_offset,
-                        end_offset: c.end_offset,
-                        object_key: c.object_key.clone(),
-                    })
-                    .collect(),
-                replacement: Some(strata_catalog_api::proto::Chunk {
-                    base_offset: 0,
-                    end_offset: last.end_offset,
-                    object_key: key,
-                    object_size: file.len() as u64,
-                    position: 0,
-                    length: file.len() as u64,
-                    batch_count: summary.batch_count as u32,
-                    max_timestamp: summary.max_timestamp_ms,
-                    format: ChunkFormat::Parquet as i32,
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap();
-        assert_eq!(replaced.error_code, 0);
-        assert!(!replaced.conflict);
-    });
+    rewrite_as_parquet(&server, 1, 7);
 
     // Parquet head then segment tail, and bounds inside the Parquet part.
     assert_eq!(replay_jsonl(&server, 1, &[]), fetched);
@@ -581,4 +517,157 @@ fn replay_reads_a_partition_whose_head_is_in_the_parquet_tier() {
         .map(|r| (r.0, r.3.clone(), r.4.len()))
         .collect();
     assert_eq!(rows, want);
+}
+
+/// Rewrites the first `count` chunks of `partition` into one Parquet file
+/// with small row groups (as a compactor would) and swaps it in; returns
+/// the object keys of the chunks it replaced.
+fn rewrite_as_parquet(server: &common::Server, partition: u32, count: u32) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = format!("http://{}", server.catalog);
+    let objects = server.dir.path().join("objects");
+    runtime.block_on(async {
+        let catalog = GrpcCatalog::connect_lazy(&endpoint).unwrap();
+        let topics = catalog
+            .list_topics(ListTopicsRequest {
+                names: vec![TOPIC.to_owned()],
+            })
+            .await
+            .unwrap();
+        let topic_id = topics.topics[0].topic_id.clone();
+        let chunks = catalog
+            .lookup_chunks(LookupChunksRequest {
+                topic_id: topic_id.clone(),
+                partition,
+                offset: 0,
+                max_chunks: count,
+            })
+            .await
+            .unwrap()
+            .chunks;
+        assert_eq!(chunks.len(), count as usize);
+        let inputs: Vec<(i64, Bytes)> = chunks
+            .iter()
+            .map(|c| {
+                let object = std::fs::read(objects.join(&c.object_key)).unwrap();
+                let range = c.position as usize..(c.position + c.length) as usize;
+                (c.base_offset, Bytes::copy_from_slice(&object[range]))
+            })
+            .collect();
+        let info = strata_parquet::PartitionInfo {
+            topic: TOPIC.to_owned(),
+            topic_id: topic_id.as_slice().try_into().unwrap(),
+            partition: partition as i32,
+        };
+        let options = strata_parquet::WriteOptions {
+            row_group_bytes: 2048,
+            ..Default::default()
+        };
+        let (file, summary) = strata_parquet::write_file(info, &inputs, options).unwrap();
+        assert!(summary.row_group_count > 2, "{summary:?}");
+        let key = format!(
+            "parquet/{TOPIC}/{partition}/0-{}.parquet",
+            summary.last_offset
+        );
+        std::fs::create_dir_all(objects.join(format!("parquet/{TOPIC}/{partition}"))).unwrap();
+        std::fs::write(objects.join(&key), &file).unwrap();
+        let last = chunks.last().unwrap();
+        let replaced = catalog
+            .replace_chunks(ReplaceChunksRequest {
+                topic_id,
+                partition,
+                expected: chunks
+                    .iter()
+                    .map(|c| ChunkRef {
+                        base_offset: c.base_offset,
+                        end_offset: c.end_offset,
+                        object_key: c.object_key.clone(),
+                    })
+                    .collect(),
+                replacement: Some(strata_catalog_api::proto::Chunk {
+                    base_offset: 0,
+                    end_offset: last.end_offset,
+                    object_key: key,
+                    object_size: file.len() as u64,
+                    position: 0,
+                    length: file.len() as u64,
+                    batch_count: summary.batch_count as u32,
+                    max_timestamp: summary.max_timestamp_ms,
+                    format: ChunkFormat::Parquet as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(replaced.error_code, 0);
+        assert!(!replaced.conflict);
+        chunks.into_iter().map(|c| c.object_key).collect()
+    })
+}
+
+/// A replay slower than the GC grace: the chunks it has looked up are
+/// rewritten as Parquet and their segment objects deleted while it is
+/// blocked on its output. It looks the rest up again and gives every
+/// record exactly once.
+#[test]
+fn replay_looks_chunks_up_again_when_their_objects_vanish_under_it() {
+    const BATCHES: i64 = 20;
+    let server = common::start();
+    let mut kafka = Kafka::connect(&server.address);
+    kafka.create_topic(1);
+    // 4 KiB values: one batch's JSON lines overfill a pipe (64 KiB), so the
+    // replay blocks on its output inside the first chunks.
+    for batch in 0..BATCHES {
+        let first = batch * PER_BATCH;
+        let records: Vec<Record> = (first..first + PER_BATCH)
+            .map(|id| Record {
+                value: Some(Bytes::from(format!("{id:06}").repeat(700))),
+                ..record(id, id - first)
+            })
+            .collect();
+        kafka.produce_batch(0, first, &records, Compression::None);
+    }
+    let fetched = kafka.fetch_all(0);
+    assert_eq!(fetched.len() as i64, BATCHES * PER_BATCH);
+
+    let mut replay = Command::new(common::strata_bin())
+        .args(["replay", "--topic", TOPIC, "--partition", "0"])
+        .args(["--catalog", &server.catalog, "--data-dir"])
+        .arg(server.dir.path())
+        .arg("--quiet")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(replay.stdout.take().unwrap());
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first_line).unwrap();
+    assert!(first_line.contains("\"offset\":0"), "{first_line}");
+
+    // The replay now waits on the full pipe with at most the prefetched
+    // chunks in hand: compact everything and collect the segments.
+    let objects = server.dir.path().join("objects");
+    for key in rewrite_as_parquet(&server, 0, BATCHES as u32) {
+        match std::fs::remove_file(objects.join(&key)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot delete {key}: {e}"),
+        }
+    }
+
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let mut stderr = String::new();
+    replay
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = replay.wait().unwrap();
+    assert!(status.success(), "replay failed: {stderr}");
+    let mut text = first_line.into_bytes();
+    text.extend_from_slice(&rest);
+    assert_eq!(parse_jsonl(&text, 0), fetched);
 }

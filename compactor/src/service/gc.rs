@@ -52,11 +52,15 @@ impl Compactor {
     /// Deletes objects under `segments/` and `parquet/` older than the
     /// orphan grace period that the catalog does not know (neither
     /// referenced nor dead). Returns how many were deleted.
+    ///
+    /// Never an object younger than twice the catalog's max commit age,
+    /// whatever the grace: its commit (or swap) may still be in flight, and
+    /// the catalog refuses it only once the object is older than that age.
+    /// Twice leaves room for the clocks of agent, catalog and compactor to
+    /// disagree by up to one max commit age.
     pub async fn sweep_orphans(&self) -> Result<u64, ServiceError> {
-        let cutoff_ms = self
-            .clock
-            .now_ms()
-            .saturating_sub(self.config.orphan_grace_ms);
+        let now_ms = self.clock.now_ms();
+        let cutoff_ms = now_ms.saturating_sub(self.config.orphan_grace_ms);
         let mut deleted = 0;
         for prefix in ["segments", "parquet"] {
             let prefix = Path::from(prefix);
@@ -67,10 +71,15 @@ impl Compactor {
                 if let Some(meta) = &next
                     && meta.last_modified.timestamp_millis() <= cutoff_ms
                 {
-                    batch.push(meta.location.to_string());
+                    batch.push((
+                        meta.location.to_string(),
+                        meta.last_modified.timestamp_millis(),
+                    ));
                 }
                 if batch.len() >= KEYS_PER_CALL || (next.is_none() && !batch.is_empty()) {
-                    deleted += self.delete_unknown(std::mem::take(&mut batch)).await?;
+                    deleted += self
+                        .delete_unknown(std::mem::take(&mut batch), now_ms)
+                        .await?;
                 }
                 if next.is_none() {
                     break;
@@ -80,20 +89,43 @@ impl Compactor {
         Ok(deleted)
     }
 
-    /// Deletes those of `keys` the catalog does not know.
-    pub(super) async fn delete_unknown(&self, keys: Vec<String>) -> Result<u64, ServiceError> {
-        let known = self
+    /// Deletes those of `objects` (key, last modified in ms) the catalog
+    /// does not know and that are older than twice its max commit age at
+    /// `now_ms`.
+    pub(super) async fn delete_unknown(
+        &self,
+        objects: Vec<(String, i64)>,
+        now_ms: i64,
+    ) -> Result<u64, ServiceError> {
+        let answer = self
             .catalog
             .referenced_objects(ReferencedObjectsRequest {
-                object_keys: keys.clone(),
+                object_keys: objects.iter().map(|(key, _)| key.clone()).collect(),
             })
-            .await?
-            .object_keys;
-        let known: std::collections::HashSet<String> = known.into_iter().collect();
-        let orphans: Vec<String> = keys
+            .await?;
+        let known: std::collections::HashSet<String> = answer.object_keys.into_iter().collect();
+        let max_age_ms = i64::try_from(answer.max_commit_age_ms).unwrap_or(i64::MAX);
+        let committable_since_ms = now_ms.saturating_sub(max_age_ms.saturating_mul(2));
+        let mut young = 0u64;
+        let orphans: Vec<String> = objects
             .into_iter()
-            .filter(|key| !known.contains(key))
+            .filter(|(key, _)| !known.contains(key))
+            .filter(|(_, modified_ms)| {
+                let old_enough = *modified_ms <= committable_since_ms;
+                young += u64::from(!old_enough);
+                old_enough
+            })
+            .map(|(key, _)| key)
             .collect();
+        if young > 0 {
+            // Not an error: the next sweep looks again.
+            info!(
+                young,
+                max_commit_age_ms = max_age_ms,
+                "unknown objects younger than twice the catalog's max commit age are left for a later sweep"
+            );
+            CompactorMetrics::add(&self.metrics.orphans_too_young, young);
+        }
         if orphans.is_empty() {
             return Ok(0);
         }

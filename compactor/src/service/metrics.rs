@@ -27,6 +27,9 @@ pub struct CompactorMetrics {
     pub gc_deleted: AtomicU64,
     /// Orphans (objects the catalog does not know) deleted by the sweep.
     pub orphans_deleted: AtomicU64,
+    /// Unknown objects the sweep left because they were younger than twice
+    /// the catalog's max commit age (their commit may still land).
+    pub orphans_too_young: AtomicU64,
     /// Failures of any step (catalog, object store, bad data); the work is
     /// retried on the next pass.
     pub errors: AtomicU64,
@@ -40,7 +43,7 @@ impl CompactorMetrics {
 
     /// The counters in the Prometheus text format.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64, &str); 11] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 12] = [
             ("passes", "", &self.passes, "Passes over every partition."),
             (
                 "files_written",
@@ -85,6 +88,12 @@ impl CompactorMetrics {
                 "",
                 &self.orphans_deleted,
                 "Orphan objects deleted.",
+            ),
+            (
+                "orphans_too_young",
+                "",
+                &self.orphans_too_young,
+                "Unknown objects left by a sweep: younger than twice the catalog's max commit age.",
             ),
             (
                 "errors",

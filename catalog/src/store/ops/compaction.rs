@@ -33,6 +33,15 @@ pub(crate) async fn replace_chunks<R: ChunkRows>(
     request: &ReplaceChunksRequest,
 ) -> Result<ReplaceOutcome> {
     let plan = compaction_rules::plan_replace(request)?;
+    if compaction_rules::too_old(request, rows.now_ms(), rows.max_commit_age_ms()) {
+        // The orphan sweep may already have judged the file unknown: the
+        // compactor deletes it and redoes the work.
+        return Ok(ReplaceOutcome {
+            conflict: true,
+            sequence: 0,
+            event: None,
+        });
+    }
     let (key, row) = partition(rows, plan.topic_id, plan.partition).await?;
     let actual = rows.chunks_in_range(&key, plan.from, plan.to).await?;
     let (max_timestamp, running_max_timestamp) = match compaction_rules::judge(&plan, &actual) {

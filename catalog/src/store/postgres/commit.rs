@@ -91,6 +91,7 @@ fn apply_one(
     if let Some(response) = state.stored.get(&request.segment_id) {
         return Ok(commit_plan::replayed(response.clone()));
     }
+    commit_plan::check_age(request, context.now_ms, context.options.max_commit_age_ms)?;
     let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
     let applied = commit_plan::apply(&*state, request, context.now_ms, live_since_ms)?;
     let sequence = context.sequence + 1;

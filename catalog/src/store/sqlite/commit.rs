@@ -34,6 +34,7 @@ fn commit_segment(
     if let Some(response) = stored_response(connection, &request.segment_id)? {
         return Ok(commit_plan::replayed(response));
     }
+    commit_plan::check_age(request, context.now_ms, context.options.max_commit_age_ms)?;
     let live_since_ms = context.now_ms - context.options.producer_id_expiration_ms;
     let applied = commit_plan::apply(connection, request, context.now_ms, live_since_ms)?;
     save(connection, &applied.changes)?;

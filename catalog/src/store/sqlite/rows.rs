@@ -57,6 +57,10 @@ impl Rows for WriteContext<'_> {
         self.options.producer_id_expiration_ms
     }
 
+    fn max_commit_age_ms(&self) -> i64 {
+        self.options.max_commit_age_ms
+    }
+
     fn next_sequence(&mut self) -> u64 {
         self.counters.next_sequence()
     }

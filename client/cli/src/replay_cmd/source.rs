@@ -32,6 +32,10 @@ use crate::object_store_url::ObjectStoreUrl;
 const LOOKUP_CHUNKS_MAX: u32 = 64;
 /// Chunks fetched ahead of the one being written out.
 const PREFETCH_CHUNKS: usize = 8;
+/// Objects that may vanish in a row under one read (each rewritten and
+/// collected by a compactor) before the read gives up: each retry means
+/// a whole compaction and GC grace went by without a record read.
+const VANISHED_RETRIES: u32 = 5;
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION, as the catalog answers it (an i32
 /// in the catalog's protobuf responses).
 const UNKNOWN_TOPIC_OR_PARTITION: i32 =
@@ -234,7 +238,8 @@ impl Source {
         let mut read = PartitionRead::default();
         let mut next = plan.start;
         let mut first_chunk = true;
-        while next < plan.end && !window.stopped {
+        let mut vanished = 0;
+        'lookup: while next < plan.end && !window.stopped {
             let chunks = self.lookup(plan.partition, next).await?;
             let Some(last) = chunks.last() else {
                 bail!(
@@ -257,18 +262,43 @@ impl Source {
             }))
             .buffered(PREFETCH_CHUNKS);
             while let Some(chunk) = opened.next().await {
-                match chunk? {
-                    Opened::Segment { chunk, bytes } => {
+                let progress = window.next;
+                let outcome = match chunk {
+                    Ok(Opened::Segment { chunk, bytes }) => {
                         read.bytes_read += bytes.len() as u64;
-                        decode_segment(&chunk, &bytes, &mut window, &mut emit)?;
+                        decode_segment(&chunk, &bytes, &mut window, &mut emit)
                     }
-                    Opened::Parquet {
+                    Ok(Opened::Parquet {
                         stream,
                         bytes_selected,
-                    } => {
+                    }) => {
                         read.bytes_read += bytes_selected;
-                        parquet_chunk::read(stream, plan.partition, &mut window, &mut emit).await?;
+                        parquet_chunk::read(stream, plan.partition, &mut window, &mut emit).await
                     }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    // A compactor rewrote the chunk and the GC deleted its
+                    // object while this read was on its way (a read slower
+                    // than the GC grace): look the rest up again, after
+                    // the last record judged, so nothing is read twice.
+                    vanished = if window.next > progress {
+                        1
+                    } else {
+                        vanished + 1
+                    };
+                    if !is_not_found(&e) || vanished > VANISHED_RETRIES {
+                        return Err(e);
+                    }
+                    next = window.resume();
+                    tracing::warn!(
+                        partition = plan.partition,
+                        offset = next,
+                        error = format!("{e:#}"),
+                        "an object vanished under the read (compacted and collected); looking the \
+                         chunks up again"
+                    );
+                    continue 'lookup;
                 }
                 if window.stopped {
                     break;
@@ -351,6 +381,8 @@ pub(crate) struct Window {
     to_time: Option<i64>,
     pub(crate) stopped: bool,
     taken: u64,
+    /// The lowest offset not judged yet.
+    next: i64,
 }
 
 /// What to do with one record.
@@ -370,13 +402,22 @@ impl Window {
             to_time: plan.to_time,
             stopped: plan.start >= plan.end,
             taken: 0,
+            next: plan.start,
         }
+    }
+
+    /// Moves the start past every record judged so far and returns it: a
+    /// read resumed there emits nothing twice.
+    pub(crate) fn resume(&mut self) -> i64 {
+        self.start = self.start.max(self.next);
+        self.start
     }
 
     pub(crate) fn judge(&mut self, offset: i64, timestamp_ms: i64) -> Verdict {
         if offset < self.start {
             return Verdict::Skip;
         }
+        self.next = self.next.max(offset + 1);
         if offset >= self.end || self.to_time.is_some_and(|t| timestamp_ms >= t) {
             self.stopped = true;
             return Verdict::Stop;
@@ -464,6 +505,16 @@ fn corrupt(chunk: &Chunk) -> String {
 fn partition_index(partition: i32) -> anyhow::Result<u32> {
     u32::try_from(partition).with_context(|| {
         format!("partition {partition} does not exist (UNKNOWN_TOPIC_OR_PARTITION)")
+    })
+}
+
+/// Whether `error` comes from an object that is not there (any more).
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<object_store::Error>(),
+            Some(object_store::Error::NotFound { .. })
+        )
     })
 }
 
