@@ -16,6 +16,7 @@ mod configs;
 mod delete_records;
 mod describe_cluster;
 mod fetch;
+pub(crate) mod fetch_memory;
 mod find_coordinator;
 pub(crate) mod group;
 mod group_unavailable;
@@ -32,6 +33,9 @@ mod transactions;
 pub(crate) enum Reply {
     /// Send this framed response.
     Frame(Bytes),
+    /// Send this framed response, then give its memory back to the fetch
+    /// budget.
+    Held(Bytes, fetch_memory::FetchGrant),
     /// Send nothing (produce with acks=0).
     Nothing,
     /// Close the connection: the request cannot be answered (as Kafka does
@@ -97,7 +101,13 @@ pub(crate) async fn start(
     let response: Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>> = match request {
         RequestKind::Produce(r) => produce::start(&shared, version, r).await,
         RequestKind::Fetch(r) => {
-            Box::pin(async move { Some(fetch::handle(&shared, version, r).await.into()) })
+            return Box::pin(async move {
+                let (response, grant) = fetch::handle(&shared, version, r).await;
+                match encode(api_key, version, correlation_id, &response.into()) {
+                    Reply::Frame(frame) => Reply::Held(frame, grant),
+                    other => other,
+                }
+            });
         }
         other => Box::pin(async move { handle_simple(&shared, version, other).await }),
     };

@@ -76,6 +76,14 @@ pub struct Limits {
     /// Kafka's `fetch.max.bytes`: the most record bytes one Fetch response
     /// carries, whatever the request's `max_bytes` (including 0 or less).
     pub fetch_max_bytes: usize,
+    /// The most Fetch response bytes in memory at once, over every
+    /// connection: a fetch reads with what is free of it (at least 1 MiB,
+    /// waiting for that) and holds what its response needs until the
+    /// client has read it.
+    pub fetch_memory_bytes_max: usize,
+    /// A response the client has not read whole this long after writing
+    /// began closes the connection (and frees its memory).
+    pub response_write_timeout: Duration,
     /// Kafka's `max.connections`: client connections open at once; a new
     /// connection over the limit is closed at once.
     pub max_connections: usize,
@@ -100,6 +108,8 @@ impl Default for Limits {
         Self {
             message_max_bytes: 1_048_588,
             fetch_max_bytes: 55 * 1024 * 1024,
+            fetch_memory_bytes_max: 256 * 1024 * 1024,
+            response_write_timeout: Duration::from_millis(30_000),
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
             connections_max_idle: Duration::from_millis(600_000),

@@ -41,7 +41,15 @@ pub(crate) async fn serve(
     // responses (a long-polling fetch, a produce waiting for its flush) is
     // not idle.
     let unanswered = Arc::new(AtomicUsize::new(0));
-    let writer_task = tokio::spawn(write_responses(rx, writer, unanswered.clone()));
+    let writer_task = tokio::spawn(write_responses(
+        rx,
+        writer,
+        unanswered.clone(),
+        WriteLimits {
+            timeout: shared.config.limits.response_write_timeout,
+            metrics: Arc::clone(&shared.metrics),
+        },
+    ));
     let limits = FrameLimits {
         bytes_max: shared.config.request_bytes_max,
         idle: shared.config.limits.connections_max_idle,
@@ -241,10 +249,18 @@ async fn start_request(
     }))
 }
 
+/// How long a client may go without reading any of a response, and where
+/// to count one that went longer.
+struct WriteLimits {
+    timeout: std::time::Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
 async fn write_responses(
     mut rx: mpsc::Receiver<Pending>,
     writer: tokio::net::tcp::OwnedWriteHalf,
     unanswered: Arc<AtomicUsize>,
+    limits: WriteLimits,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(mut pending) = rx.recv().await {
@@ -262,13 +278,27 @@ async fn write_responses(
                 pending.await
             }
         };
-        let frame = match reply {
-            api::Reply::Frame(frame) => frame,
+        // A fetch's grant is given back once its frame is written.
+        let (frame, _grant) = match reply {
+            api::Reply::Frame(frame) => (frame, None),
+            api::Reply::Held(frame, grant) => (frame, Some(grant)),
             api::Reply::Nothing => continue,
             api::Reply::Close => break,
         };
-        if writer.write_all(&frame).await.is_err() {
-            return;
+        // A client that stops reading must not hold the response's memory
+        // (and the fetch budget) for ever; a slow one that keeps reading
+        // may take as long as it needs.
+        let mut written = 0;
+        while written < frame.len() {
+            match tokio::time::timeout(limits.timeout, writer.write(&frame[written..])).await {
+                Ok(Ok(n)) if n > 0 => written += n,
+                Ok(_) => return,
+                Err(_) => {
+                    crate::metrics::add(&limits.metrics.response_write_timeouts, 1);
+                    tracing::debug!("a client read nothing of its response in time; closing");
+                    return;
+                }
+            }
         }
         if rx.is_empty() && writer.flush().await.is_err() {
             return;

@@ -39,6 +39,14 @@ pub(crate) struct Metrics {
     /// Fetches whose `max_bytes` was above
     /// `fetch_max_bytes`, or unlimited, and was capped.
     pub(crate) fetch_max_bytes_capped: AtomicU64,
+    /// Fetches that read with less than their byte budget because the
+    /// agent's `fetch_memory_bytes_max` was partly spent.
+    pub(crate) fetch_memory_reduced: AtomicU64,
+    /// Fetches that waited for `fetch_memory_bytes_max` to free up.
+    pub(crate) fetch_memory_waits: AtomicU64,
+    /// Connections closed because a response was not read within
+    /// `response_write_timeout`.
+    pub(crate) response_write_timeouts: AtomicU64,
     /// Connections closed at once: over `max_connections`.
     pub(crate) connections_refused_total_limit: AtomicU64,
     /// Connections closed at once: over `max_connections_per_ip`.
@@ -311,6 +319,24 @@ impl Metrics {
                 "Fetch requests whose max_bytes was above fetch_max_bytes, or unlimited (0 or less), and was capped.",
                 &plain,
                 load(&self.fetch_max_bytes_capped),
+            ),
+            s(
+                "strata_fetch_memory_limited_total",
+                "Fetches held back by fetch_memory_bytes_max: read with less than their budget, or waited for memory.",
+                &format!("agent=\"{agent}\",outcome=\"reduced\""),
+                load(&self.fetch_memory_reduced),
+            ),
+            s(
+                "strata_fetch_memory_limited_total",
+                "Fetches held back by fetch_memory_bytes_max: read with less than their budget, or waited for memory.",
+                &format!("agent=\"{agent}\",outcome=\"waited\""),
+                load(&self.fetch_memory_waits),
+            ),
+            s(
+                "strata_response_write_timeouts_total",
+                "Client connections closed because a response was not read within response_write_timeout_ms.",
+                &plain,
+                load(&self.response_write_timeouts),
             ),
             s(
                 "strata_connections_refused_total",

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) fleet: Arc<Fleet>,
     /// Produce validations allowed on the blocking pool at once.
     pub(crate) validations: Arc<tokio::sync::Semaphore>,
+    /// Fetch response bytes allowed in memory at once.
+    pub(crate) fetch_memory: crate::api::fetch_memory::FetchMemory,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::shutdown`].
@@ -122,7 +124,10 @@ impl Agent {
             fleet.clone(),
             &mut tasks,
         );
+        let fetch_memory =
+            crate::api::fetch_memory::FetchMemory::new(config.limits.fetch_memory_bytes_max);
         let shared = Arc::new(Shared {
+            fetch_memory,
             topics: TopicCache::new(catalog.clone()),
             config,
             catalog,

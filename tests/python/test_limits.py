@@ -192,6 +192,61 @@ def test_fetch_responses_stay_under_fetch_max_bytes(limited, topic):
     assert metric(server, "strata_fetch_max_bytes_capped_total") >= 4
 
 
+FETCH_MEMORY_BYTES = 16 << 20
+HELD_FETCH_BYTES = 12 << 20
+
+
+def send_fetch(conn: KafkaConnection, topic: str, max_bytes: int) -> None:
+    """A Fetch v4 of partition 0 from offset 0, its response left unread."""
+    part = i32(0) + i64(0) + i32(max_bytes)
+    body = (i32(-1) + i32(0) + i32(1) + i32(max_bytes) + i8(0)
+            + array([string(topic) + array([part])]))
+    conn.request(kw.FETCH, 4, body, expect_response=False)
+
+
+def test_fetch_responses_share_one_memory_budget_and_unread_ones_are_dropped(limited, topic):
+    # Goal (hostile Fetch): responses held by clients that do not read them count against one
+    # agent-wide budget (fetch_memory_bytes_max), so a second large fetch meanwhile gets only
+    # what is free; a client that reads nothing for response_write_timeout_ms is disconnected
+    # and its memory given back. Before the budget, 64 such readers took an agent to 2.7 GiB.
+    # Method: a 16 MiB budget; 16 MiB of 500 KB batches; a connection with a tiny receive
+    # buffer asks 12 MiB and does not read; another asks 12 MiB and gets at most the free 4 MiB
+    # (plus one batch, KIP-74); after the write timeout the stuck one is closed and a fetch
+    # gets its full 12 MiB again.
+    server = limited("--fetch-memory-bytes-max", str(FETCH_MEMORY_BYTES),
+                     "--response-write-timeout-ms", "2000")
+    create_topic(server.bootstrap, topic)
+    batch_bytes = 500_000
+    with KafkaConnection(server.bootstrap) as conn:
+        for _ in range(34):
+            resp = conn.produce(topic, 0, encode_batch([b"m" * batch_bytes]))
+            assert resp["error_code"] == kw.NONE, resp
+        _, records, _ = raw_fetch(conn, topic, [0], HELD_FETCH_BYTES, HELD_FETCH_BYTES)
+        assert records > HELD_FETCH_BYTES - batch_bytes, "alone, a fetch gets its whole budget"
+
+    stuck = KafkaConnection(server.bootstrap)
+    try:
+        stuck.sock.setsockopt(kw.socket.SOL_SOCKET, kw.socket.SO_RCVBUF, 4096)
+        send_fetch(stuck, topic, HELD_FETCH_BYTES)
+        time.sleep(0.5)
+        with KafkaConnection(server.bootstrap) as other:
+            _, records, _ = raw_fetch(other, topic, [0], HELD_FETCH_BYTES, HELD_FETCH_BYTES)
+            assert 0 < records <= FETCH_MEMORY_BYTES - HELD_FETCH_BYTES + batch_bytes + 1024, \
+                records
+        assert metric(server, "strata_fetch_memory_limited_total", 'outcome="reduced"') >= 1
+        # The stuck client is cut off once it has read nothing for 2 s, and its response's
+        # memory comes back (checked by the last fetch below, with the stuck socket still open).
+        deadline = time.monotonic() + 15
+        while metric(server, "strata_response_write_timeouts_total") < 1:
+            assert time.monotonic() < deadline, "a connection that reads nothing is closed"
+            time.sleep(0.2)
+        with KafkaConnection(server.bootstrap) as conn:
+            _, records, _ = raw_fetch(conn, topic, [0], HELD_FETCH_BYTES, HELD_FETCH_BYTES)
+            assert records > HELD_FETCH_BYTES - batch_bytes, "the stuck response's memory is back"
+    finally:
+        stuck.close()
+
+
 # --------------------------------------------------------------------------------------------
 # 7. Connections: caps, idle timeout, frame read deadline
 

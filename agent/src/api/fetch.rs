@@ -6,6 +6,7 @@
 //! gets that agent as `preferred_read_replica` (no records) and moves
 //! there, so its reads stay in its zone.
 
+use super::fetch_memory::FetchGrant;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,13 +42,15 @@ struct Target {
     partition_max_bytes: usize,
 }
 
-/// Answers a fetch, waiting up to `max_wait_ms` for `min_bytes`.
+/// Answers a fetch, waiting up to `max_wait_ms` for `min_bytes`. The
+/// grant holds the response's bytes in the agent's fetch memory budget
+/// until the response is written.
 #[instrument(level = "debug", skip_all)]
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
     version: i16,
     request: FetchRequest,
-) -> FetchResponse {
+) -> (FetchResponse, FetchGrant) {
     let mut changes = shared.index.changes();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
@@ -64,8 +67,14 @@ pub(crate) async fn handle(
         // Mark the commit counter seen before reading, so a commit that
         // lands during the read wakes the wait below.
         changes.borrow_and_update();
+        // Memory is held only while reading and until the answer is sent:
+        // a fetch waiting for data holds none.
+        let mut grant = shared
+            .fetch_memory
+            .reserve(max_bytes, &shared.metrics)
+            .await;
         let (partitions, total, any_error) =
-            read_all(shared, &targets, max_bytes, read_committed).await;
+            read_all(shared, &targets, grant.bytes(), read_committed).await;
         // A consumer sent elsewhere must learn it at once.
         let done = total >= min_bytes
             || any_error
@@ -86,10 +95,13 @@ pub(crate) async fn handle(
             add(&shared.metrics.fetch_redirects, redirected.len() as u64);
             add(&shared.metrics.fetch_requests, 1);
             add(&shared.metrics.fetch_bytes, total as u64);
-            return FetchResponse::default()
+            grant.keep(total);
+            let response = FetchResponse::default()
                 .with_session_id(0)
                 .with_responses(topics);
+            return (response, grant);
         }
+        drop(grant);
         if tokio::time::timeout_at(deadline, changes.changed())
             .await
             .is_err()

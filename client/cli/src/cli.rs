@@ -36,7 +36,7 @@ pub(crate) enum LogFormat {
 pub(crate) enum Command {
     /// Run everything in one process: catalog (SQLite), agent and a
     /// local-directory object store. The embedded default for development.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Inspect and manage consumer groups: list, describe, reset offsets,
     /// delete.
     Group(GroupArgs),

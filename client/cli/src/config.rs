@@ -239,6 +239,14 @@ layered! {
         /// response carries, whatever the request asks [default: 57671680].
         #[arg(long, env = "STRATA_FETCH_MAX_BYTES")]
         fetch_max_bytes: usize,
+        /// The most Fetch response bytes in memory at once, over all
+        /// connections [default: 268435456].
+        #[arg(long, env = "STRATA_FETCH_MEMORY_BYTES_MAX")]
+        fetch_memory_bytes_max: usize,
+        /// Close a connection whose client has not read a response whole
+        /// this long after it was written [default: 30000].
+        #[arg(long, env = "STRATA_RESPONSE_WRITE_TIMEOUT_MS")]
+        response_write_timeout_ms: u64,
         /// Kafka's max.connections: client connections open at once; more
         /// are closed on arrival [default: 10000].
         #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
@@ -277,6 +285,12 @@ impl LimitOptions {
         }
         if let Some(v) = self.fetch_max_bytes {
             limits.fetch_max_bytes = v.max(1);
+        }
+        if let Some(v) = self.fetch_memory_bytes_max {
+            limits.fetch_memory_bytes_max = v.max(1);
+        }
+        if let Some(v) = self.response_write_timeout_ms {
+            limits.response_write_timeout = ms(v.max(1));
         }
         if let Some(v) = self.max_connections {
             limits.max_connections = v.max(1);
