@@ -9,8 +9,8 @@ History format: one JSON object per line, each with
   time     seconds since the start of the run (monotonic clock)
   process  who did it: a client ("q-producer-3", "g-consumer-7"), "nemesis", "final"
   type     "invoke" | "ok" | "fail" | "info"  (info: indefinite, e.g. a timeout)
-  f        what: send, poll, assign, revoke, commit, committed, final-read, start, crash,
-           fault, heal, phase
+  f        what: send, poll, assign, revoke, commit, committed, final-read, start, stop,
+           crash, fault, heal, phase
 and the fields of that op:
   send        topic, partition, value; ok adds offset; fail/info add error. An invoke is
               paired with its completion by (process, value).
@@ -237,7 +237,7 @@ def _check_polls(history: list[dict], report: Report) -> None:
             exists[(e["topic"], e["partition"])].add(e["offset"])
     last: dict[tuple[str, str, int], tuple[int, int]] = {}
     for e in history:
-        if e["f"] in ("assign", "revoke", "start", "crash"):
+        if e["f"] in ("assign", "revoke", "start", "crash", "stop"):
             for key in [k for k in last if k[0] == e["process"]]:
                 del last[key]
             continue
@@ -340,13 +340,14 @@ def _check_liveness(history: list[dict], report: Report) -> None:
                 if e["f"] == "phase" and e.get("name") == "workload-end"), None)
     if end is None:
         end = max((e["time"] for e in history), default=0.0)
+    clients = {e["process"] for e in history if e["f"] in ("send", "poll")}
     lives: dict[str, dict] = {}
     for e in history:
         p = e["process"]
-        if p in ("nemesis", "final") or e["time"] > end:
+        if p not in clients or p == "final" or e["time"] > end:
             continue
         life = lives.setdefault(p, {"start": e["time"], "end": None, "ok": []})
-        if e["f"] == "crash":
+        if e["f"] in ("crash", "stop"):
             life["end"] = e["time"]
         if _progress(e):
             life["ok"].append(e["time"])
