@@ -52,7 +52,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="time between the final heal and the end of the workload")
     p.add_argument("--out", type=Path, default=None,
                    help="directory for the history, verdict and logs "
-                        "(default /tmp/strata-checker/<time>-seed<seed>)")
+                        "(default /tmp/strata-checker-runs/<time>-seed<seed>)")
     args = p.parse_args(argv)
     args.faults = [] if args.faults in ("", "none") else args.faults.split(",")
     for fault in args.faults:
@@ -61,7 +61,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 31)
     if args.out is None:
-        args.out = Path("/tmp/strata-checker") / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}"
+        args.out = Path("/tmp/strata-checker-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}"
     return args
 
 

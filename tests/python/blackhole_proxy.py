@@ -86,6 +86,12 @@ class BlackholeProxy:
         self._server = await asyncio.start_server(self._accept, sock=self._sock)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stop(): ends quietly (asyncio logs a cancelled connection callback)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         if self._blackholed:
             await self._hold(writer)
