@@ -32,8 +32,9 @@ QUIET_S = (4.0, 10.0)
 
 class Nemesis(threading.Thread):
     def __init__(self, cluster: Cluster, history, faults: list[str], seed: int,
-                 start_at: float, end_at: float):
+                 start_at: float, end_at: float, skip: tuple[str, ...] = ()):
         super().__init__(name="nemesis", daemon=True)
+        self.skip = set(skip)
         self.cluster, self.history = cluster, history
         self.faults = faults
         self.rng = random.Random(seed)
@@ -69,17 +70,18 @@ class Nemesis(threading.Thread):
     def _begin(self, kind: str) -> dict:
         c = self.cluster
         if kind == "kill":
-            name = self.rng.choice(sorted(n for n in c.targets() if n != "s3"))
+            name = self.rng.choice(sorted(n for n in c.targets()
+                                          if n != "s3" and n not in self.skip))
             self.down[name] = c.targets()[name]
             c.targets()[name].kill()
             return {"fault": kind, "target": name}
         if kind == "pause":
-            name = self.rng.choice(sorted(c.targets()))
+            name = self.rng.choice(sorted(n for n in c.targets() if n not in self.skip))
             self.paused[name] = c.targets()[name]
             c.targets()[name].pause()
             return {"fault": kind, "target": name}
         if kind in ("partition", "delay"):
-            name = self.rng.choice(sorted(c.proxies))
+            name = self.rng.choice(sorted(n for n in c.proxies if n not in self.skip))
             if kind == "partition":
                 c.proxies[name].blackhole()
                 return {"fault": kind, "target": name}

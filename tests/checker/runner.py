@@ -42,6 +42,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "(default kill,pause,partition)")
     p.add_argument("--seed", type=int, default=None, help="nemesis and workload seed "
                    "(default: random, printed)")
+    p.add_argument("--skip", default="",
+                   help="comma-separated process or link names the nemesis leaves alone, "
+                        "e.g. catalog->postgres,s3")
     p.add_argument("--workload", choices=("queue", "group", "all"), default="all")
     p.add_argument("--agents", type=int, default=2)
     p.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
@@ -58,6 +61,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for fault in args.faults:
         if fault not in FAULTS:
             p.error(f"unknown fault {fault!r}: choose from {', '.join(FAULTS)}")
+    args.skip = tuple(x for x in args.skip.split(",") if x)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 31)
     if args.out is None:
@@ -113,7 +117,8 @@ def main(argv: list[str]) -> int:
         history.close()
         cluster.stop()
     verdict = {"command": command, "seed": args.seed, "seconds": duration,
-               "faults": args.faults, "workload": args.workload, "store": args.store,
+               "faults": args.faults, "skip": list(args.skip), "workload": args.workload,
+               "store": args.store,
                "history": str(args.out / "history.jsonl"), **report}
     (args.out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
     print_verdict(verdict)
@@ -147,7 +152,7 @@ def run_workload(args, cluster, history: History, rng: random.Random, duration: 
     for c in clients:
         c.start()
     nemesis = Nemesis(cluster, history, args.faults, rng.randrange(1 << 30), start_at=5.0,
-                      end_at=duration - recovery)
+                      end_at=duration - recovery, skip=args.skip)
     nemesis.start()
     churn = threading.Thread(target=rebalances, daemon=True,
                              args=(members, history, stop_producers, stop_consumers, bootstrap,

@@ -93,7 +93,13 @@ class Sender(Client):
         while not self.stop_event.is_set():
             generation += 1
             process = f"{self.process}.{generation}"
-            self._one_producer(process)
+            try:
+                self._one_producer(process)
+            except KafkaException as e:
+                # A fatal producer error can surface from poll/flush too: this process is
+                # over, a new one takes its place.
+                self.history.add(process, "info", "crash", error=repr(e))
+                self.stop_event.wait(1.0)
 
     def _one_producer(self, process: str) -> None:
         h, topic = self.history, self.topic
