@@ -100,6 +100,7 @@ def check(history: list[dict]) -> Report:
     observed = _observations(history, sends)
     finals = _final_reads(history)
     _check_offsets(observed, report)
+    _annotate_batches(finals, report)
     _check_lost_and_unseen(history, sends, observed, finals, report)
     _check_polls(history, report)
     _check_sends(sends, report)
@@ -188,6 +189,19 @@ def _check_offsets(observed: Observed, report: Report) -> None:
         if len(where) > 1:
             report.add("duplicate", {"topic": topic, "value": value,
                                      "at": [list(p) for p in sorted(where)]})
+
+
+def _annotate_batches(finals: dict[tuple[str, int], dict], report: Report) -> None:
+    """Adds to each duplicate the stored batches holding its copies ([base offset, last
+    offset delta, producer id, epoch, base sequence]) when the final read recorded them."""
+    for example in report.anomalies.get("duplicate", []):
+        found = []
+        for partition, offset in example["at"]:
+            batches = finals.get((example["topic"], partition), {}).get("batches")
+            if isinstance(batches, list):
+                found += [b for b in batches if b[0] <= offset <= b[0] + b[1]]
+        if found:
+            example["batches"] = found
 
 
 def _check_lost_and_unseen(history: list[dict], sends: list[Send], observed: Observed,

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -175,7 +176,11 @@ class Postgres:
 
     def __init__(self, base: Path):
         self.port = free_port()
-        self.dir = base / "pg"
+        # Its own directory under /tmp, not under `base`: user postgres must be able to walk
+        # to it, and pytest's tmp dirs are private to root (and re-made so on every session).
+        self.dir = Path(tempfile.mkdtemp(prefix="strata-checker-pg-"))
+        os.chmod(self.dir, 0o711)
+        (base / "pg-dir").write_text(f"{self.dir}\n")
         self.env = {**os.environ, "STRATA_PG_PORT": str(self.port),
                     "STRATA_PG_DIR": str(self.dir)}
 
@@ -234,6 +239,8 @@ class Postgres:
         self.resume()
         subprocess.run([str(ROOT / "scripts" / "pg.sh"), "stop"], env=self.env,
                        capture_output=True, timeout=120)
+        if self.postmaster() is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, port: int | None = None) -> str:
         return f"postgres://postgres@127.0.0.1:{port or self.port}/strata"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -109,6 +111,8 @@ def main(argv: list[str]) -> int:
     except SetupError as e:
         print(f"checker: cluster set-up failed: {e}")
         return 2
+    # SIGTERM (a test's timeout, Ctrl-C's cousin) still tears the cluster down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     history = History(args.out / "history.jsonl")
     rng = random.Random(args.seed)
     try:
@@ -164,22 +168,28 @@ def run_workload(args, cluster, history: History, rng: random.Random, duration: 
     nemesis.heal_all()
     wait_until(history, duration)
     stop_producers.set()
-    for c in producers:
-        c.join(timeout=60)
+    join_all(producers, 60)
     history.add("nemesis", "info", "phase", name="workload-end")
     caught_up = catch_up(history, bootstrap, topics, args.partitions, readers, observer)
     stop_consumers.set()
     if members:
         churn.join(timeout=60)
-    for c in [*readers, *members, *([observer] if observer else [])]:
-        c.join(timeout=60)
+    join_all([*readers, *members, *([observer] if observer else [])], 60)
     for topic in topics:
-        final_read(history, bootstrap, topic, args.partitions)
+        final_read(history, bootstrap, topic, args.partitions, timeout_s=60)
     report = check.check(check.read_history(history.path)).to_dict()
     report["stats"]["caught_up_s"] = caught_up
     report["stats"]["faults_injected"] = [f"{f['fault']}:{f['target']}" for f in nemesis.done]
     report["stats"]["client_errors"] = [f"{c.process}: {c.error}" for c in clients if c.error]
     return report
+
+
+def join_all(threads: list, timeout_s: float) -> None:
+    """Joins `threads` within one deadline (a client stuck in a call is left behind: the
+    history shows it)."""
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def wait_until(history: History, at: float) -> None:

@@ -17,6 +17,7 @@ import random
 import threading
 import time
 
+import kafka_wire as kw
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
                              TopicPartition)
 
@@ -284,6 +285,18 @@ class Observer(Client):
             consumer.close()
 
 
+def batch_headers(bootstrap: str, topic: str, partition: int) -> list | str:
+    """For a post-mortem: every stored batch's [base offset, last offset delta, producer id,
+    producer epoch, base sequence], read with the raw wire client (kafka_wire)."""
+    try:
+        with kw.KafkaConnection(bootstrap.split(",")[0], timeout=30) as conn:
+            _, batches = conn.fetch_all(topic, partition)
+        return [[b.base_offset, b.last_offset_delta, b.producer_id, b.producer_epoch,
+                 b.base_sequence] for b in batches]
+    except Exception as e:  # noqa: BLE001 - diagnostics only
+        return repr(e)
+
+
 def final_read(h: History, bootstrap: str, topic: str, partitions: int,
                timeout_s: float = 120) -> None:
     """Reads every partition from its first offset to its high watermark; one final-read
@@ -319,6 +332,6 @@ def final_read(h: History, bootstrap: str, topic: str, partitions: int,
         for p in range(partitions):
             h.add("final", "ok", "final-read", topic=topic, partition=p, records=records[p],
                   log_start=marks[p][0], high_watermark=marks[p][1], complete=p in done,
-                  error=errors.get(p))
+                  error=errors.get(p), batches=batch_headers(bootstrap, topic, p))
     finally:
         consumer.close()

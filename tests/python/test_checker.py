@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,10 +36,25 @@ def test_a_short_fault_mix_gives_a_valid_history(tmp_path):
         pytest.skip("moto_server not found")
     env = {**os.environ, "STRATA_BIN": str(binary), "STRATA_MOTO_SERVER": moto}
     out = tmp_path / "checker"
-    run = subprocess.run([sys.executable, str(RUN), "--minutes", "1.5",
-                          "--faults", "kill,pause,partition", "--seed", "11",
-                          "--recovery-seconds", "30", "--out", str(out)],
-                         capture_output=True, text=True, env=env, timeout=400)
+    # Its own session, so that a run that overstays is stopped with its whole cluster
+    # (SIGTERM: the runner tears the cluster down; then SIGKILL of what is left).
+    proc = subprocess.Popen([sys.executable, str(RUN), "--minutes", "1.5",
+                             "--faults", "kill,pause,partition", "--seed", "11",
+                             "--recovery-seconds", "30", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=360)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"the checker did not finish within 360 s (history "
+                    f"{out / 'history.jsonl'}):\n{stdout}\n{stderr[-4000:]}", pytrace=False)
+    run = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     verdict_path = out / "verdict.json"
     assert verdict_path.is_file(), f"no verdict\n{run.stdout}\n{run.stderr[-4000:]}"
     verdict = json.loads(verdict_path.read_text())
