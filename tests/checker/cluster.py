@@ -390,7 +390,6 @@ def start_cluster(base: Path, agents: int = 2, store: str = "postgres",
                 base / "compactor.log", metrics)
             cluster.compactor.start()
     except BaseException:
-        cluster.stop_quietly = True  # type: ignore[attr-defined]
         for process in [*cluster.agents, cluster.compactor, cluster.catalog, moto]:
             if process is not None and process.alive():
                 process.kill()
