@@ -14,6 +14,7 @@
 //! the client gave up, which is exactly the case the agent must survive.
 
 use std::fmt;
+use std::future::Future;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,6 +67,13 @@ pub struct FaultRule {
     /// would), so nothing stays stuck after a test clears its faults.
     #[serde(default)]
     pub hang: bool,
+    /// A call picked to fail (by `error_probability` or `error_next`) is
+    /// first carried out, and only then reported as failed: a write that
+    /// succeeded but whose reply was lost, so its caller does not learn
+    /// the outcome. Without it an injected error stops the call before it
+    /// reaches the store.
+    #[serde(default)]
+    pub error_after_apply: bool,
 }
 
 impl FaultRule {
@@ -130,6 +138,8 @@ struct Action {
     delay: Duration,
     fail: bool,
     hang: bool,
+    /// The failure comes after the call was carried out.
+    after: bool,
 }
 
 impl FaultControl {
@@ -175,6 +185,7 @@ impl FaultControl {
             delay: Duration::ZERO,
             fail: false,
             hang: false,
+            after: false,
         };
         let Some(index) = state.plan.rules.iter().position(|r| r.targets(op)) else {
             return action;
@@ -189,6 +200,7 @@ impl FaultControl {
         } else {
             action.fail = draw < rule.error_probability;
         }
+        action.after = action.fail && rule.error_after_apply;
         let counts = &mut state.counts;
         counts.delays += u64::from(!action.delay.is_zero());
         counts.hangs += u64::from(action.hang);
@@ -208,15 +220,25 @@ impl FaultControl {
             let _ = generation.changed().await;
             return Err(injected(action.op, "hung request released"));
         }
-        if action.fail {
+        if action.fail && !action.after {
             return Err(injected(action.op, "503 Slow Down"));
         }
         Ok(())
     }
 
-    async fn guard(&self, op: FaultOp) -> object_store::Result<()> {
+    /// Runs `call` under the fault the next `op` suffers.
+    async fn around<T>(
+        &self,
+        op: FaultOp,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
         let action = self.decide(op);
-        self.apply(action).await
+        self.apply(action).await?;
+        let out = call.await?;
+        if action.after {
+            return Err(injected(op, "reply lost after the call was applied"));
+        }
+        Ok(out)
     }
 }
 
@@ -290,8 +312,8 @@ impl ObjectStore for FaultInjectingStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.control.guard(FaultOp::Put).await?;
-        self.inner.put_opts(location, payload, opts).await
+        let call = self.inner.put_opts(location, payload, opts);
+        self.control.around(FaultOp::Put, call).await
     }
 
     async fn put_multipart_opts(
@@ -299,8 +321,8 @@ impl ObjectStore for FaultInjectingStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.control.guard(FaultOp::Put).await?;
-        self.inner.put_multipart_opts(location, opts).await
+        let call = self.inner.put_multipart_opts(location, opts);
+        self.control.around(FaultOp::Put, call).await
     }
 
     async fn get_opts(
@@ -313,8 +335,8 @@ impl ObjectStore for FaultInjectingStore {
         } else {
             FaultOp::Get
         };
-        self.control.guard(op).await?;
-        self.inner.get_opts(location, options).await
+        let call = self.inner.get_opts(location, options);
+        self.control.around(op, call).await
     }
 
     async fn get_ranges(
@@ -322,8 +344,8 @@ impl ObjectStore for FaultInjectingStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.control.guard(FaultOp::Get).await?;
-        self.inner.get_ranges(location, ranges).await
+        let call = self.inner.get_ranges(location, ranges);
+        self.control.around(FaultOp::Get, call).await
     }
 
     fn delete_stream(
@@ -339,8 +361,8 @@ impl ObjectStore for FaultInjectingStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.control.guard(FaultOp::List).await?;
-        self.inner.list_with_delimiter(prefix).await
+        let call = self.inner.list_with_delimiter(prefix);
+        self.control.around(FaultOp::List, call).await
     }
 
     async fn copy_opts(
@@ -349,8 +371,8 @@ impl ObjectStore for FaultInjectingStore {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
-        self.control.guard(FaultOp::Put).await?;
-        self.inner.copy_opts(from, to, options).await
+        let call = self.inner.copy_opts(from, to, options);
+        self.control.around(FaultOp::Put, call).await
     }
 }
 
@@ -511,6 +533,31 @@ mod tests {
             .put(&key, PutPayload::from_static(b"x"))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn error_after_apply_writes_the_object_and_still_reports_an_error() {
+        let (store, control) = store();
+        control.set(FaultPlan {
+            rules: vec![FaultRule {
+                error_next: 1,
+                error_after_apply: true,
+                ..rule(&[FaultOp::Put])
+            }],
+            seed: 0,
+        });
+        let key = Path::from("k");
+        let error = store
+            .put(&key, PutPayload::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(is_injected(&error), "{error}");
+        // The write landed although its caller was told it failed.
+        assert_eq!(
+            &store.get(&key).await.unwrap().bytes().await.unwrap()[..],
+            b"x"
+        );
+        assert_eq!(control.counts().errors, 1);
     }
 
     #[tokio::test]

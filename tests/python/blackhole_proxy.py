@@ -6,7 +6,9 @@ network partition that drops packets (as opposed to one that resets connections)
   new connections are accepted and then held the same way, so a peer sees no error at all,
   only silence (what a paused process or a dropping firewall looks like);
 - `heal()`: new connections are forwarded again; connections held during the black hole stay
-  silent forever, as flows whose state a partition lost.
+  silent forever, as flows whose state a partition lost;
+- `delay(ms)`: every chunk forwarded from then on waits `ms` first (0: no delay), a slow link
+  rather than a dead one; `heal()` also ends the delay.
 
 Runs its own asyncio loop on a thread; only ever listens on and connects to 127.0.0.1.
 """
@@ -27,6 +29,7 @@ class BlackholeProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name=f"blackhole-proxy-{upstream_port}")
         self._blackholed = False
+        self._delay_s = 0.0
         self._generation = 0  # bumped by blackhole(): pipes of older generations go silent
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -46,6 +49,10 @@ class BlackholeProxy:
 
     def heal(self) -> None:
         self._call(self._set, False)
+        self._delay_s = 0.0
+
+    def delay(self, ms: int) -> None:
+        self._delay_s = ms / 1000
 
     def stop(self) -> None:
         async def close():
@@ -79,6 +86,12 @@ class BlackholeProxy:
         self._server = await asyncio.start_server(self._accept, sock=self._sock)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stop(): ends quietly (asyncio logs a cancelled connection callback)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         if self._blackholed:
             await self._hold(writer)
@@ -107,6 +120,8 @@ class BlackholeProxy:
                     continue
                 if not data:
                     break
+                if self._delay_s:
+                    await asyncio.sleep(self._delay_s)
                 if self._generation != generation:
                     await self._hold(writer)  # the bytes just read are dropped
                     return
