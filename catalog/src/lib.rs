@@ -52,7 +52,8 @@ mod store;
 pub use error::{Error, ErrorKind, Result};
 pub use group::{GroupCoordinator, GroupError, GroupOptions};
 pub use service::{
-    CatalogService, CommitFaultCounts, CommitFaultPlan, CommitFaults, RpcMetrics, ServiceOptions,
+    CatalogMetrics, CatalogService, CommitFaultCounts, CommitFaultPlan, CommitFaults, RpcMetrics,
+    ServiceOptions,
     serve, validate_topic_name,
 };
 pub use store::postgres::{PostgresOptions, PostgresStore};

@@ -6,6 +6,7 @@
 //! become gRPC statuses (UNAVAILABLE = retry).
 
 mod agents;
+mod catalog_metrics;
 mod claims;
 mod commit_stream;
 mod compaction;
@@ -30,6 +31,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use self::agents::AgentRegistry;
+pub use self::catalog_metrics::CatalogMetrics;
 use self::claims::CompactionClaims;
 use self::commit_stream::CommitStreamHub;
 pub use self::faults::{CommitFaultCounts, CommitFaultPlan, CommitFaults};
@@ -53,6 +55,13 @@ pub struct ServiceOptions {
     /// Events a live subscriber may fall behind before it is cut off
     /// (DATA_LOSS) and must resync.
     pub subscriber_queue: usize,
+    /// How long commit events wait behind a missing sequence (a write
+    /// whose outcome the catalog did not learn) before it is declared lost
+    /// and subscribers resync.
+    pub commit_gap_timeout_ms: u64,
+    /// The process's catalog metrics (shared by the services a standby
+    /// builds each time it takes over).
+    pub metrics: Arc<CatalogMetrics>,
     /// The group coordinator's settings. Its clock is the catalog's clock,
     /// which agent leases run on too.
     pub groups: GroupOptions,
@@ -73,6 +82,8 @@ impl Default for ServiceOptions {
         Self {
             commit_stream_buffer: 16_384,
             subscriber_queue: 4_096,
+            commit_gap_timeout_ms: 2_000,
+            metrics: Arc::default(),
             groups: GroupOptions::default(),
             agent_lease_ms: 10_000,
             commit_faults: None,
@@ -106,10 +117,12 @@ impl CatalogService {
     /// clock, `options.groups.clock`.
     pub async fn new(store: Arc<dyn CatalogStore>, options: ServiceOptions) -> Result<Self> {
         let last_sequence = store.last_commit_sequence().await?;
-        let hub = CommitStreamHub::new(
+        let hub = CommitStreamHub::with_gap_timeout(
             last_sequence,
             options.commit_stream_buffer,
             options.subscriber_queue,
+            std::time::Duration::from_millis(options.commit_gap_timeout_ms),
+            Arc::clone(&options.metrics),
         );
         let claims = CompactionClaims::new(Arc::clone(&options.groups.clock));
         let agents = AgentRegistry::start(
@@ -123,6 +136,7 @@ impl CatalogService {
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
         let txn_activity = Arc::new(TxnActivity::new());
+        tokio::spawn(commit_stream::gap_watchdog(Arc::downgrade(&hub)));
         tokio::spawn(transaction_reaper(
             Arc::downgrade(&hub),
             Arc::clone(&store),
