@@ -59,10 +59,10 @@ pub use service::{
 pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
+    AgentRecord, AgentRegistration, CatalogLease, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
     DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupMemberRecord, GroupRecord,
-    InitProducerOutcome, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
+    InitProducerOutcome, LeaseClaim, LeaseStatus, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
     ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord,
     TopicRef, TxnOutcome, TxnRequest,
 };

@@ -34,6 +34,7 @@ const PENDING_MAX: usize = 4096;
 /// lost, unless the service sets another (`commit_gap_timeout_ms`). Events
 /// of one store transaction reach the hub microseconds apart; a hole that
 /// lasts this long is a sequence whose event will never come.
+#[cfg(test)]
 pub(crate) const GAP_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Publishes commit events in sequence order and serves subscribers.
