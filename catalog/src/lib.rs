@@ -53,7 +53,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use group::{GroupCoordinator, GroupError, GroupOptions};
 pub use service::{
     CatalogMetrics, CatalogService, CommitFaultCounts, CommitFaultPlan, CommitFaults, RpcMetrics,
-    ServiceOptions,
+    ServiceOptions, ACTIVE_CATALOG_HEADER, HaCatalog, HaOptions, HaRouter, serve_ha,
     serve, validate_topic_name,
 };
 pub use store::postgres::{PostgresOptions, PostgresStore};

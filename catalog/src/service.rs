@@ -12,6 +12,7 @@ mod commit_stream;
 mod compaction;
 mod faults;
 mod groups;
+mod ha;
 mod log;
 mod producers;
 mod rpc_metrics;
@@ -35,6 +36,7 @@ pub use self::catalog_metrics::CatalogMetrics;
 use self::claims::CompactionClaims;
 use self::commit_stream::CommitStreamHub;
 pub use self::faults::{CommitFaultCounts, CommitFaultPlan, CommitFaults};
+pub use self::ha::{ACTIVE_CATALOG_HEADER, HaCatalog, HaOptions, HaRouter};
 pub use self::rpc_metrics::RpcMetrics;
 use self::rpc_metrics::RpcMetricsLayer;
 pub use self::topics::validate_topic_name;
@@ -207,6 +209,42 @@ pub async fn serve(
     service: CatalogService,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let metrics = service.rpc_metrics();
+    serve_router(listener, service.into_server(), metrics, shutdown).await
+}
+
+/// Like [`serve`], for a catalog with high availability: calls go to the
+/// active service while `catalog` holds the lease, and are answered
+/// UNAVAILABLE (naming the active catalog) while it stands by. The lease
+/// loop is [`HaCatalog::run`], run by the caller.
+#[tracing::instrument(level = "info", skip_all, fields(address = ?listener.local_addr().ok()))]
+pub async fn serve_ha(
+    listener: tokio::net::TcpListener,
+    catalog: HaCatalog,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let metrics = catalog.rpc_metrics();
+    serve_router(listener, catalog.router(), metrics, shutdown).await
+}
+
+async fn serve_router<S>(
+    listener: tokio::net::TcpListener,
+    router: S,
+    rpc_metrics: Arc<RpcMetrics>,
+    shutdown: CancellationToken,
+) -> Result<()>
+where
+    S: tower_service::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let incoming = TcpListenerStream::new(listener).map(|connection| {
         connection.inspect(|stream| {
             if let Err(error) = stream.set_nodelay(true) {
@@ -214,7 +252,7 @@ pub async fn serve(
             }
         })
     });
-    let metrics = RpcMetricsLayer(service.rpc_metrics());
+    let metrics = RpcMetricsLayer(rpc_metrics);
     // PINGs find agents whose connection went silent (paused, partitioned)
     // and close it, so neither their streams nor a shutdown wait on them.
     let server = tonic::transport::Server::builder()
@@ -222,7 +260,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(strata_catalog_api::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(strata_catalog_api::KEEPALIVE_TIMEOUT))
         .layer(metrics)
-        .add_service(service.into_server())
+        .add_service(router)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     tokio::select! {
