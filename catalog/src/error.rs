@@ -186,8 +186,9 @@ pub enum Error {
     /// catalog took over, or it never held it): it must not write, and
     /// steps down. Retryable: the caller retries on the active catalog.
     #[error(
-        "this catalog's lease term {held} is not the current term {current}: another catalog \
-         is active; retry there (agents rotate through their --catalog addresses)"
+        "this catalog {} and the lease in the database is at term {current}: another \
+         catalog is active; retry there (agents rotate through their --catalog addresses)",
+        held_term(*held)
     )]
     NotActive {
         /// The term this catalog wrote under (`u64::MAX`: it holds none).
@@ -272,6 +273,15 @@ impl Error {
             Self::InvalidTxnState { .. } => error_code::INVALID_TXN_STATE,
             _ => return None,
         })
+    }
+}
+
+/// How a `NotActive` error names the term a catalog wrote under.
+fn held_term(held: u64) -> String {
+    if held == u64::MAX {
+        "does not hold the lease".to_string()
+    } else {
+        format!("wrote under lease term {held}")
     }
 }
 
