@@ -52,9 +52,9 @@ mod store;
 pub use error::{Error, ErrorKind, Result};
 pub use group::{GroupCoordinator, GroupError, GroupOptions};
 pub use service::{
-    CatalogMetrics, CatalogService, CommitFaultCounts, CommitFaultPlan, CommitFaults, RpcMetrics,
-    ServiceOptions, ACTIVE_CATALOG_HEADER, HaCatalog, HaOptions, HaRouter, serve_ha,
-    serve, validate_topic_name,
+    ACTIVE_CATALOG_HEADER, CatalogMetrics, CatalogService, CommitFaultCounts, CommitFaultPlan,
+    CommitFaults, HaCatalog, HaOptions, HaRouter, RpcMetrics, ServiceOptions, serve, serve_ha,
+    validate_topic_name,
 };
 pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
@@ -62,8 +62,8 @@ pub use store::{
     AgentRecord, AgentRegistration, CatalogLease, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
     DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupMemberRecord, GroupRecord,
-    InitProducerOutcome, LeaseClaim, LeaseStatus, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
-    ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord,
-    TopicRef, TxnOutcome, TxnRequest,
+    InitProducerOutcome, LeaseClaim, LeaseStatus, MemberProtocol, NewTopic, PartitionOffsets,
+    ProducerIdAndEpoch, ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock,
+    TopicPartitionsRecord, TopicRef, TxnOutcome, TxnRequest,
 };
 pub use strata_catalog_api::topic_config;

@@ -532,7 +532,11 @@ async fn a_commit_of_unknown_outcome_does_not_stall_the_commit_stream() {
         .expect("the stream must move within the gap timeout, not wait for 4,096 commits")
         .expect("the stream is open");
     assert_eq!(gap.unwrap_err().code(), tonic::Code::DataLoss);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     // The resync: the offsets come from the store, and the stream goes on
     // from the commit after the hole.
     let resumed = SubscribeCommitsRequest {
@@ -541,6 +545,9 @@ async fn a_commit_of_unknown_outcome_does_not_stall_the_commit_stream() {
     let mut stream = catalog.subscribe_commits(resumed).await.unwrap();
     let event = next_event(&mut stream).await;
     assert_eq!(event.sequence, after.sequence);
-    assert_eq!(event.offsets[0].high_watermark, 2, "both commits are stored");
+    assert_eq!(
+        event.offsets[0].high_watermark, 2,
+        "both commits are stored"
+    );
     assert_eq!(faults.counts().unknown_outcomes, 1);
 }

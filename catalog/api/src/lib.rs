@@ -29,8 +29,8 @@ use proto::catalog_server::Catalog;
 use proto::*;
 use tonic::{Request, Status};
 
-use self::failover::{AfterFailure, Endpoint, Endpoints};
 pub use self::failover::{ACTIVE_CATALOG_HEADER, CATALOG_ROLE_HEADER};
+use self::failover::{AfterFailure, Endpoint, Endpoints};
 
 /// The Kafka group APIs the catalog's group coordinator serves over
 /// `Catalog.GroupCall`, as (API key, lowest version, highest version).
@@ -234,7 +234,11 @@ impl GrpcCatalog {
     /// call opens a connection, and a lost connection is reopened.
     pub fn connect_lazy(endpoints: &str) -> Result<Self, tonic::transport::Error> {
         let mut list = Vec::new();
-        for address in endpoints.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        for address in endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
             let channel = tonic::transport::Endpoint::from_shared(address.to_string())?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true)

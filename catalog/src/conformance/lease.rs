@@ -2,7 +2,9 @@
 //! after expiry, and term fencing of every write.
 
 use crate::Error;
-use crate::conformance::{ManualClock, commit, commit_request, chunk_write, create_topic, plain_batch};
+use crate::conformance::{
+    ManualClock, chunk_write, commit, commit_request, create_topic, plain_batch,
+};
 use crate::store::{CatalogStore, LeaseClaim};
 
 fn claim(holder: &str, lease_ms: i64) -> LeaseClaim {
@@ -42,8 +44,11 @@ pub async fn lease_fencing(a: &dyn CatalogStore, b: &dyn CatalogStore, clock: &M
     assert_eq!(named.address, "http://a:9093");
     // A standby that never held the lease writes nothing either.
     assert!(is_not_active(
-        &b.commit_segment(commit_request("lease-standby", vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])]))
-            .await
+        &b.commit_segment(commit_request(
+            "lease-standby",
+            vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])]
+        ))
+        .await
     ));
 
     clock.set(6_000);
@@ -53,7 +58,10 @@ pub async fn lease_fencing(a: &dyn CatalogStore, b: &dyn CatalogStore, clock: &M
     assert_eq!((renewed.term, renewed.expires_ms), (1, 16_000));
     let before = commit(
         a,
-        commit_request("lease-a-1", vec![chunk_write(&topic, 0, 0, vec![plain_batch(2, 1)])]),
+        commit_request(
+            "lease-a-1",
+            vec![chunk_write(&topic, 0, 0, vec![plain_batch(2, 1)])],
+        ),
     )
     .await;
     assert_eq!(before.chunks[0].high_watermark, 2);
@@ -73,20 +81,31 @@ pub async fn lease_fencing(a: &dyn CatalogStore, b: &dyn CatalogStore, clock: &M
         ))
         .await;
     assert!(is_not_active(&stale), "{stale:?}");
-    assert!(is_not_active(&a.create_topic(crate::store::NewTopic {
-        topic_id: uuid::Uuid::new_v4(),
-        name: "conformance.lease.stale".to_string(),
-        partition_count: 1,
-        configs: Default::default(),
-    }).await));
-    assert!(is_not_active(&a.commit_offsets("lease-group", vec![]).await));
-    assert_eq!(b.last_commit_sequence().await.expect("sequence"), sequence_before);
+    assert!(is_not_active(
+        &a.create_topic(crate::store::NewTopic {
+            topic_id: uuid::Uuid::new_v4(),
+            name: "conformance.lease.stale".to_string(),
+            partition_count: 1,
+            configs: Default::default(),
+        })
+        .await
+    ));
+    assert!(is_not_active(
+        &a.commit_offsets("lease-group", vec![]).await
+    ));
+    assert_eq!(
+        b.last_commit_sequence().await.expect("sequence"),
+        sequence_before
+    );
 
     // The new active writes; offsets continue after the old active's
     // (the high watermark after one more record).
     let after = commit(
         b,
-        commit_request("lease-b-1", vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])]),
+        commit_request(
+            "lease-b-1",
+            vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])],
+        ),
     )
     .await;
     assert_eq!(after.chunks[0].high_watermark, 3);
@@ -109,12 +128,18 @@ pub async fn lease_fencing(a: &dyn CatalogStore, b: &dyn CatalogStore, clock: &M
     assert!(back.held, "{back:?}");
     assert_eq!(back.lease.as_ref().map(|l| l.term), Some(3));
     assert!(is_not_active(
-        &b.commit_segment(commit_request("lease-b-2", vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])]))
-            .await
+        &b.commit_segment(commit_request(
+            "lease-b-2",
+            vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])]
+        ))
+        .await
     ));
     let resumed = commit(
         a,
-        commit_request("lease-a-3", vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])]),
+        commit_request(
+            "lease-a-3",
+            vec![chunk_write(&topic, 0, 0, vec![plain_batch(1, 1)])],
+        ),
     )
     .await;
     assert_eq!(resumed.chunks[0].high_watermark, 4);

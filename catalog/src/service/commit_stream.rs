@@ -135,8 +135,8 @@ impl CommitStreamHub {
         tracing::warn!(
             missing_from = state.next_sequence,
             missing_to = first - 1,
-            waited_ms = u64::try_from(now.saturating_duration_since(since).as_millis())
-                .unwrap_or(u64::MAX),
+            waited_ms =
+                u64::try_from(now.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX),
             "commit events never arrived (a write whose outcome the catalog did not learn); \
              subscribers will resync"
         );

@@ -116,7 +116,10 @@ impl HaCatalog {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Role> {
-        self.inner.role.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .role
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Role> {
@@ -155,7 +158,8 @@ impl HaCatalog {
         let mut confirmed: Option<Instant> = None;
         loop {
             let sent = Instant::now();
-            let claim = tokio::time::timeout(renew, self.inner.store.claim_lease(self.claim(false)));
+            let claim =
+                tokio::time::timeout(renew, self.inner.store.claim_lease(self.claim(false)));
             let claimed = tokio::select! {
                 claimed = claim => claimed,
                 () = shutdown.cancelled() => break,
@@ -231,7 +235,11 @@ impl HaCatalog {
             metrics.is_active.store(0, Ordering::Relaxed);
             metrics.term.store(0, Ordering::Relaxed);
             metrics.step_downs.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(term, reason = why, "this catalog STEPPED DOWN and is now a standby");
+            tracing::warn!(
+                term,
+                reason = why,
+                "this catalog STEPPED DOWN and is now a standby"
+            );
             // Its tasks stop as the last clones (calls in flight) go.
             drop(service);
         }
@@ -255,7 +263,9 @@ impl HaCatalog {
         let renew = Duration::from_millis(self.inner.ha.renew_interval_ms.max(1));
         match tokio::time::timeout(renew, self.inner.store.claim_lease(self.claim(true))).await {
             Ok(Ok(_)) => tracing::info!("released the catalog lease; a standby takes over now"),
-            Ok(Err(error)) => tracing::warn!(%error, "could not release the catalog lease; it expires by itself"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not release the catalog lease; it expires by itself")
+            }
             Err(_) => tracing::warn!("releasing the catalog lease timed out; it expires by itself"),
         }
     }

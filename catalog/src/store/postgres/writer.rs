@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 
 use super::rows::{Transaction, WriteContext};
 use super::{PostgresOptions, commit, pool_error};
-use crate::store::{CommitOutcome, LeaseFence};
 use crate::store::command::{Answer, Command, Reply, SWEEP_INTERVAL_MS, answered};
 use crate::store::ops;
+use crate::store::{CommitOutcome, LeaseFence};
 use crate::{Error, Result};
 
 /// A failure that fails a whole batch or unit: shared by every command in
@@ -122,8 +122,8 @@ pub(super) async fn run(
             batch,
             &mut last_sweep_ms,
         ))
-            .catch_unwind()
-            .await;
+        .catch_unwind()
+        .await;
         if applied.is_err() {
             // The transaction was dropped (rolled back); the batch's callers
             // see their reply channels closed (`Error::Closed`, retryable).

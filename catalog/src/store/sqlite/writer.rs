@@ -128,7 +128,9 @@ fn apply_batch(
         .drain(..)
         .map(|command| apply_in_savepoint(&mut context, command))
         .collect();
-    if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS && ops::lease::check(context.fence, context.lease_term).is_ok() {
+    if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS
+        && ops::lease::check(context.fence, context.lease_term).is_ok()
+    {
         *last_sweep_ms = context.now_ms;
         match ready(ops::producers::sweep_expired(&mut context)) {
             Ok(removed) => tracing::debug!(removed, "swept expired producer state"),

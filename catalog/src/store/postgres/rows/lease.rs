@@ -1,11 +1,11 @@
 //! The catalog lease row (`catalog_lease`, one row with id 1).
 
 use super::WriteContext;
+use crate::Result;
 use crate::store::CatalogLease;
 use crate::store::ops;
 use crate::store::postgres::{to_bigint, to_u64};
 use crate::store::rows::LeaseRows;
-use crate::Result;
 
 impl LeaseRows for WriteContext<'_, '_> {
     async fn read_lease(&mut self) -> Result<Option<CatalogLease>> {
