@@ -111,7 +111,11 @@ async fn a_standby_names_the_active_catalog_and_takes_over_on_release() {
         refused.metadata().get(ACTIVE_CATALOG_HEADER).unwrap(),
         a.address.as_str()
     );
-    assert!(refused.message().contains("standby"), "{}", refused.message());
+    assert!(
+        refused.message().contains("standby"),
+        "{}",
+        refused.message()
+    );
 
     // A client with both addresses, the standby's first, reaches `a`.
     let both = GrpcCatalog::connect_lazy(&format!("{},{}", b.address, a.address)).unwrap();
@@ -125,7 +129,8 @@ async fn a_standby_names_the_active_catalog_and_takes_over_on_release() {
         .unwrap();
     assert_eq!(created.error_code, 0, "{}", created.error_message);
     let topic = created.topic.unwrap();
-    let commit = |id: &str| commit_request(id, vec![chunk_write(&topic, 0, 0, vec![plain_batch(2, 1)])]);
+    let commit =
+        |id: &str| commit_request(id, vec![chunk_write(&topic, 0, 0, vec![plain_batch(2, 1)])]);
     let first = both.commit_segment(commit("ha-1")).await.unwrap();
     assert_eq!(first.chunks[0].high_watermark, 2);
 
