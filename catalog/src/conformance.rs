@@ -18,6 +18,7 @@ mod agents;
 mod commits;
 mod compaction;
 mod groups;
+mod lease;
 mod producers;
 mod topics;
 mod transactions;
@@ -46,6 +47,7 @@ pub use self::groups::{
     committed, consumer_group_record, consumer_group_records, group_offsets, group_record,
     group_records, group_restart_persistence, offset_commit_throughput,
 };
+pub use self::lease::lease_fencing;
 pub use self::producers::{
     duplicate_window_holds_five_batches, exhausted_epoch_takes_a_new_id, idempotent_producer_rules,
     init_producer_id_rules, producer_batches_in_one_commit, producer_state_expires,

@@ -199,6 +199,20 @@ pub enum Error {
         /// Why no connection could be had.
         reason: String,
     },
+    /// This catalog does not hold the lease in the database (another
+    /// catalog took over, or it never held it): it must not write, and
+    /// steps down. Retryable: the caller retries on the active catalog.
+    #[error(
+        "this catalog {} and the lease in the database is at term {current}: another \
+         catalog is active; retry there (agents rotate through their --catalog addresses)",
+        held_term(*held)
+    )]
+    NotActive {
+        /// The term this catalog wrote under (`u64::MAX`: it holds none).
+        held: u64,
+        /// The term in the database.
+        current: u64,
+    },
     /// The store's writer has stopped (shutdown or a crash of its thread).
     #[error("the catalog store is closed")]
     Closed,
@@ -243,7 +257,9 @@ impl Error {
             | Self::AgentFenced { .. } => ErrorKind::Fenced,
             Self::Sqlite(e) if is_busy(e) => ErrorKind::Retryable,
             Self::Postgres(e) if is_transient_postgres(e) => ErrorKind::Retryable,
-            Self::Closed | Self::PostgresUnavailable { .. } => ErrorKind::Retryable,
+            Self::Closed | Self::PostgresUnavailable { .. } | Self::NotActive { .. } => {
+                ErrorKind::Retryable
+            }
             Self::SchemaTooNew { .. } | Self::Corrupt { .. } => ErrorKind::Data,
             Self::Sqlite(_) | Self::Postgres(_) | Self::Task(_) | Self::Transport(_) => {
                 ErrorKind::Internal
@@ -275,6 +291,15 @@ impl Error {
             Self::InvalidTxnState { .. } => error_code::INVALID_TXN_STATE,
             _ => return None,
         })
+    }
+}
+
+/// How a `NotActive` error names the term a catalog wrote under.
+fn held_term(held: u64) -> String {
+    if held == u64::MAX {
+        "does not hold the lease".to_string()
+    } else {
+        format!("wrote under lease term {held}")
     }
 }
 

@@ -52,16 +52,18 @@ mod store;
 pub use error::{Error, ErrorKind, Result};
 pub use group::{GroupCoordinator, GroupError, GroupOptions};
 pub use service::{
-    CatalogService, CommitFaultCounts, CommitFaultPlan, CommitFaults, RpcMetrics, ServiceOptions,
-    serve, validate_topic_name,
+    ACTIVE_CATALOG_HEADER, CatalogMetrics, CatalogService, CommitFaultCounts, CommitFaultPlan,
+    CommitFaults, HaCatalog, HaOptions, HaRouter, RpcMetrics, ServiceOptions, serve, serve_ha,
+    validate_topic_name,
 };
 pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    AgentRecord, AgentRegistration, CatalogStore, ChunkLookup, Clock, CommitOutcome,
+    AgentRecord, AgentRegistration, CatalogLease, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
     DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupMemberRecord, GroupRecord,
-    InitProducerOutcome, MAX_COMMIT_AGE_MS_DEFAULT, MemberProtocol, NewTopic, PartitionOffsets,
+    InitProducerOutcome, LeaseClaim, LeaseStatus, MAX_COMMIT_AGE_MS_DEFAULT, MemberProtocol, NewTopic,
+    PartitionOffsets,
     ProducerIdAndEpoch, ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock,
     TopicPartitionsRecord, TopicRef, TxnOutcome, TxnRequest,
 };

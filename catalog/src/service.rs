@@ -6,11 +6,13 @@
 //! become gRPC statuses (UNAVAILABLE = retry).
 
 mod agents;
+mod catalog_metrics;
 mod claims;
 mod commit_stream;
 mod compaction;
 mod faults;
 mod groups;
+mod ha;
 mod log;
 mod producers;
 mod rpc_metrics;
@@ -30,9 +32,11 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use self::agents::AgentRegistry;
+pub use self::catalog_metrics::CatalogMetrics;
 use self::claims::CompactionClaims;
 use self::commit_stream::CommitStreamHub;
 pub use self::faults::{CommitFaultCounts, CommitFaultPlan, CommitFaults};
+pub use self::ha::{ACTIVE_CATALOG_HEADER, HaCatalog, HaOptions, HaRouter};
 pub use self::rpc_metrics::RpcMetrics;
 use self::rpc_metrics::RpcMetricsLayer;
 pub use self::topics::validate_topic_name;
@@ -53,6 +57,13 @@ pub struct ServiceOptions {
     /// Events a live subscriber may fall behind before it is cut off
     /// (DATA_LOSS) and must resync.
     pub subscriber_queue: usize,
+    /// How long commit events wait behind a missing sequence (a write
+    /// whose outcome the catalog did not learn) before it is declared lost
+    /// and subscribers resync.
+    pub commit_gap_timeout_ms: u64,
+    /// The process's catalog metrics (shared by the services a standby
+    /// builds each time it takes over).
+    pub metrics: Arc<CatalogMetrics>,
     /// The group coordinator's settings. Its clock is the catalog's clock,
     /// which agent leases run on too.
     pub groups: GroupOptions,
@@ -76,6 +87,8 @@ impl Default for ServiceOptions {
         Self {
             commit_stream_buffer: 16_384,
             subscriber_queue: 4_096,
+            commit_gap_timeout_ms: 2_000,
+            metrics: Arc::default(),
             groups: GroupOptions::default(),
             agent_lease_ms: 10_000,
             commit_faults: None,
@@ -112,10 +125,12 @@ impl CatalogService {
     /// clock, `options.groups.clock`.
     pub async fn new(store: Arc<dyn CatalogStore>, options: ServiceOptions) -> Result<Self> {
         let last_sequence = store.last_commit_sequence().await?;
-        let hub = CommitStreamHub::new(
+        let hub = CommitStreamHub::with_gap_timeout(
             last_sequence,
             options.commit_stream_buffer,
             options.subscriber_queue,
+            std::time::Duration::from_millis(options.commit_gap_timeout_ms),
+            Arc::clone(&options.metrics),
         );
         let claims = CompactionClaims::new(Arc::clone(&options.groups.clock));
         let agents = AgentRegistry::start(
@@ -130,6 +145,7 @@ impl CatalogService {
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
         let txn_activity = Arc::new(TxnActivity::new());
+        tokio::spawn(commit_stream::gap_watchdog(Arc::downgrade(&hub)));
         tokio::spawn(transaction_reaper(
             Arc::downgrade(&hub),
             Arc::clone(&store),
@@ -201,6 +217,42 @@ pub async fn serve(
     service: CatalogService,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let metrics = service.rpc_metrics();
+    serve_router(listener, service.into_server(), metrics, shutdown).await
+}
+
+/// Like [`serve`], for a catalog with high availability: calls go to the
+/// active service while `catalog` holds the lease, and are answered
+/// UNAVAILABLE (naming the active catalog) while it stands by. The lease
+/// loop is [`HaCatalog::run`], run by the caller.
+#[tracing::instrument(level = "info", skip_all, fields(address = ?listener.local_addr().ok()))]
+pub async fn serve_ha(
+    listener: tokio::net::TcpListener,
+    catalog: HaCatalog,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let metrics = catalog.rpc_metrics();
+    serve_router(listener, catalog.router(), metrics, shutdown).await
+}
+
+async fn serve_router<S>(
+    listener: tokio::net::TcpListener,
+    router: S,
+    rpc_metrics: Arc<RpcMetrics>,
+    shutdown: CancellationToken,
+) -> Result<()>
+where
+    S: tower_service::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let incoming = TcpListenerStream::new(listener).map(|connection| {
         connection.inspect(|stream| {
             if let Err(error) = stream.set_nodelay(true) {
@@ -208,7 +260,7 @@ pub async fn serve(
             }
         })
     });
-    let metrics = RpcMetricsLayer(service.rpc_metrics());
+    let metrics = RpcMetricsLayer(rpc_metrics);
     // PINGs find agents whose connection went silent (paused, partitioned)
     // and close it, so neither their streams nor a shutdown wait on them.
     let server = tonic::transport::Server::builder()
@@ -216,7 +268,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(strata_catalog_api::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(strata_catalog_api::KEEPALIVE_TIMEOUT))
         .layer(metrics)
-        .add_service(service.into_server())
+        .add_service(router)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     tokio::select! {

@@ -10,6 +10,7 @@ mod command;
 mod commit_plan;
 mod compaction_rules;
 mod consumer_group_codec;
+mod lease_rules;
 mod migrations;
 mod ops;
 pub(crate) mod postgres;
@@ -22,6 +23,7 @@ mod txn_rules;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_catalog_api::proto::{
     AbortedTransaction, Chunk, CommitEvent, CommitSegmentRequest, CommitSegmentResponse,
@@ -39,6 +41,68 @@ pub use strata_catalog_api::clock::{Clock, SystemClock};
 /// produce timeouts. An object's first commit (or swap) must apply within
 /// this of its creation; the orphan sweep waits twice this.
 pub const MAX_COMMIT_AGE_MS_DEFAULT: i64 = 300_000;
+/// The catalog lease: which catalog is active, under which term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogLease {
+    /// The holder's id (unique per catalog process start).
+    pub holder: String,
+    /// Where the holder serves gRPC (`http://host:port`), so standbys can
+    /// name the active catalog in their answers.
+    pub address: String,
+    /// The term: 1 for the first holder, one more at every change of
+    /// holder. Every writing transaction checks it (the fencing token).
+    pub term: u64,
+    /// When the lease runs out (the catalog clock, ms); another catalog
+    /// may take it from then on.
+    pub expires_ms: i64,
+}
+
+/// A catalog's claim on the lease (see [`CatalogStore::claim_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseClaim {
+    /// The claimant's id.
+    pub holder: String,
+    /// The claimant's gRPC address.
+    pub address: String,
+    /// How long the lease lasts from now.
+    pub lease_ms: i64,
+    /// Give the lease up (a clean shutdown) instead of taking or renewing
+    /// it: it expires now, so a standby takes over at once.
+    pub release: bool,
+}
+
+/// The result of a [`CatalogStore::claim_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseStatus {
+    /// Whether the claimant holds the lease now (and the store writes
+    /// under its term).
+    pub held: bool,
+    /// The lease as stored after the call; `None` if nobody ever held it.
+    pub lease: Option<CatalogLease>,
+}
+
+/// The term a store writes under: every writing transaction checks it
+/// against the lease in the database. Shared by a store and its writer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LeaseFence(Arc<AtomicU64>);
+
+impl LeaseFence {
+    /// No lease in use: writes are not fenced (`strata dev`, tests). A
+    /// store that ever claims the lease is fenced from then on.
+    pub(crate) const UNFENCED: u64 = 0;
+    /// The store claimed the lease and does not hold it: every write fails.
+    pub(crate) const NOT_HELD: u64 = u64::MAX;
+
+    /// The term writes must match ([`Self::UNFENCED`], [`Self::NOT_HELD`]
+    /// or a term).
+    pub(crate) fn term(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, term: u64) {
+        self.0.store(term, Ordering::Release);
+    }
+}
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -652,6 +716,21 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
 
     /// Every registered agent, fenced or not, sorted by agent id.
     async fn list_agents(&self) -> Result<Vec<AgentRecord>>;
+
+    // ---------- catalog lease (high availability) ----------
+
+    /// Takes, renews or releases the catalog lease, in one transaction
+    /// serialized with every writing transaction of every process on the
+    /// database. The claimant gets the lease if nobody holds it, if it
+    /// holds it already (renewal: same term, new expiry) or if the
+    /// holder's lease ran out on the catalog clock (takeover: term + 1).
+    /// From a successful claim on, every write of this store checks,
+    /// inside its transaction, that the database's term is still the
+    /// claimed one, and fails with `NotActive` (changing nothing) when
+    /// another catalog took over; after a claim that did not get the
+    /// lease, every write fails. A release expires the claimant's lease
+    /// now (and fences this store).
+    async fn claim_lease(&self, claim: LeaseClaim) -> Result<LeaseStatus>;
 }
 
 /// A shared store.

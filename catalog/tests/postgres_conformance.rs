@@ -355,6 +355,26 @@ async fn postgres_transaction_timeout_aborts() {
     database.drop_database().await;
 }
 
+/// Goal: two catalogs on one PostgreSQL database: one holds the lease, the
+/// other takes over after expiry, and the old one's writes are fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lease_fencing() {
+    let Some(database) = TestDatabase::create("lease").await else {
+        return;
+    };
+    let clock = Arc::new(conformance::ManualClock::default());
+    let options = PostgresOptions {
+        clock: clock.clone(),
+        ..PostgresOptions::default()
+    };
+    let a = database.open_with(options.clone()).await;
+    let b = database.open_with(options).await;
+    conformance::lease_fencing(&a, &b, &clock).await;
+    a.close().await;
+    b.close().await;
+    database.drop_database().await;
+}
+
 /// Goal: objects older than `max_commit_age_ms` are neither committed nor
 /// swapped in (issue #11 item 10: the orphan sweep never races a commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

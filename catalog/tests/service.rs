@@ -492,3 +492,62 @@ async fn a_fenced_catalog_refuses_commits_without_an_epoch() {
         .await
         .expect("the embedded default takes epoch-0 commits");
 }
+
+/// Goal (issue #11, item 3): a commit whose outcome the catalog does not
+/// learn (stored, but its commit-stream event never published, as when
+/// PostgreSQL's COMMIT lands while the connection breaks) must not stall
+/// the commit stream: the later commits reach subscribers as a gap (resync)
+/// within the gap timeout, not after 4,096 more commits, and a subscriber
+/// that resyncs sees them. Method: the unknown-outcome commit fault, then
+/// one ordinary commit, with a live subscriber and a 200 ms gap timeout.
+#[tokio::test]
+async fn a_commit_of_unknown_outcome_does_not_stall_the_commit_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = strata_catalog::CommitFaults::new();
+    let options = ServiceOptions {
+        commit_faults: Some(faults.clone()),
+        commit_gap_timeout_ms: 200,
+        ..ServiceOptions::default()
+    };
+    let catalog = InProcess(service(&dir, options).await);
+    let t = topic(&catalog, "unknown-outcome", 1).await;
+    let mut live = catalog
+        .subscribe_commits(SubscribeCommitsRequest::default())
+        .await
+        .unwrap();
+    faults.set(strata_catalog::CommitFaultPlan {
+        unknown_outcome_count: 1,
+        ..Default::default()
+    });
+    let writes = || vec![chunk_write(&t, 0, 0, vec![plain_batch(1, 10)])];
+    let lost = catalog.commit_segment(commit_request("u1", writes())).await;
+    assert_eq!(lost.err().unwrap().code(), tonic::Code::Unavailable);
+    let after = catalog
+        .commit_segment(commit_request("u2", writes()))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let gap = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("the stream must move within the gap timeout, not wait for 4,096 commits")
+        .expect("the stream is open");
+    assert_eq!(gap.unwrap_err().code(), tonic::Code::DataLoss);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The resync: the offsets come from the store, and the stream goes on
+    // from the commit after the hole.
+    let resumed = SubscribeCommitsRequest {
+        after_sequence: after.sequence - 1,
+    };
+    let mut stream = catalog.subscribe_commits(resumed).await.unwrap();
+    let event = next_event(&mut stream).await;
+    assert_eq!(event.sequence, after.sequence);
+    assert_eq!(
+        event.offsets[0].high_watermark, 2,
+        "both commits are stored"
+    );
+    assert_eq!(faults.counts().unknown_outcomes, 1);
+}

@@ -101,6 +101,22 @@ async fn transaction_timeout_aborts() {
     conformance::transaction_timeout_aborts(&store, &clock).await;
 }
 
+/// Goal: two catalogs on one SQLite file: one holds the lease, the other
+/// takes over after expiry, and the old one's writes are fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_lease_fencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(conformance::ManualClock::default());
+    let options = SqliteOptions {
+        clock: clock.clone(),
+        ..SqliteOptions::default()
+    };
+    let path = dir.path().join("catalog.db");
+    let a = SqliteStore::open(&path, options.clone()).unwrap();
+    let b = SqliteStore::open(&path, options).unwrap();
+    conformance::lease_fencing(&a, &b, &clock).await;
+}
+
 /// Goal: objects older than `max_commit_age_ms` are neither committed nor
 /// swapped in (issue #11 item 10: the orphan sweep never races a commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

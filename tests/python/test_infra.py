@@ -56,10 +56,10 @@ def env_keys_read_by(words: list[str]) -> set[str]:
     return set(re.findall(r"env: (STRATA_[A-Z0-9_]+)", help_text))
 
 
-def test_the_compose_file_runs_the_image_of_the_dockerfile_as_six_strata_services():
+def test_the_compose_file_runs_the_image_of_the_dockerfile_as_seven_strata_services():
     services = strata_services()
     assert set(services) == {
-        "init-bucket", "catalog", "agent-a", "agent-b", "agent-c", "compactor"}
+        "init-bucket", "catalog", "catalog-b", "agent-a", "agent-b", "agent-c", "compactor"}
     for name, service in services.items():
         assert service["build"]["dockerfile"] == "infra/Dockerfile", name
     text = DOCKERFILE.read_text()

@@ -19,6 +19,7 @@ pub mod proto {
 
 pub mod clock;
 pub mod error_code;
+mod failover;
 pub mod topic_config;
 
 use futures::StreamExt;
@@ -27,6 +28,9 @@ use proto::catalog_client::CatalogClient;
 use proto::catalog_server::Catalog;
 use proto::*;
 use tonic::{Request, Status};
+
+pub use self::failover::{ACTIVE_CATALOG_HEADER, CATALOG_ROLE_HEADER};
+use self::failover::{AfterFailure, Endpoint, Endpoints};
 
 /// The Kafka group APIs the catalog's group coordinator serves over
 /// `Catalog.GroupCall`, as (API key, lowest version, highest version).
@@ -187,7 +191,15 @@ pub const CONTROL_BATCH_BYTES: u64 = 78;
 #[derive(Debug, Clone)]
 pub struct InProcess<S>(pub S);
 
-/// A catalog in another process, reached over gRPC.
+/// A catalog in another process, reached over gRPC; with several
+/// addresses (catalogs sharing one database, one active), the one that
+/// answers as the active catalog.
+///
+/// Calls go to one address at a time. A standby's answer (UNAVAILABLE,
+/// marked [`CATALOG_ROLE_HEADER`]) sends the call on at once to the active
+/// catalog it names, or to the next address; a catalog that cannot be
+/// reached fails the call (the caller retries, as after any UNAVAILABLE)
+/// and the next call goes to the next address.
 ///
 /// Every wait is bounded. A black-holed connection (the catalog paused, a
 /// network partition that drops packets, a proxy that stopped forwarding)
@@ -200,7 +212,7 @@ pub struct InProcess<S>(pub S);
 /// and sends to the server as `grpc-timeout`.
 #[derive(Debug, Clone)]
 pub struct GrpcCatalog {
-    client: CatalogClient<tonic::transport::Channel>,
+    endpoints: Endpoints<CatalogClient<tonic::transport::Channel>>,
 }
 
 /// How long opening a connection to the catalog may take.
@@ -216,21 +228,38 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 pub const GROUP_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330);
 
 impl GrpcCatalog {
-    /// Connects lazily to `endpoint` (e.g. `http://127.0.0.1:9093`): the
-    /// first call opens the connection, and a lost connection is reopened.
-    pub fn connect_lazy(endpoint: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+    /// Connects lazily to `endpoints`: one address (e.g.
+    /// `http://127.0.0.1:9093`) or several separated by commas (the
+    /// catalogs of one database: `http://a:9093,http://b:9093`). The first
+    /// call opens a connection, and a lost connection is reopened.
+    pub fn connect_lazy(endpoints: &str) -> Result<Self, tonic::transport::Error> {
+        let mut list = Vec::new();
+        for address in endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            let channel = tonic::transport::Endpoint::from_shared(address.to_string())?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+                .connect_lazy();
+            list.push(Endpoint {
+                address: address.to_string(),
+                client: CatalogClient::new(channel)
+                    .max_decoding_message_size(64 * 1024 * 1024)
+                    .max_encoding_message_size(64 * 1024 * 1024),
+            });
+        }
+        if list.is_empty() {
+            // An empty address fails the way tonic fails any bad URI.
+            tonic::transport::Endpoint::from_shared(String::new())?;
+        }
         Ok(Self {
-            client: CatalogClient::new(channel)
-                .max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024),
+            endpoints: Endpoints::new(list),
         })
     }
 }
@@ -283,17 +312,45 @@ macro_rules! unary {
             $(
                 async fn $method(&self, r: $req) -> Result<$resp, Status> {
                     let timeout = call_timeout(stringify!($method));
-                    let mut request = Request::new(r);
-                    request.set_timeout(timeout);
-                    within(timeout, self.client.clone().$method(request)).await
+                    // Each address at most once: a standby's answer moves
+                    // the call on, anything else ends it.
+                    let mut tries = self.endpoints.len();
+                    loop {
+                        tries -= 1;
+                        let (index, endpoint) = self.endpoints.pick();
+                        let mut request = Request::new(r.clone());
+                        request.set_timeout(timeout);
+                        let result = within(timeout, endpoint.client.clone().$method(request)).await;
+                        match result {
+                            Err(status) => {
+                                let after = self.endpoints.failed(index, &status);
+                                if after == AfterFailure::Return || tries == 0 {
+                                    return Err(status);
+                                }
+                            }
+                            ok => return ok,
+                        }
+                    }
                 }
             )*
             async fn subscribe_commits(
                 &self,
                 r: SubscribeCommitsRequest,
             ) -> Result<CommitStream, Status> {
-                let stream = self.client.clone().subscribe_commits(r).await?.into_inner();
-                Ok(stream.boxed())
+                let mut tries = self.endpoints.len();
+                loop {
+                    tries -= 1;
+                    let (index, endpoint) = self.endpoints.pick();
+                    match endpoint.client.clone().subscribe_commits(r.clone()).await {
+                        Ok(stream) => return Ok(stream.into_inner().boxed()),
+                        Err(status) => {
+                            let after = self.endpoints.failed(index, &status);
+                            if after == AfterFailure::Return || tries == 0 {
+                                return Err(status);
+                            }
+                        }
+                    }
+                }
             }
         }
     };

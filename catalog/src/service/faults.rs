@@ -9,6 +9,11 @@
 //!   later one: this is how that looks, on demand.
 //! - **Lost reply**: the commit is applied, and its caller is told the
 //!   catalog was unavailable.
+//! - **Unknown outcome**: the commit is applied, but the catalog itself
+//!   does not learn it (as when PostgreSQL's COMMIT succeeds and the
+//!   connection breaks before the answer): the caller is told the catalog
+//!   was unavailable AND the commit's event never reaches the commit
+//!   stream, whose sequence number is used up all the same.
 //!
 //! Each rule fires for a number of commits and then disarms itself.
 
@@ -30,6 +35,10 @@ pub struct CommitFaultPlan {
     /// How many of the next commits lose their reply after applying.
     #[serde(default)]
     pub lose_reply_count: u32,
+    /// How many of the next commits have an outcome the catalog does not
+    /// learn (reply and commit-stream event lost).
+    #[serde(default)]
+    pub unknown_outcome_count: u32,
 }
 
 /// How many faults fired since the start.
@@ -39,6 +48,9 @@ pub struct CommitFaultCounts {
     pub late_applied: u64,
     /// Replies lost after a commit applied.
     pub replies_lost: u64,
+    /// Commits applied whose outcome the catalog did not learn.
+    #[serde(default)]
+    pub unknown_outcomes: u64,
 }
 
 /// The fault one commit suffers.
@@ -48,6 +60,8 @@ pub(crate) struct CommitFault {
     pub(crate) late_apply: Option<Duration>,
     /// Apply it, then answer UNAVAILABLE.
     pub(crate) lose_reply: bool,
+    /// Apply it, drop its commit-stream event, answer UNAVAILABLE.
+    pub(crate) unknown_outcome: bool,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +116,11 @@ impl CommitFaults {
             state.counts.replies_lost += 1;
             fault.lose_reply = true;
         }
+        if state.plan.unknown_outcome_count > 0 {
+            state.plan.unknown_outcome_count -= 1;
+            state.counts.unknown_outcomes += 1;
+            fault.unknown_outcome = true;
+        }
         fault
     }
 
@@ -125,6 +144,7 @@ mod tests {
             late_apply_ms: 250,
             late_apply_count: 1,
             lose_reply_count: 2,
+            ..CommitFaultPlan::default()
         });
         let first = faults.next();
         assert_eq!(first.late_apply, Some(Duration::from_millis(250)));
@@ -137,7 +157,8 @@ mod tests {
             faults.counts(),
             CommitFaultCounts {
                 late_applied: 1,
-                replies_lost: 2
+                replies_lost: 2,
+                unknown_outcomes: 0,
             }
         );
         faults.set(CommitFaultPlan {

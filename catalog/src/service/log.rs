@@ -74,10 +74,17 @@ pub(super) async fn commit_segment(
                 tokio::time::sleep(delay).await;
             }
             let outcome = store.commit_segment(request).await?;
+            if fault.unknown_outcome {
+                tracing::warn!(
+                    "fault injection: the commit applied; the catalog does not learn it \
+                     (reply and commit-stream event lost)"
+                );
+                return Ok((outcome.response, None));
+            }
             Ok((outcome.response, outcome.event))
         })
         .await?;
-    if fault.lose_reply {
+    if fault.lose_reply || fault.unknown_outcome {
         tracing::warn!("fault injection: the commit applied; its reply is lost");
         return Err(Status::unavailable(
             "fault injection: the commit was applied but its reply is lost",

@@ -15,8 +15,8 @@ use crate::store::rows::StoreRows;
 use crate::store::{
     AgentRecord, AgentRegistration, ChunkLookup, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts,
-    GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets, ReplaceOutcome, TopicRef,
-    TxnOutcome, TxnRequest,
+    GroupRecord, InitProducerOutcome, LeaseClaim, LeaseFence, LeaseStatus, NewTopic,
+    PartitionOffsets, ReplaceOutcome, TopicRef, TxnOutcome, TxnRequest,
 };
 use crate::{Error, Result};
 
@@ -49,6 +49,8 @@ pub(crate) enum Command {
     // ---------- agents ----------
     RegisterAgent(AgentRegistration, Reply<AgentRecord>),
     FenceAgent(String, u64, Reply<bool>),
+    // ---------- catalog lease ----------
+    ClaimLease(LeaseClaim, Reply<LeaseStatus>),
 }
 
 impl Command {
@@ -56,6 +58,22 @@ impl Command {
     /// transaction and the command's savepoint); the answer waits for the
     /// commit. The one dispatch from a command to its operation.
     pub(crate) async fn apply<R: StoreRows>(self, rows: &mut R) -> Box<dyn Answer> {
+        // Every write but a lease claim is fenced by the lease term (a
+        // catalog that lost the lease must not write).
+        if !self.is_lease()
+            && let Err(error) = rows.check_term()
+        {
+            tracing::warn!(%error, "a write of a catalog without the lease was refused");
+            let error = std::sync::Arc::new(error);
+            self.fail(|| match error.as_ref() {
+                Error::NotActive { held, current } => Error::NotActive {
+                    held: *held,
+                    current: *current,
+                },
+                other => Error::Task(other.to_string()),
+            });
+            return Box::new(Refused);
+        }
         match self {
             Command::CreateTopic(topic, reply) => {
                 answered(reply, ops::topics::create(rows, topic).await)
@@ -119,7 +137,16 @@ impl Command {
             Command::FenceAgent(agent_id, epoch, reply) => {
                 answered(reply, ops::agents::fence(rows, &agent_id, epoch).await)
             }
+            Command::ClaimLease(claim, reply) => {
+                answered(reply, ops::lease::claim(rows, &claim).await)
+            }
         }
+    }
+
+    /// Whether the command is a lease claim (the one write not fenced by
+    /// the lease term).
+    pub(crate) fn is_lease(&self) -> bool {
+        matches!(self, Command::ClaimLease(..))
     }
 
     /// Answers the command with `error()` without running it.
@@ -145,6 +172,7 @@ impl Command {
             // ---------- agents ----------
             Self::RegisterAgent(_, reply) => drop(reply.send(Err(error()))),
             Self::FenceAgent(_, _, reply) => drop(reply.send(Err(error()))),
+            Self::ClaimLease(_, reply) => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -184,14 +212,41 @@ pub(crate) fn answered<T: Send + 'static>(reply: Reply<T>, result: Result<T>) ->
     Box::new(Answered { reply, result })
 }
 
-/// The sending end of a writer's bounded command queue.
+/// The answer of a command refused before it ran (already answered).
+struct Refused;
+
+impl Answer for Refused {
+    fn failed(&self) -> bool {
+        true
+    }
+
+    fn send(self: Box<Self>, _: Option<&dyn Fn() -> Error>) {}
+}
+
+/// The sending end of a writer's bounded command queue, and the lease
+/// term the writer fences writes with.
 #[derive(Debug)]
-pub(crate) struct CommandQueue(Option<mpsc::Sender<Command>>);
+pub(crate) struct CommandQueue(Option<mpsc::Sender<Command>>, LeaseFence);
 
 impl CommandQueue {
-    /// A queue sending to `sender`.
-    pub(crate) fn new(sender: mpsc::Sender<Command>) -> Self {
-        Self(Some(sender))
+    /// A queue sending to `sender`, whose writer checks `fence`.
+    pub(crate) fn new(sender: mpsc::Sender<Command>, fence: LeaseFence) -> Self {
+        Self(Some(sender), fence)
+    }
+
+    /// Queues a lease claim; on success the writer fences every later
+    /// write with the term held (or refuses them all when the lease was
+    /// not had).
+    pub(crate) async fn claim_lease(&self, claim: LeaseClaim) -> Result<LeaseStatus> {
+        let status = self
+            .write(|reply| Command::ClaimLease(claim, reply))
+            .await?;
+        let term = match &status.lease {
+            Some(lease) if status.held => lease.term,
+            _ => LeaseFence::NOT_HELD,
+        };
+        self.1.set(term);
+        Ok(status)
     }
 
     /// Sends a command to the writer and waits for its answer; `Closed`
@@ -561,6 +616,14 @@ macro_rules! impl_catalog_store {
                 #[tracing::instrument(level = "debug", skip(self))]
                 async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
                     <$store as StoreReads>::list_agents(self).await
+                }
+
+                #[tracing::instrument(level = "debug", skip_all, fields(holder = %claim.holder, release = claim.release))]
+                async fn claim_lease(
+                    &self,
+                    claim: $crate::store::LeaseClaim,
+                ) -> Result<$crate::store::LeaseStatus> {
+                    self.commands.claim_lease(claim).await
                 }
             }
         };

@@ -6,6 +6,7 @@
 pub(crate) mod agents;
 pub(crate) mod compaction;
 pub(crate) mod groups;
+pub(crate) mod lease;
 pub(crate) mod producers;
 pub(crate) mod topics;
 pub(crate) mod transactions;

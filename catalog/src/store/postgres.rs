@@ -42,7 +42,7 @@ use uuid::Uuid;
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
     AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
-    PartitionOffsets, SystemClock,
+    LeaseFence, PartitionOffsets, SystemClock,
 };
 use crate::{Error, Result};
 
@@ -65,6 +65,12 @@ pub struct PostgresOptions {
     /// How long a call waits for a pooled connection, and a new connection
     /// for the server, before failing with a retryable error.
     pub connect_timeout_ms: u64,
+    /// PostgreSQL ends a transaction left idle this long
+    /// (`idle_in_transaction_session_timeout`), so a catalog paused
+    /// mid-transaction (SIGSTOP, a VM freeze) cannot hold the writers'
+    /// lock and block a standby's takeover; 0 leaves the server's setting.
+    /// Keep it below the catalog lease.
+    pub idle_in_transaction_timeout_ms: u64,
     /// The clock for creation times and expiry.
     pub clock: Arc<dyn Clock>,
 }
@@ -78,6 +84,7 @@ impl Default for PostgresOptions {
             queue_capacity: 4096,
             pool_size: 8,
             connect_timeout_ms: 5_000,
+            idle_in_transaction_timeout_ms: 5_000,
             clock: Arc::new(SystemClock),
         }
     }
@@ -121,13 +128,19 @@ impl PostgresStore {
         schema::migrate(&mut client).await?;
         drop(client);
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
-        let writer = tokio::spawn(writer::run(pool.clone(), receiver, options.clone()));
+        let fence = LeaseFence::default();
+        let writer = tokio::spawn(writer::run(
+            pool.clone(),
+            receiver,
+            options.clone(),
+            fence.clone(),
+        ));
         tracing::info!(
             schema_version = schema::newest_version(),
             "postgres catalog store open"
         );
         Ok(Self {
-            commands: CommandQueue::new(sender),
+            commands: CommandQueue::new(sender, fence),
             writer: Some(writer),
             pool,
             options,
@@ -163,6 +176,12 @@ fn connect_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -
     }
     if config.get_application_name().is_none() {
         config.application_name("strata-catalog");
+    }
+    if options.idle_in_transaction_timeout_ms > 0 && config.get_options().is_none() {
+        config.options(format!(
+            "-c idle_in_transaction_session_timeout={}",
+            options.idle_in_transaction_timeout_ms
+        ));
     }
     let manager = Manager::from_config(
         config,

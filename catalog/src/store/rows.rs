@@ -21,7 +21,9 @@ use crate::store::commit_plan::{PartitionKey, PartitionRow};
 use crate::store::compaction_rules::IndexedChunk;
 use crate::store::producer_rules::{ProducerRow, TransactionalRow};
 use crate::store::txn_rules::TxnRecord;
-use crate::store::{AgentRegistration, CommitOutcome, CommittedOffset, GroupRecord, NewTopic};
+use crate::store::{
+    AgentRegistration, CatalogLease, CommitOutcome, CommittedOffset, GroupRecord, NewTopic,
+};
 
 /// The open write transaction: its clock, commit-stream sequence and
 /// settings.
@@ -315,8 +317,23 @@ pub(crate) trait GroupRows: Rows {
 
 /// Every row trait: what a backend's write transaction implements.
 pub(crate) trait StoreRows:
-    SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows
+    SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows
 {
 }
 
-impl<R: SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows> StoreRows for R {}
+impl<R: SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows> StoreRows for R {}
+
+/// The catalog lease (one row) and the writer's fencing check.
+pub(crate) trait LeaseRows: Rows {
+    /// The lease, if anyone ever held it.
+    async fn read_lease(&mut self) -> Result<Option<CatalogLease>>;
+
+    /// Stores the lease (inserting the row the first time); later writes
+    /// of the same transaction are checked against its term.
+    async fn write_lease(&mut self, lease: &CatalogLease) -> Result<()>;
+
+    /// Fails with `NotActive` when this store is fenced by a term that is
+    /// not the database's (read once when the transaction began, under the
+    /// lock that serializes writers).
+    fn check_term(&self) -> Result<()>;
+}

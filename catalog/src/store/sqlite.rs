@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
     AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
-    PartitionOffsets, SystemClock,
+    LeaseFence, PartitionOffsets, SystemClock,
 };
 use crate::{Error, Result};
 
@@ -142,9 +142,11 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(&path, options.fsync)?;
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let writer_options = options.clone();
+        let fence = LeaseFence::default();
+        let writer_fence = fence.clone();
         let writer = std::thread::Builder::new()
             .name("catalog-sqlite-writer".to_string())
-            .spawn(move || writer::run(connection, receiver, writer_options))
+            .spawn(move || writer::run(connection, receiver, writer_options, writer_fence))
             .map_err(|e| Error::Task(format!("spawning the writer thread: {e}")))?;
         let readers = Arc::new(ReaderPool {
             path,
@@ -153,7 +155,7 @@ impl SqliteStore {
             options,
         });
         Ok(Self {
-            commands: CommandQueue::new(sender),
+            commands: CommandQueue::new(sender, fence),
             writer: Some(writer),
             readers,
             checkpointer: Some(checkpointer),

@@ -1,12 +1,15 @@
 //! `strata catalog`: the catalog role as its own process, serving agents
-//! over gRPC.
+//! over gRPC. Several may run on one database (high availability): the one
+//! holding the lease in the database serves, the others stand by.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use strata_catalog::{
-    CatalogService, CommitFaults, PostgresOptions, PostgresStore, ServiceOptions, SqliteOptions,
+    CatalogStore, CommitFaults, HaCatalog, HaOptions, PostgresOptions, PostgresStore,
+    ServiceOptions, SqliteOptions, SqliteStore,
 };
+use strata_catalog_api::clock::{IdGen, SystemIds};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -31,8 +34,24 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
              endpoint; never use this in production"
         );
     }
-    let service = open(&settings, faults.clone()).await?;
-    let rpc_metrics = service.rpc_metrics();
+    let store = open(&settings).await?;
+    let holder = format!(
+        "{}-{}",
+        std::process::id(),
+        SystemIds.ulid().to_string().to_lowercase()
+    );
+    let catalog = HaCatalog::new(
+        store,
+        service_options(&settings, faults.clone()),
+        HaOptions {
+            holder: holder.clone(),
+            address: settings.advertise.clone(),
+            lease_ms: settings.catalog_lease_ms,
+            renew_interval_ms: settings.catalog_lease_renew_interval_ms,
+        },
+    );
+    let rpc_metrics = catalog.rpc_metrics();
+    let catalog_metrics = catalog.metrics();
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -44,22 +63,41 @@ pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
         })?;
     let address = listener.local_addr()?;
     let stop = CancellationToken::new();
-    let grpc = tokio::spawn(strata_catalog::serve(listener, service, stop.clone()));
+    let grpc = tokio::spawn(strata_catalog::serve_ha(
+        listener,
+        catalog.clone(),
+        stop.clone(),
+    ));
+    // Stopped before the server, so the lease is released (a standby takes
+    // over at once) while calls in flight finish.
+    let lease_stop = CancellationToken::new();
+    let lease = tokio::spawn(catalog.run(lease_stop.clone()));
     let http = crate::http::Endpoint::start(
         settings.metrics_listen,
         "--metrics-listen",
         crate::http::Routes::metrics(Arc::new(move || {
             let mut text = render_metrics();
+            text.push_str(&catalog_metrics.render());
             text.push_str(&rpc_metrics.render());
             text
         }))
         .with_faults(faults.map(|f| Arc::new(f) as Arc<dyn crate::http::FaultSwitch>)),
     )
     .await?;
-    info!(%address, metrics = %settings.metrics_listen, "the catalog is ready");
+    info!(
+        %address,
+        metrics = %settings.metrics_listen,
+        holder,
+        advertise = %settings.advertise,
+        "the catalog is up (a standby until it holds the lease in the database)"
+    );
 
     crate::shutdown::signal().await;
     info!("shutting down the catalog");
+    lease_stop.cancel();
+    if lease.await.is_err() {
+        warn!("the catalog lease task panicked");
+    }
     http.stop().await;
     stop.cancel();
     grpc.await
@@ -95,20 +133,25 @@ pub(crate) fn print_settings(settings: &str) {
     let _ = writeln!(out, "{settings}\nconfiguration ok");
 }
 
-/// Opens the store named by `settings.store`.
-async fn open(
+/// The settings of the service each takeover builds.
+fn service_options(
     settings: &CatalogSettings,
     commit_faults: Option<CommitFaults>,
-) -> anyhow::Result<CatalogService> {
-    let options = ServiceOptions {
+) -> ServiceOptions {
+    ServiceOptions {
         agent_lease_ms: settings.agent_lease_ms,
+        commit_gap_timeout_ms: settings.commit_gap_timeout_ms,
         commit_faults,
         // Agents of a separate catalog always register: a commit without an
         // epoch would skip fencing.
         unfenced_commits: false,
         max_commit_age_ms: settings.max_commit_age_ms,
         ..ServiceOptions::default()
-    };
+    }
+}
+
+/// Opens the store named by `settings.store`.
+async fn open(settings: &CatalogSettings) -> anyhow::Result<Arc<dyn CatalogStore>> {
     match store_kind(&settings.store)? {
         StoreKind::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -120,24 +163,29 @@ async fn open(
                 max_commit_age_ms: settings.max_commit_age_ms,
                 ..SqliteOptions::default()
             };
-            CatalogService::open_sqlite(&path, sqlite, options)
+            let opened = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(opened, sqlite))
                 .await
-                .with_context(|| format!("cannot open the SQLite catalog {}", path.display()))
+                .context("the SQLite open task failed")?
+                .with_context(|| format!("cannot open the SQLite catalog {}", path.display()))?;
+            Ok(Arc::new(store))
         }
         StoreKind::Postgres => {
-            let postgres = PostgresOptions {
+            let options = PostgresOptions {
+                // A catalog paused inside a transaction must not hold the
+                // writers' lock past half a lease: a standby's takeover
+                // waits for it.
+                idle_in_transaction_timeout_ms: (settings.catalog_lease_ms / 2).max(1),
                 max_commit_age_ms: settings.max_commit_age_ms,
                 ..PostgresOptions::default()
             };
-            let store = PostgresStore::open(&settings.store, postgres)
+            let store = PostgresStore::open(&settings.store, options)
                 .await
                 .context(
                     "cannot open the PostgreSQL catalog (is the server up, and does the URL \
                      name an existing database and user?)",
                 )?;
-            CatalogService::new(Arc::new(store), options)
-                .await
-                .context("cannot start the catalog over PostgreSQL")
+            Ok(Arc::new(store))
         }
     }
 }

@@ -38,6 +38,8 @@ pub(crate) const DEFAULT_AGENT_METRICS_LISTEN: &str = "127.0.0.1:9644";
 /// Default agent lease: an agent missing heartbeats for this long is
 /// fenced and leaves Metadata.
 pub(crate) const DEFAULT_AGENT_LEASE_MS: u64 = 10_000;
+/// How long the catalog lease lasts without renewal.
+pub(crate) const DEFAULT_CATALOG_LEASE_MS: u64 = 10_000;
 /// Default compactor `/metrics` listener.
 pub(crate) const DEFAULT_COMPACTOR_METRICS_LISTEN: &str = "127.0.0.1:9646";
 /// Default catalog endpoint of an agent.
@@ -123,6 +125,26 @@ layered! {
         /// compactors' orphan sweeps wait twice this [default: 300000].
         #[arg(long, env = "STRATA_MAX_COMMIT_AGE_MS")]
         max_commit_age_ms: i64,
+        /// The address agents reach this catalog at (http://host:port),
+        /// stored with its lease so standbys can name it [default:
+        /// http://<--listen>].
+        #[arg(long, env = "STRATA_ADVERTISE")]
+        advertise: String,
+        /// The catalog lease: one catalog per database is active, the others
+        /// stand by and take over this long after the active one stopped
+        /// renewing (died, froze, lost the database) [default: 10000].
+        #[arg(long, env = "STRATA_CATALOG_LEASE_MS")]
+        catalog_lease_ms: u64,
+        /// How often the active catalog renews its lease and a standby
+        /// tries to take it [default: a third of --catalog-lease-ms].
+        #[arg(long, env = "STRATA_CATALOG_LEASE_RENEW_INTERVAL_MS")]
+        catalog_lease_renew_interval_ms: u64,
+        /// Commit events held behind a missing commit-stream sequence (a
+        /// write whose outcome the catalog did not learn) for this long;
+        /// then the sequence is declared lost and agents resync
+        /// [default: 2000].
+        #[arg(long, env = "STRATA_COMMIT_GAP_TIMEOUT_MS")]
+        commit_gap_timeout_ms: u64,
         /// FOR TESTS ONLY: commits obey fault rules set over the HTTP
         /// endpoint (`PUT /faults`: applied late, or reply lost)
         /// [default: false].
@@ -142,7 +164,10 @@ layered! {
     #[derive(Debug, Default, Clone, Args, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(crate) struct AgentOptions {
-        /// The catalog's gRPC endpoint [default: http://127.0.0.1:9093].
+        /// The catalog's gRPC endpoint; with catalog high availability,
+        /// every catalog of the database, comma-separated
+        /// (http://a:9093,http://b:9093): calls follow the active one
+        /// [default: http://127.0.0.1:9093].
         #[arg(long, env = "STRATA_CATALOG")]
         catalog: String,
         /// Where data lives: s3://bucket/prefix or file:///directory.
@@ -318,7 +343,10 @@ layered! {
     #[derive(Debug, Default, Clone, Args, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(crate) struct CompactorOptions {
-        /// The catalog's gRPC endpoint [default: http://127.0.0.1:9093].
+        /// The catalog's gRPC endpoint; with catalog high availability,
+        /// every catalog of the database, comma-separated
+        /// (http://a:9093,http://b:9093): calls follow the active one
+        /// [default: http://127.0.0.1:9093].
         #[arg(long, env = "STRATA_CATALOG")]
         catalog: String,
         /// Where data lives (the agents' object store): s3://bucket/prefix
@@ -498,6 +526,14 @@ pub(crate) struct CatalogSettings {
     pub(crate) agent_lease_ms: u64,
     /// Oldest an object may be at its first commit or swap.
     pub(crate) max_commit_age_ms: i64,
+    /// This catalog's address for agents, named by standbys.
+    pub(crate) advertise: String,
+    /// The catalog lease.
+    pub(crate) catalog_lease_ms: u64,
+    /// Lease renewal period.
+    pub(crate) catalog_lease_renew_interval_ms: u64,
+    /// How long the commit stream waits for a missing sequence.
+    pub(crate) commit_gap_timeout_ms: u64,
     /// Test-only commit faults over `/faults`.
     pub(crate) fault_injection: bool,
 }
@@ -511,6 +547,13 @@ impl std::fmt::Debug for CatalogSettings {
             .field("fsync", &self.fsync)
             .field("agent_lease_ms", &self.agent_lease_ms)
             .field("max_commit_age_ms", &self.max_commit_age_ms)
+            .field("advertise", &self.advertise)
+            .field("catalog_lease_ms", &self.catalog_lease_ms)
+            .field(
+                "catalog_lease_renew_interval_ms",
+                &self.catalog_lease_renew_interval_ms,
+            )
+            .field("commit_gap_timeout_ms", &self.commit_gap_timeout_ms)
             .field("fault_injection", &self.fault_injection)
             .finish()
     }
@@ -539,9 +582,24 @@ impl CatalogSettings {
             "no catalog store: pass --store sqlite:///path/catalog.db (or set STRATA_STORE, \
              or `store` under [catalog] in the --config file)",
         )?;
+        let listen = options.listen.unwrap_or(addr(DEFAULT_CATALOG_LISTEN));
+        let catalog_lease_ms = options
+            .catalog_lease_ms
+            .unwrap_or(DEFAULT_CATALOG_LEASE_MS)
+            .max(1);
+        let catalog_lease_renew_interval_ms = options
+            .catalog_lease_renew_interval_ms
+            .unwrap_or(catalog_lease_ms / 3)
+            .max(1);
+        anyhow::ensure!(
+            catalog_lease_renew_interval_ms < catalog_lease_ms,
+            "--catalog-lease-renew-interval-ms ({catalog_lease_renew_interval_ms}) must be below \
+             --catalog-lease-ms ({catalog_lease_ms}), or the active catalog loses its lease \
+             between renewals; a third of the lease is a good value"
+        );
         Ok(Self {
             store,
-            listen: options.listen.unwrap_or(addr(DEFAULT_CATALOG_LISTEN)),
+            listen,
             metrics_listen: options
                 .metrics_listen
                 .unwrap_or(addr(DEFAULT_CATALOG_METRICS_LISTEN)),
@@ -556,6 +614,12 @@ impl CatalogSettings {
                      default 30000)"
                 ),
             },
+            advertise: options
+                .advertise
+                .unwrap_or_else(|| format!("http://{listen}")),
+            catalog_lease_ms,
+            catalog_lease_renew_interval_ms,
+            commit_gap_timeout_ms: options.commit_gap_timeout_ms.unwrap_or(2_000),
             fault_injection: options.fault_injection.unwrap_or(false),
         })
     }

@@ -4,6 +4,7 @@
 pub(super) mod agents;
 pub(super) mod chunks;
 mod groups;
+mod lease;
 pub(super) mod producers;
 pub(super) mod topics;
 mod transactions;
@@ -26,6 +27,10 @@ pub(super) struct WriteContext<'a, 'c> {
     pub(super) sequence: u64,
     pub(super) now_ms: i64,
     pub(super) options: &'a PostgresOptions,
+    /// The term this store writes under (`LeaseFence`).
+    pub(super) fence: u64,
+    /// The lease term in the database (0: never held).
+    pub(super) lease_term: u64,
 }
 
 impl WriteContext<'_, '_> {

@@ -14,7 +14,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7374_7261_7461;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: everything the SQLite store has at its version 3 (topics,
 /// partitions, the chunk index, segments, producers, transactional ids,
@@ -222,6 +222,19 @@ CREATE TABLE aborted_txns (
     PRIMARY KEY (topic_id, partition, last_offset)
 );
 CREATE INDEX transactional_ids_by_state ON transactional_ids (state);
+";
+
+/// Version 4: the catalog lease (high availability): one row naming the
+/// active catalog, its address, its term (the fencing token every write
+/// checks) and when its lease runs out.
+const V4: &str = "
+CREATE TABLE catalog_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    address TEXT NOT NULL,
+    term BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
 ";
 
 /// Brings the database to the newest schema version, one transaction per

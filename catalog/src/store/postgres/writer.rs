@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 
 use super::rows::{Transaction, WriteContext};
 use super::{PostgresOptions, commit, pool_error};
-use crate::store::CommitOutcome;
 use crate::store::command::{Answer, Command, Reply, SWEEP_INTERVAL_MS, answered};
 use crate::store::ops;
+use crate::store::{CommitOutcome, LeaseFence};
 use crate::{Error, Result};
 
 /// A failure that fails a whole batch or unit: shared by every command in
@@ -37,6 +37,10 @@ impl Failure {
             },
             Error::Corrupt { what } => Error::Corrupt { what: what.clone() },
             Error::Closed => Error::Closed,
+            Error::NotActive { held, current } => Error::NotActive {
+                held: *held,
+                current: *current,
+            },
             other => Error::Task(other.to_string()),
         }
     }
@@ -67,7 +71,11 @@ async fn commit_run(
     commits: Vec<(CommitSegmentRequest, Reply<CommitOutcome>)>,
 ) -> UnitAnswers {
     let (requests, replies): (Vec<_>, Vec<_>) = commits.into_iter().unzip();
-    match commit::apply_run(context, &requests).await {
+    let applied = match ops::lease::check(context.fence, context.lease_term) {
+        Ok(()) => commit::apply_run(context, &requests).await,
+        Err(error) => Err(error),
+    };
+    match applied {
         Ok(outcomes) => UnitAnswers {
             failed: false,
             answers: replies
@@ -94,6 +102,7 @@ pub(super) async fn run(
     pool: Pool,
     mut receiver: mpsc::Receiver<Command>,
     options: PostgresOptions,
+    fence: LeaseFence,
 ) {
     let batch_max = options.group_commit_max.max(1);
     let mut last_sweep_ms = i64::MIN / 2;
@@ -106,9 +115,15 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        let applied = AssertUnwindSafe(apply_batch(&pool, &options, batch, &mut last_sweep_ms))
-            .catch_unwind()
-            .await;
+        let applied = AssertUnwindSafe(apply_batch(
+            &pool,
+            &options,
+            &fence,
+            batch,
+            &mut last_sweep_ms,
+        ))
+        .catch_unwind()
+        .await;
         if applied.is_err() {
             // The transaction was dropped (rolled back); the batch's callers
             // see their reply channels closed (`Error::Closed`, retryable).
@@ -122,6 +137,7 @@ pub(super) async fn run(
 async fn apply_batch(
     pool: &Pool,
     options: &PostgresOptions,
+    fence: &LeaseFence,
     batch: Vec<Command>,
     last_sweep_ms: &mut i64,
 ) {
@@ -135,7 +151,7 @@ async fn apply_batch(
             return;
         }
     };
-    let (transaction, sequence) = match begin(&mut client).await {
+    let (transaction, sequence, lease_term) = match begin(&mut client).await {
         Ok(begun) => begun,
         Err(failure) => {
             tracing::warn!(error = %failure.0, "catalog write transaction did not start");
@@ -150,9 +166,14 @@ async fn apply_batch(
         sequence,
         now_ms: options.clock.now_ms(),
         options,
+        fence: fence.term(),
+        lease_term,
     };
     let (answers, mut poisoned) = apply_units(&mut context, batch).await;
-    if poisoned.is_none() && context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
+    if poisoned.is_none()
+        && context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS
+        && ops::lease::check(context.fence, context.lease_term).is_ok()
+    {
         *last_sweep_ms = context.now_ms;
         poisoned = sweep(&mut context).await;
     }
@@ -174,15 +195,27 @@ async fn apply_batch(
 }
 
 /// Starts the transaction and locks the commit-sequence row, which
-/// serializes the writers of every process sharing the database.
-async fn begin(client: &mut deadpool_postgres::Object) -> Result<(Transaction<'_>, u64), Failure> {
+/// serializes the writers of every process sharing the database, then
+/// reads the lease term. A takeover is a write too (it takes the same
+/// lock), so the term read here stays the database's term until COMMIT:
+/// a writer whose term is stale cannot commit anything.
+async fn begin(
+    client: &mut deadpool_postgres::Object,
+) -> Result<(Transaction<'_>, u64, u64), Failure> {
     let transaction = client.transaction().await?;
     let statement = transaction
         .prepare_cached("SELECT value FROM meta WHERE key = 'commit_sequence' FOR UPDATE")
         .await?;
     let value: i64 = transaction.query_one(&statement, &[]).await?.try_get(0)?;
     let sequence = super::to_u64("commit sequence", value)?;
-    Ok((transaction, sequence))
+    let statement = transaction
+        .prepare_cached("SELECT term FROM catalog_lease WHERE id = 1")
+        .await?;
+    let lease_term = match transaction.query_opt(&statement, &[]).await? {
+        Some(row) => super::to_u64("lease term", row.try_get(0)?)?,
+        None => 0,
+    };
+    Ok((transaction, sequence, lease_term))
 }
 
 /// Saves the commit sequence (if it moved) and commits.

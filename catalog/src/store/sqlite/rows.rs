@@ -5,6 +5,7 @@
 pub(super) mod agents;
 pub(super) mod chunks;
 pub(super) mod groups;
+pub(super) mod lease;
 pub(super) mod producers;
 pub(super) mod topics;
 mod transactions;
@@ -46,6 +47,10 @@ pub(super) struct WriteContext<'a> {
     pub(super) counters: &'a mut Counters,
     pub(super) now_ms: i64,
     pub(super) options: &'a SqliteOptions,
+    /// The term this store writes under (`LeaseFence`).
+    pub(super) fence: u64,
+    /// The lease term in the database (0: never held).
+    pub(super) lease_term: u64,
 }
 
 impl Rows for WriteContext<'_> {

@@ -7,7 +7,7 @@ use crate::store::migrations;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Version 1: topics, partitions, the chunk index, segments, producers.
 ///
@@ -232,6 +232,19 @@ CREATE TABLE aborted_txns (
 CREATE INDEX transactional_ids_by_state ON transactional_ids (state);
 ";
 
+/// Version 6: the catalog lease (high availability): one row naming the
+/// active catalog, its address, its term (the fencing token every write
+/// checks) and when its lease runs out.
+const V6: &str = "
+CREATE TABLE catalog_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    address TEXT NOT NULL,
+    term INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+";
+
 /// Applies the connection settings every connection needs.
 pub(super) fn configure(connection: &Connection, fsync: bool) -> Result<()> {
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -324,7 +337,7 @@ mod tests {
                 row.get(0)
             })
             .unwrap();
-        assert_eq!(version, 5);
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).unwrap());
         let kept: i32 = connection
             .query_row(
                 "SELECT generation_id FROM classic_groups WHERE group_id = 'old'",

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::SqliteOptions;
 use super::rows::{Counters, WriteContext};
+use crate::store::LeaseFence;
 use crate::store::command::{Answer, Command, SWEEP_INTERVAL_MS};
 use crate::store::ops;
 use crate::{Error, Result};
@@ -25,6 +26,7 @@ pub(super) fn run(
     connection: Connection,
     mut receiver: mpsc::Receiver<Command>,
     options: SqliteOptions,
+    fence: LeaseFence,
 ) {
     let mut counters = match load_counters(&connection) {
         Ok(counters) => counters,
@@ -48,6 +50,7 @@ pub(super) fn run(
                 &connection,
                 &mut counters,
                 &options,
+                &fence,
                 &mut batch,
                 &mut last_sweep_ms,
             );
@@ -90,28 +93,44 @@ fn apply_batch(
     connection: &Connection,
     counters: &mut Counters,
     options: &SqliteOptions,
+    fence: &LeaseFence,
     batch: &mut Vec<Command>,
     last_sweep_ms: &mut i64,
 ) {
     let persisted = *counters;
-    if let Err(error) = execute(connection, "BEGIN IMMEDIATE") {
-        let error = Arc::new(error);
-        batch
-            .drain(..)
-            .for_each(|command| command.fail(|| Error::Sqlite(Arc::clone(&error))));
-        return;
-    }
+    // The term is read after BEGIN IMMEDIATE took the database's write
+    // lock: a takeover (a lease claim in another process) cannot slip in
+    // between the check and the commit.
+    let lease_term = execute(connection, "BEGIN IMMEDIATE")
+        .and_then(|()| super::rows::lease::read_term(connection));
+    let lease_term = match lease_term {
+        Ok(term) => term,
+        Err(error) => {
+            if let Err(rollback) = execute(connection, "ROLLBACK") {
+                tracing::debug!(%rollback, "no transaction to roll back");
+            }
+            let error = Arc::new(error);
+            batch
+                .drain(..)
+                .for_each(|command| command.fail(|| Error::Sqlite(Arc::clone(&error))));
+            return;
+        }
+    };
     let mut context = WriteContext {
         connection,
         counters,
         now_ms: options.clock.now_ms(),
         options,
+        fence: fence.term(),
+        lease_term,
     };
     let answers: Vec<Box<dyn Answer>> = batch
         .drain(..)
         .map(|command| apply_in_savepoint(&mut context, command))
         .collect();
-    if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS {
+    if context.now_ms - *last_sweep_ms >= SWEEP_INTERVAL_MS
+        && ops::lease::check(context.fence, context.lease_term).is_ok()
+    {
         *last_sweep_ms = context.now_ms;
         match ready(ops::producers::sweep_expired(&mut context)) {
             Ok(removed) => tracing::debug!(removed, "swept expired producer state"),
