@@ -25,8 +25,10 @@ struct Running {
 
 async fn start(path: &std::path::Path, name: &str) -> Running {
     let store = SqliteStore::open(path, SqliteOptions::default()).expect("open the store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let address = format!("http://{}", listener.local_addr().expect("bound"));
     let options = ServiceOptions {
         unfenced_commits: true,
         ..ServiceOptions::default()

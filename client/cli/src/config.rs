@@ -120,29 +120,24 @@ layered! {
         /// drops out of Metadata [default: 10000].
         #[arg(long, env = "STRATA_AGENT_LEASE_MS")]
         agent_lease_ms: u64,
-        /// A segment whose first commit applies later than this after the
-        /// agent named it is refused (its produce fails, the client retries);
-        /// compactors' orphan sweeps wait twice this [default: 300000].
+        /// Refuse a first commit whose object is older than this; orphan
+        /// sweeps wait twice it [default: 300000].
         #[arg(long, env = "STRATA_MAX_COMMIT_AGE_MS")]
         max_commit_age_ms: i64,
-        /// The address agents reach this catalog at (http://host:port),
-        /// stored with its lease so standbys can name it [default:
-        /// http://<--listen>].
+        /// The address agents reach this catalog at, named by standbys
+        /// [default: http://<--listen>].
         #[arg(long, env = "STRATA_ADVERTISE")]
         advertise: String,
-        /// The catalog lease: one catalog per database is active, the others
-        /// stand by and take over this long after the active one stopped
-        /// renewing (died, froze, lost the database) [default: 10000].
+        /// One catalog per database holds the lease and serves; standbys take
+        /// over this long after it stops renewing [default: 10000].
         #[arg(long, env = "STRATA_CATALOG_LEASE_MS")]
         catalog_lease_ms: u64,
         /// How often the active catalog renews its lease and a standby
         /// tries to take it [default: a third of --catalog-lease-ms].
         #[arg(long, env = "STRATA_CATALOG_LEASE_RENEW_INTERVAL_MS")]
         catalog_lease_renew_interval_ms: u64,
-        /// Commit events held behind a missing commit-stream sequence (a
-        /// write whose outcome the catalog did not learn) for this long;
-        /// then the sequence is declared lost and agents resync
-        /// [default: 2000].
+        /// Commit events wait this long behind a missing commit-stream
+        /// sequence, then agents resync [default: 2000].
         #[arg(long, env = "STRATA_COMMIT_GAP_TIMEOUT_MS")]
         commit_gap_timeout_ms: u64,
         /// FOR TESTS ONLY: commits obey fault rules set over the HTTP
@@ -526,11 +521,9 @@ pub(crate) struct CatalogSettings {
     pub(crate) agent_lease_ms: u64,
     /// Oldest an object may be at its first commit or swap.
     pub(crate) max_commit_age_ms: i64,
-    /// This catalog's address for agents, named by standbys.
+    /// HA: this catalog's address for agents, the lease, its renewal.
     pub(crate) advertise: String,
-    /// The catalog lease.
     pub(crate) catalog_lease_ms: u64,
-    /// Lease renewal period.
     pub(crate) catalog_lease_renew_interval_ms: u64,
     /// How long the commit stream waits for a missing sequence.
     pub(crate) commit_gap_timeout_ms: u64,
