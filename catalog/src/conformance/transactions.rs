@@ -375,3 +375,75 @@ pub async fn transaction_timeout_aborts(store: &dyn CatalogStore, clock: &Manual
     assert!(event.is_none());
     assert_eq!(next.producer_epoch, producer.producer_epoch + 2);
 }
+
+/// The error code of a lone batch's commit.
+async fn append_code(
+    store: &dyn CatalogStore,
+    segment: &str,
+    topic: &Topic,
+    partition: u32,
+    batch: BatchMeta,
+) -> i32 {
+    let request = commit_request(segment, vec![chunk_write(topic, partition, 0, vec![batch])]);
+    let outcome = store.commit_segment(request).await.expect("commit");
+    outcome.response.chunks[0].batches[0].error_code
+}
+
+/// Goal: KIP-890 verification inside the offset-assigning commit: a
+/// transactional batch is appended only to a partition of its producer's
+/// open transaction at the current epoch. A partition never added, a
+/// transaction already ended, another epoch or a producer without a
+/// transactional id are refused, and a refused batch opens no transaction
+/// (the LSO follows the high watermark).
+pub async fn transactional_batches_are_verified(store: &dyn CatalogStore) {
+    use crate::error_code::{INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE};
+    let topic = create_topic(store, "conformance-txn-verify", 2).await;
+    let (producer, _) = init(store, "conformance-verify", 60_000).await;
+    let never_begun = append_code(store, "txn-v-0", &topic, 0, txn_batch(&producer, 0, 1)).await;
+    assert_eq!(never_begun, i32::from(INVALID_TXN_STATE));
+    add(store, &producer, &topic, &[0]).await;
+    let not_added = append_code(store, "txn-v-1", &topic, 1, txn_batch(&producer, 0, 1)).await;
+    assert_eq!(not_added, i32::from(INVALID_TXN_STATE));
+    assert_eq!(offsets(store, &topic, 1).await, (0, 0));
+    append(store, "txn-v-2", &topic, 1, plain_batch(1, 1_000)).await;
+    assert_eq!(
+        offsets(store, &topic, 1).await,
+        (1, 1),
+        "no refused batch holds the LSO"
+    );
+    let other_epoch = TxnProducer {
+        producer_epoch: producer.producer_epoch + 1,
+        ..producer.clone()
+    };
+    let code = append_code(store, "txn-v-3", &topic, 0, txn_batch(&other_epoch, 0, 1)).await;
+    assert_eq!(code, i32::from(INVALID_PRODUCER_EPOCH));
+    assert_eq!(
+        append(store, "txn-v-4", &topic, 0, txn_batch(&producer, 0, 1)).await,
+        0
+    );
+    end(store, &producer, true).await;
+    assert_eq!(offsets(store, &topic, 0).await, (2, 2));
+    let late = append_code(store, "txn-v-5", &topic, 0, txn_batch(&producer, 1, 1)).await;
+    assert_eq!(late, i32::from(INVALID_TXN_STATE), "the transaction ended");
+    assert_eq!(offsets(store, &topic, 0).await, (2, 2));
+    // An idempotent producer (no transactional id) cannot write
+    // transactional batches at all.
+    let idempotent = store
+        .init_producer_id(InitProducerIdRequest {
+            transactional_id: String::new(),
+            transaction_timeout_ms: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+        })
+        .await
+        .expect("InitProducerId")
+        .granted;
+    let stray = TxnProducer {
+        transactional_id: String::new(),
+        producer_id: idempotent.producer_id,
+        producer_epoch: idempotent.producer_epoch,
+    };
+    let code = append_code(store, "txn-v-6", &topic, 1, txn_batch(&stray, 0, 1)).await;
+    assert_eq!(code, i32::from(INVALID_TXN_STATE));
+    assert_eq!(offsets(store, &topic, 1).await, (1, 1));
+}
