@@ -131,6 +131,13 @@ pub enum Error {
         /// Its state.
         state: &'static str,
     },
+    /// No producer ever initialised this transactional id (Kafka's
+    /// TRANSACTIONAL_ID_NOT_FOUND): check the id (`strata txn list`).
+    #[error("transactional id {transactional_id:?} is unknown: `strata txn list` shows the known ones")]
+    TransactionalIdNotFound {
+        /// The transactional id.
+        transactional_id: String,
+    },
     /// A commit came from an agent registration that is no longer current:
     /// fenced after its lease expired, replaced by a newer registration,
     /// or never made. The agent must register again.
@@ -218,6 +225,7 @@ impl Error {
             | Self::InvalidPartitions { .. }
             | Self::InvalidConfig { .. }
             | Self::InvalidTxnState { .. }
+            | Self::TransactionalIdNotFound { .. }
             | Self::InvalidArgument { .. } => ErrorKind::Invalid,
             Self::InvalidProducerEpoch { .. }
             | Self::ProducerFenced { .. }
@@ -255,6 +263,7 @@ impl Error {
             Self::ProducerFenced { .. } => error_code::PRODUCER_FENCED,
             Self::InvalidProducerIdMapping { .. } => error_code::INVALID_PRODUCER_ID_MAPPING,
             Self::InvalidTxnState { .. } => error_code::INVALID_TXN_STATE,
+            Self::TransactionalIdNotFound { .. } => error_code::TRANSACTIONAL_ID_NOT_FOUND,
             _ => return None,
         })
     }

@@ -16,6 +16,7 @@ mod producers;
 mod rpc_metrics;
 mod topics;
 mod transactions;
+mod txn_admin;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -97,6 +98,8 @@ pub struct CatalogService {
     commit_faults: Option<CommitFaults>,
     /// See [`ServiceOptions::unfenced_commits`].
     unfenced_commits: bool,
+    /// The catalog's clock (transaction durations for the admin APIs).
+    clock: Arc<dyn crate::store::Clock>,
 }
 
 impl CatalogService {
@@ -120,6 +123,7 @@ impl CatalogService {
         .await?;
         let commit_faults = options.commit_faults;
         let unfenced_commits = options.unfenced_commits;
+        let clock = Arc::clone(&options.groups.clock);
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
         let txn_activity = Arc::new(TxnActivity::new());
@@ -138,6 +142,7 @@ impl CatalogService {
             txn_activity,
             commit_faults,
             unfenced_commits,
+            clock,
         })
     }
 
@@ -468,6 +473,34 @@ impl Catalog for CatalogService {
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         agents::list_agents(self, request).await
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<ListTransactionsRequest>,
+    ) -> Result<Response<ListTransactionsResponse>, Status> {
+        txn_admin::list_transactions(self, request).await
+    }
+
+    async fn describe_transaction(
+        &self,
+        request: Request<DescribeTransactionRequest>,
+    ) -> Result<Response<DescribeTransactionResponse>, Status> {
+        txn_admin::describe_transaction(self, request).await
+    }
+
+    async fn abort_transaction(
+        &self,
+        request: Request<AbortTransactionRequest>,
+    ) -> Result<Response<AbortTransactionResponse>, Status> {
+        txn_admin::abort_transaction(self, request).await
+    }
+
+    async fn write_txn_markers(
+        &self,
+        request: Request<WriteTxnMarkersRequest>,
+    ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
+        txn_admin::write_txn_markers(self, request).await
     }
 }
 

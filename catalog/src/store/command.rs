@@ -16,7 +16,7 @@ use crate::store::{
     AgentRecord, AgentRegistration, ChunkLookup, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts,
     GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets, ReplaceOutcome, TopicRef,
-    TxnOutcome, TxnRequest,
+    TxnOutcome, TxnRequest, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -243,6 +243,13 @@ pub(crate) trait StoreReads {
         from_offset: i64,
         to_offset: i64,
     ) -> Result<Vec<AbortedTransaction>>;
+
+    async fn list_transactions(&self, limit: u32) -> Result<Vec<TxnSummary>>;
+
+    async fn describe_transaction(
+        &self,
+        transactional_id: &str,
+    ) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>>;
 
     async fn describe_producers(
         &self,
@@ -492,6 +499,22 @@ macro_rules! impl_catalog_store {
                         self, topic_id, partition, timestamp,
                     )
                     .await
+                }
+
+                #[tracing::instrument(level = "debug", skip(self))]
+                async fn list_transactions(
+                    &self,
+                    limit: u32,
+                ) -> Result<Vec<$crate::store::TxnSummary>> {
+                    <$store as StoreReads>::list_transactions(self, limit).await
+                }
+
+                #[tracing::instrument(level = "debug", skip(self))]
+                async fn describe_transaction(
+                    &self,
+                    transactional_id: &str,
+                ) -> Result<Option<($crate::store::TxnSummary, Vec<(Uuid, u32)>)>> {
+                    <$store as StoreReads>::describe_transaction(self, transactional_id).await
                 }
 
                 #[tracing::instrument(level = "debug", skip(self))]

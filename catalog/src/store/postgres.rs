@@ -42,7 +42,7 @@ use uuid::Uuid;
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
     AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
-    PartitionOffsets, SystemClock,
+    PartitionOffsets, SystemClock, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -245,6 +245,17 @@ impl StoreReads for PostgresStore {
     ) -> Result<Option<Chunk>> {
         let mut client = get(&self.pool).await?;
         reads::find_chunk_by_timestamp(&mut client, topic_id, partition, timestamp).await
+    }
+
+    async fn list_transactions(&self, limit: u32) -> Result<Vec<TxnSummary>> {
+        reads::list_transactions(&get(&self.pool).await?, limit).await
+    }
+
+    async fn describe_transaction(
+        &self,
+        transactional_id: &str,
+    ) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>> {
+        reads::describe_transaction(&get(&self.pool).await?, transactional_id).await
     }
 
     async fn aborted_transactions(
