@@ -537,6 +537,47 @@ class KafkaConnection:
             return error, r.i64(), r.i16()
         return error, -1, -1
 
+    def write_txn_markers(self, producer_id: int, epoch: int, topic: str, partitions: list[int],
+                          commit: bool = False) -> dict[int, int]:
+        """WriteTxnMarkers v1 (what kafka-transactions.sh abort sends); {partition: error}."""
+        topic_body = compact_string(topic) + compact_array([i32(p) for p in partitions]) + NO_TAGS
+        marker = (i64(producer_id) + i16(epoch) + i8(1 if commit else 0)
+                  + compact_array([topic_body]) + i32(0) + NO_TAGS)
+        r = Reader(self.request(WRITE_TXN_MARKERS, 1, compact_array([marker]) + NO_TAGS))
+        codes = {}
+        for _ in range(r.compact_array_len()):
+            r.i64()
+            for _ in range(r.compact_array_len()):
+                r.compact_string()
+                for _ in range(r.compact_array_len()):
+                    partition = r.i32()
+                    codes[partition] = r.i16()
+                    r.skip_tags()
+                r.skip_tags()
+            r.skip_tags()
+        return codes
+
+    def api_versions_features(self) -> dict[str, tuple[int, int]]:
+        """ApiVersions v3: the finalized features as {name: (min_level, max_level)}."""
+        body = compact_string("strata-wire") + compact_string("0") + NO_TAGS
+        r = Reader(self.request(API_VERSIONS, 3, body, flexible_response_header=False))
+        assert r.i16() == NONE
+        for _ in range(r.compact_array_len()):
+            r.i16(), r.i16(), r.i16()
+            r.skip_tags()
+        r.i32()  # throttle
+        finalized = {}
+        for _ in range(r.uvarint()):  # tagged fields
+            tag, size = r.uvarint(), r.uvarint()
+            data = Reader(r.take(size))
+            if tag == 2:  # finalized features
+                for _ in range(data.compact_array_len()):
+                    name = data.compact_string()
+                    max_level, min_level = data.i16(), data.i16()
+                    data.skip_tags()
+                    finalized[name] = (min_level, max_level)
+        return finalized
+
     # -- Produce v9 ----------------------------------------------------------------------------
 
     def produce(self, topic: str, partition: int, records: bytes, acks: int = -1,

@@ -242,6 +242,23 @@ pub(super) async fn txn_offset_commit(
             partitions: partition_results(&refs, |_| error_code::UNKNOWN_TOPIC_OR_PARTITION),
         }));
     };
+    if request.check_member {
+        let code = service
+            .groups
+            .validate_txn_commit(
+                request.group_id.clone(),
+                request.generation_id,
+                request.member_id.clone(),
+                request.group_instance_id.clone(),
+            )
+            .await?;
+        if code != error_code::NONE {
+            return Ok(Response::new(TxnOffsetCommitResponse {
+                error_code: i32::from(code),
+                partitions: Vec::new(),
+            }));
+        }
+    }
     let call = TxnRequest::CommitOffsets {
         group_id: request.group_id,
         offsets,
