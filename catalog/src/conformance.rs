@@ -53,8 +53,8 @@ pub use self::producers::{
 pub use self::topics::topic_crud;
 pub use self::transactions::{
     transaction_epoch_bumps_and_admin_aborts, transaction_fencing_and_interleaving,
-    transaction_markers_and_last_stable_offset,
-    transaction_timeout_aborts, transactional_batches_are_verified, transactional_offsets,
+    transaction_markers_and_last_stable_offset, transaction_timeout_aborts,
+    transactional_batches_are_verified, transactional_offsets,
 };
 use crate::Error;
 use crate::error_code::{

@@ -133,7 +133,9 @@ pub enum Error {
     },
     /// No producer ever initialised this transactional id (Kafka's
     /// TRANSACTIONAL_ID_NOT_FOUND): check the id (`strata txn list`).
-    #[error("transactional id {transactional_id:?} is unknown: `strata txn list` shows the known ones")]
+    #[error(
+        "transactional id {transactional_id:?} is unknown: `strata txn list` shows the known ones"
+    )]
     TransactionalIdNotFound {
         /// The transactional id.
         transactional_id: String,

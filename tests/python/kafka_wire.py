@@ -19,6 +19,8 @@ METADATA = 3
 API_VERSIONS = 18
 INIT_PRODUCER_ID = 22
 ADD_PARTITIONS_TO_TXN = 24
+ADD_OFFSETS_TO_TXN = 25
+TXN_OFFSET_COMMIT = 28
 END_TXN = 26
 WRITE_TXN_MARKERS = 27
 DESCRIBE_PRODUCERS = 61
@@ -35,6 +37,7 @@ OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
+UNKNOWN_MEMBER_ID = 25
 INVALID_RECORD = 87
 
 NO_PRODUCER_ID = -1
@@ -351,7 +354,8 @@ def decode_batches(data: bytes) -> list[Batch]:
 # Request header version per (api key, version): v2 (flexible, with tagged fields) from the
 # first flexible version of each API, v1 before it.
 _FIRST_FLEXIBLE = {PRODUCE: 9, FETCH: 12, METADATA: 9, API_VERSIONS: 3, INIT_PRODUCER_ID: 2,
-                   ADD_PARTITIONS_TO_TXN: 3, END_TXN: 3, WRITE_TXN_MARKERS: 1,
+                   ADD_PARTITIONS_TO_TXN: 3, END_TXN: 3, ADD_OFFSETS_TO_TXN: 3,
+                   TXN_OFFSET_COMMIT: 3, WRITE_TXN_MARKERS: 1,
                    DESCRIBE_PRODUCERS: 0, DESCRIBE_TRANSACTIONS: 0, LIST_TRANSACTIONS: 0}
 
 
@@ -536,6 +540,35 @@ class KafkaConnection:
         if version >= 5:
             return error, r.i64(), r.i16()
         return error, -1, -1
+
+    def add_offsets_to_txn(self, transactional_id: str, producer_id: int, epoch: int,
+                           group: str) -> int:
+        """AddOffsetsToTxn v1; returns the error code."""
+        body = string(transactional_id) + i64(producer_id) + i16(epoch) + string(group)
+        r = Reader(self.request(ADD_OFFSETS_TO_TXN, 1, body))
+        r.i32()  # throttle
+        return r.i16()
+
+    def txn_offset_commit(self, transactional_id: str, producer_id: int, epoch: int,
+                          group: str, generation: int, member_id: str, topic: str,
+                          partition: int, offset: int) -> int:
+        """TxnOffsetCommit v3 with the consumer's group metadata; the partition's code."""
+        part = i32(partition) + i64(offset) + i32(-1) + compact_string(None) + NO_TAGS
+        topic_body = compact_string(topic) + compact_array([part]) + NO_TAGS
+        body = (compact_string(transactional_id) + compact_string(group) + i64(producer_id)
+                + i16(epoch) + i32(generation) + compact_string(member_id)
+                + compact_string(None) + compact_array([topic_body]) + NO_TAGS)
+        r = Reader(self.request(TXN_OFFSET_COMMIT, 3, body))
+        r.i32()  # throttle
+        code = None
+        for _ in range(r.compact_array_len()):
+            r.compact_string()
+            for _ in range(r.compact_array_len()):
+                r.i32()
+                code = r.i16()
+                r.skip_tags()
+            r.skip_tags()
+        return code
 
     def write_txn_markers(self, producer_id: int, epoch: int, topic: str, partitions: list[int],
                           commit: bool = False) -> dict[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 
 from kafka_wire import (
@@ -17,6 +18,7 @@ from kafka_wire import (
     INVALID_TXN_STATE,
     NONE,
     KafkaConnection,
+    UNKNOWN_MEMBER_ID,
     encode_batch,
 )
 from helpers import OP_TIMEOUT_S, consume_partition, create_topic
@@ -210,3 +212,35 @@ def test_strata_txn_abort_unsticks_an_abandoned_transaction(strata, topic):
     assert "no open transaction" in again.stderr
     unknown = strata_txn(strata, "describe", "no-such-transactional-id")
     assert unknown.returncode != 0 and "strata txn list" in unknown.stderr
+
+
+def test_txn_offset_commit_checks_the_group_member(strata, topic):
+    # Goal: TxnOffsetCommit v3+ checks the consumer's group metadata like an OffsetCommit (a
+    # zombie consumer's member id cannot commit inside a transaction), while a commit without
+    # group metadata (generation -1, no member) is still accepted, as in Kafka.
+    # Method: a confluent consumer joins the group (so it has a live member); raw-wire
+    # TxnOffsetCommit v3 with an unknown member id, then without metadata.
+    from confluent_kafka import Consumer
+
+    bs = strata.bootstrap
+    create_topic(bs, topic)
+    group = f"txn-member-{uuid.uuid4().hex[:8]}"
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + OP_TIMEOUT_S
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(0.2)
+        assert c.assignment(), "the consumer joined the group"
+        transactional_id = tid()
+        with KafkaConnection(bs) as conn:
+            _, pid, epoch = conn.init_transactional(transactional_id)
+            assert conn.add_offsets_to_txn(transactional_id, pid, epoch, group) == NONE
+            zombie = conn.txn_offset_commit(transactional_id, pid, epoch, group, 1,
+                                            "no-such-member", topic, 0, 1)
+            assert zombie == UNKNOWN_MEMBER_ID
+            anonymous = conn.txn_offset_commit(transactional_id, pid, epoch, group, -1, "",
+                                               topic, 0, 1)
+            assert anonymous == NONE
+    finally:
+        c.close()

@@ -179,11 +179,7 @@ pub(crate) async fn write_markers(
         };
         let answered: Vec<i16> = match shared.catalog.write_txn_markers(call).await {
             Ok(r) if r.error_code != 0 => vec![r.error_code as i16; codes.len()],
-            Ok(r) => r
-                .partitions
-                .iter()
-                .map(|p| p.error_code as i16)
-                .collect(),
+            Ok(r) => r.partitions.iter().map(|p| p.error_code as i16).collect(),
             Err(status) => {
                 warn!(%status, "catalog unavailable during WriteTxnMarkers");
                 vec![error_code::COORDINATOR_NOT_AVAILABLE; codes.len()]

@@ -52,14 +52,18 @@ async fn add(store: &dyn CatalogStore, producer: &TxnProducer, topic: &Topic, pa
 }
 
 async fn end(store: &dyn CatalogStore, producer: &TxnProducer, commit: bool) -> CommitEvent {
-    call(store, producer, TxnRequest::End {
+    call(
+        store,
+        producer,
+        TxnRequest::End {
             commit,
             bump_epoch: false,
-        })
-        .await
-        .expect("EndTxn")
-        .event
-        .expect("EndTxn of an open transaction publishes markers")
+        },
+    )
+    .await
+    .expect("EndTxn")
+    .event
+    .expect("EndTxn of an open transaction publishes markers")
 }
 
 /// A transactional batch of `producer` with `count` records.
@@ -147,15 +151,25 @@ pub async fn transaction_markers_and_last_stable_offset(store: &dyn CatalogStore
     );
 
     // A retried commit succeeds without markers; an abort now is invalid.
-    let retried = call(store, &producer, TxnRequest::End {
+    let retried = call(
+        store,
+        &producer,
+        TxnRequest::End {
             commit: true,
             bump_epoch: false,
-        }).await;
+        },
+    )
+    .await;
     assert_eq!(retried.expect("retry").event, None);
-    let opposite = call(store, &producer, TxnRequest::End {
+    let opposite = call(
+        store,
+        &producer,
+        TxnRequest::End {
             commit: false,
             bump_epoch: false,
-        }).await;
+        },
+    )
+    .await;
     assert!(
         matches!(opposite, Err(Error::InvalidTxnState { .. })),
         "{opposite:?}"
@@ -202,10 +216,15 @@ pub async fn transaction_markers_and_last_stable_offset(store: &dyn CatalogStore
             .is_empty()
     );
     assert_eq!(offsets(store, &topic, 0).await, (9, 9));
-    let none_open = call(store, &producer, TxnRequest::End {
+    let none_open = call(
+        store,
+        &producer,
+        TxnRequest::End {
             commit: true,
             bump_epoch: false,
-        }).await;
+        },
+    )
+    .await;
     assert!(
         matches!(none_open, Err(Error::InvalidTxnState { .. })),
         "{none_open:?}"
@@ -235,10 +254,15 @@ pub async fn transaction_fencing_and_interleaving(store: &dyn CatalogStore) {
         producer_id: other.producer_id,
         ..first.clone()
     };
-    let unmapped = call(store, &wrong_id, TxnRequest::End {
+    let unmapped = call(
+        store,
+        &wrong_id,
+        TxnRequest::End {
             commit: true,
             bump_epoch: false,
-        }).await;
+        },
+    )
+    .await;
     assert!(
         matches!(unmapped, Err(Error::InvalidProducerIdMapping { .. })),
         "{unmapped:?}"
@@ -280,10 +304,15 @@ pub async fn transaction_fencing_and_interleaving(store: &dyn CatalogStore) {
     .await
     .expect("AddPartitions");
     assert_eq!(unknown.partition_codes, vec![0, 3]);
-    let nothing = call(store, &second, TxnRequest::End {
+    let nothing = call(
+        store,
+        &second,
+        TxnRequest::End {
             commit: true,
             bump_epoch: false,
-        }).await;
+        },
+    )
+    .await;
     assert!(
         matches!(nothing, Err(Error::InvalidTxnState { .. })),
         "{nothing:?}"
@@ -382,10 +411,15 @@ pub async fn transaction_timeout_aborts(store: &dyn CatalogStore, clock: &Manual
         .await
         .expect("aborted");
     assert_eq!(aborted.len(), 1);
-    let late = call(store, &producer, TxnRequest::End {
+    let late = call(
+        store,
+        &producer,
+        TxnRequest::End {
             commit: true,
             bump_epoch: false,
-        }).await;
+        },
+    )
+    .await;
     assert!(
         matches!(late, Err(Error::ProducerFenced { .. })),
         "{late:?}"

@@ -242,7 +242,10 @@ pub(super) async fn txn_offset_commit(
             partitions: partition_results(&refs, |_| error_code::UNKNOWN_TOPIC_OR_PARTITION),
         }));
     };
-    if request.check_member {
+    // A commit without group metadata (generation < 0, no member: an
+    // older producer API) skips the check, as in Kafka.
+    let anonymous = request.generation_id < 0 && request.member_id.is_empty();
+    if request.check_member && !anonymous {
         let code = service
             .groups
             .validate_txn_commit(

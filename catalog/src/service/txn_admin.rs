@@ -6,8 +6,7 @@
 use strata_catalog_api::proto::{
     AbortTransactionRequest, AbortTransactionResponse, DescribeTransactionRequest,
     DescribeTransactionResponse, ListTransactionsRequest, ListTransactionsResponse,
-    TransactionListing, TxnPartition, TxnProducer, WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
+    TransactionListing, TxnPartition, TxnProducer, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use tonic::{Request, Response, Status};
 

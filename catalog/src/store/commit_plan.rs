@@ -97,9 +97,7 @@ pub(crate) struct TxnMembership {
 pub(crate) fn check_txn_membership(membership: Option<TxnMembership>, producer_epoch: i32) -> i16 {
     match membership {
         None => error_code::INVALID_TXN_STATE,
-        Some(m) if m.producer_epoch != producer_epoch => {
-            error_code::INVALID_PRODUCER_EPOCH
-        }
+        Some(m) if m.producer_epoch != producer_epoch => error_code::INVALID_PRODUCER_EPOCH,
         Some(m) if m.ongoing && m.added => error_code::NONE,
         Some(_) => error_code::INVALID_TXN_STATE,
     }

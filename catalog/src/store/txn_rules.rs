@@ -11,8 +11,8 @@ use strata_catalog_api::proto::{
     AbortedTransaction, Chunk, ChunkFormat, CommitEvent, PartitionOffsets, TxnMarker, TxnProducer,
 };
 
-use crate::store::commit_plan::{NewChunk, PartitionKey, PartitionRow};
 use crate::store::ProducerIdAndEpoch;
+use crate::store::commit_plan::{NewChunk, PartitionKey, PartitionRow};
 use crate::store::producer_rules::TransactionalRow;
 use crate::{Error, Result};
 

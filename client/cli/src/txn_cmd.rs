@@ -134,10 +134,8 @@ async fn names(
         .await
         .map_err(unreachable_catalog)?
         .topics;
-    let by_id: HashMap<Vec<u8>, String> = topics
-        .into_iter()
-        .map(|t| (t.topic_id, t.name))
-        .collect();
+    let by_id: HashMap<Vec<u8>, String> =
+        topics.into_iter().map(|t| (t.topic_id, t.name)).collect();
     Ok(partitions
         .iter()
         .map(|p| PartitionRef {

@@ -681,7 +681,11 @@ fn error_codes(response: &ResponseKind) -> Vec<i16> {
         ResponseKind::AddPartitionsToTxn(r) => r
             .results_by_topic_v3_and_below
             .iter()
-            .chain(r.results_by_transaction.iter().flat_map(|t| &t.topic_results))
+            .chain(
+                r.results_by_transaction
+                    .iter()
+                    .flat_map(|t| &t.topic_results),
+            )
             .flat_map(|t| {
                 t.results_by_partition
                     .iter()

@@ -6,13 +6,13 @@ use strata_catalog_api::proto::{CommitEvent, TxnMarker, TxnProducer};
 use uuid::Uuid;
 
 use crate::error_code;
+use crate::producer::EPOCH_EXHAUSTED;
 use crate::store::commit_plan::PartitionKey;
 use crate::store::producer_rules::{self, ProducerRow, TransactionalRow};
 use crate::store::rows::{ProducerRows, TxnRows};
 use crate::store::txn_rules::{
     self, COORDINATOR_EPOCH, EndAction, MarkerTarget, MarkerWrite, TxnRecord, TxnState,
 };
-use crate::producer::EPOCH_EXHAUSTED;
 use crate::store::{CommittedOffset, ExpiredAborts, ProducerIdAndEpoch, TxnOutcome, TxnRequest};
 use crate::{Error, Result};
 
