@@ -63,6 +63,6 @@ pub use store::{
     DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupMemberRecord, GroupRecord,
     InitProducerOutcome, MemberProtocol, NewTopic, PartitionOffsets, ProducerIdAndEpoch,
     ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock, TopicPartitionsRecord,
-    TopicRef, TxnOutcome, TxnRequest, TxnSummary,
+    TopicRef, TxnDescription, TxnOutcome, TxnRequest, TxnSummary,
 };
 pub use strata_catalog_api::topic_config;

@@ -234,6 +234,10 @@ pub struct TxnOutcome {
     pub producer: Option<ProducerIdAndEpoch>,
 }
 
+/// A transactional id and the partitions of its open transaction
+/// (DescribeTransactions).
+pub type TxnDescription = (TxnSummary, Vec<(Uuid, u32)>);
+
 /// A transactional id as the transaction admin APIs show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnSummary {
@@ -565,10 +569,7 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
 
     /// One transactional id and the partitions of its open transaction
     /// (DescribeTransactions); `None` if unknown.
-    async fn describe_transaction(
-        &self,
-        transactional_id: &str,
-    ) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>>;
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>>;
 
     /// The aborted transactions of a partition whose ABORT marker is at or
     /// after `from_offset` and whose first offset is before `to_offset`,

@@ -16,7 +16,7 @@ use crate::store::{
     AgentRecord, AgentRegistration, ChunkLookup, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts,
     GroupRecord, InitProducerOutcome, NewTopic, PartitionOffsets, ReplaceOutcome, TopicRef,
-    TxnOutcome, TxnRequest, TxnSummary,
+    TxnDescription, TxnOutcome, TxnRequest, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -246,10 +246,7 @@ pub(crate) trait StoreReads {
 
     async fn list_transactions(&self, limit: u32) -> Result<Vec<TxnSummary>>;
 
-    async fn describe_transaction(
-        &self,
-        transactional_id: &str,
-    ) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>>;
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>>;
 
     async fn describe_producers(
         &self,
@@ -513,7 +510,7 @@ macro_rules! impl_catalog_store {
                 async fn describe_transaction(
                     &self,
                     transactional_id: &str,
-                ) -> Result<Option<($crate::store::TxnSummary, Vec<(Uuid, u32)>)>> {
+                ) -> Result<Option<$crate::store::TxnDescription>> {
                     <$store as StoreReads>::describe_transaction(self, transactional_id).await
                 }
 

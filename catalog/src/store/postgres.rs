@@ -42,7 +42,7 @@ use uuid::Uuid;
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
     AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
-    PartitionOffsets, SystemClock, TxnSummary,
+    PartitionOffsets, SystemClock, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -251,10 +251,7 @@ impl StoreReads for PostgresStore {
         reads::list_transactions(&get(&self.pool).await?, limit).await
     }
 
-    async fn describe_transaction(
-        &self,
-        transactional_id: &str,
-    ) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>> {
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>> {
         reads::describe_transaction(&get(&self.pool).await?, transactional_id).await
     }
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
     AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
-    PartitionOffsets, SystemClock, TxnSummary,
+    PartitionOffsets, SystemClock, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -260,10 +260,7 @@ impl StoreReads for SqliteStore {
             .await
     }
 
-    async fn describe_transaction(
-        &self,
-        transactional_id: &str,
-    ) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>> {
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>> {
         let transactional_id = transactional_id.to_string();
         self.read(move |connection, _| reads::describe_transaction(connection, &transactional_id))
             .await

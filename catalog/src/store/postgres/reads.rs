@@ -15,7 +15,7 @@ use crate::store::consumer_group_codec::decode;
 use crate::store::topic_rules::{TOPIC_COLUMNS, parse_topic_id};
 use crate::store::{
     AgentRecord, ChunkLookup, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupMemberRecord,
-    GroupRecord, MemberProtocol, PartitionOffsets, TxnSummary,
+    GroupRecord, MemberProtocol, PartitionOffsets, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -267,7 +267,7 @@ pub(super) async fn list_transactions(
 pub(super) async fn describe_transaction(
     client: &impl GenericClient,
     transactional_id: &str,
-) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>> {
+) -> Result<Option<TxnDescription>> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {TXN_SUMMARY_COLUMNS} FROM transactional_ids WHERE transactional_id = $1"

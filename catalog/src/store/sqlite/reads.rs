@@ -14,7 +14,7 @@ use crate::store::topic_rules::TOPIC_COLUMNS;
 use crate::store::topic_rules::parse_topic_id;
 use crate::store::{
     AgentRecord, ChunkLookup, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupMemberRecord,
-    GroupRecord, PartitionOffsets, TxnSummary,
+    GroupRecord, PartitionOffsets, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -213,7 +213,7 @@ pub(super) fn list_transactions(connection: &Connection, limit: u32) -> Result<V
 pub(super) fn describe_transaction(
     connection: &Connection,
     transactional_id: &str,
-) -> Result<Option<(TxnSummary, Vec<(Uuid, u32)>)>> {
+) -> Result<Option<TxnDescription>> {
     let summary = connection
         .prepare_cached(&format!(
             "SELECT {TXN_SUMMARY_COLUMNS} FROM transactional_ids WHERE transactional_id = ?1"
