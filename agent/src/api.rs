@@ -27,6 +27,7 @@ pub(crate) use produce::validations_max;
 mod producers;
 mod topics;
 mod transactions;
+mod txn_admin;
 
 /// What a connection does once a request is handled.
 #[derive(Debug)]
@@ -66,13 +67,19 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
-    // Transactions. AddPartitionsToTxn v4+ (batched, broker verification)
-    // and EndTxn/TxnOffsetCommit v5 (KIP-890 part 2 epoch bumps per
-    // transaction) are not implemented.
-    (ApiKey::AddPartitionsToTxn, 0, 3),
+    // Transactions: AddPartitionsToTxn v4+ is batched with `verify_only`
+    // (KIP-890 part 1); EndTxn / TxnOffsetCommit v5 are KIP-890 part 2
+    // (epoch bump per transaction, implicit adds; `transaction.version` 2
+    // in ApiVersions). InitProducerId v6 (KIP-939) is not in the codec.
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
+    // Transaction admin (kafka-transactions.sh list / describe /
+    // find-hanging / abort). ListTransactions v2 (an id regex) is not.
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// Whether `version` of `key` is one this agent implements.
@@ -151,6 +158,9 @@ async fn handle_simple(
         RequestKind::TxnOffsetCommit(r) => {
             transactions::offset_commit(shared, version, r).await.into()
         }
+        RequestKind::ListTransactions(r) => txn_admin::list(shared, r).await.into(),
+        RequestKind::DescribeTransactions(r) => txn_admin::describe(shared, r).await.into(),
+        RequestKind::WriteTxnMarkers(r) => txn_admin::write_markers(shared, r).await.into(),
         // `is_supported` admitted only the APIs above; group APIs never get
         // here (they are forwarded to the catalog undecoded).
         _ => return None,

@@ -55,8 +55,9 @@ pub use self::producers::{
 };
 pub use self::topics::topic_crud;
 pub use self::transactions::{
-    transaction_fencing_and_interleaving, transaction_markers_and_last_stable_offset,
-    transaction_timeout_aborts, transactional_offsets,
+    transaction_epoch_bumps_and_admin_aborts, transaction_fencing_and_interleaving,
+    transaction_markers_and_last_stable_offset, transaction_timeout_aborts,
+    transactional_batches_are_verified, transactional_offsets,
 };
 use crate::Error;
 use crate::error_code::{
@@ -91,6 +92,8 @@ pub async fn run_all(store: &dyn CatalogStore) {
     transaction_markers_and_last_stable_offset(store).await;
     transaction_fencing_and_interleaving(store).await;
     transactional_offsets(store).await;
+    transactional_batches_are_verified(store).await;
+    transaction_epoch_bumps_and_admin_aborts(store).await;
 }
 
 // ---------- helpers ----------

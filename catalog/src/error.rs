@@ -131,6 +131,15 @@ pub enum Error {
         /// Its state.
         state: &'static str,
     },
+    /// No producer ever initialised this transactional id (Kafka's
+    /// TRANSACTIONAL_ID_NOT_FOUND): check the id (`strata txn list`).
+    #[error(
+        "transactional id {transactional_id:?} is unknown: `strata txn list` shows the known ones"
+    )]
+    TransactionalIdNotFound {
+        /// The transactional id.
+        transactional_id: String,
+    },
     /// A commit came from an agent registration that is no longer current:
     /// fenced after its lease expired, replaced by a newer registration,
     /// or never made. The agent must register again.
@@ -250,6 +259,7 @@ impl Error {
             | Self::InvalidConfig { .. }
             | Self::InvalidTxnState { .. }
             | Self::CommitTooLate { .. }
+            | Self::TransactionalIdNotFound { .. }
             | Self::InvalidArgument { .. } => ErrorKind::Invalid,
             Self::InvalidProducerEpoch { .. }
             | Self::ProducerFenced { .. }
@@ -289,6 +299,7 @@ impl Error {
             Self::ProducerFenced { .. } => error_code::PRODUCER_FENCED,
             Self::InvalidProducerIdMapping { .. } => error_code::INVALID_PRODUCER_ID_MAPPING,
             Self::InvalidTxnState { .. } => error_code::INVALID_TXN_STATE,
+            Self::TransactionalIdNotFound { .. } => error_code::TRANSACTIONAL_ID_NOT_FOUND,
             _ => return None,
         })
     }

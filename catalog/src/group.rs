@@ -370,6 +370,26 @@ impl GroupCoordinator {
         self.ask(|reply| Command::Tick { reply }).await
     }
 
+    /// The group checks of a TxnOffsetCommit v3+ (the consumer's group
+    /// metadata: generation or member epoch, member id, instance id), as
+    /// for an OffsetCommit: NONE, or the Kafka code for every partition.
+    pub(crate) async fn validate_txn_commit(
+        &self,
+        group_id: String,
+        generation_id: i32,
+        member_id: String,
+        instance_id: Option<String>,
+    ) -> Result<i16, GroupError> {
+        let commit = self::classic::CommitIdentity {
+            group_id,
+            generation_id,
+            member_id,
+            instance_id,
+        };
+        self.ask(|reply| Command::ValidateCommit { commit, reply })
+            .await
+    }
+
     /// Sends a command to the actor and waits for its answer.
     async fn ask<T>(
         &self,

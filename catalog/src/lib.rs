@@ -62,9 +62,9 @@ pub use store::{
     AgentRecord, AgentRegistration, CatalogLease, CatalogStore, ChunkLookup, Clock, CommitOutcome,
     CommittedOffset, ConfigChange, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
     DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts, GroupMemberRecord, GroupRecord,
-    InitProducerOutcome, LeaseClaim, LeaseStatus, MAX_COMMIT_AGE_MS_DEFAULT, MemberProtocol, NewTopic,
-    PartitionOffsets,
-    ProducerIdAndEpoch, ReplaceOutcome, SharedStore, SubscribedTopicRecord, SystemClock,
-    TopicPartitionsRecord, TopicRef, TxnOutcome, TxnRequest,
+    InitProducerOutcome, LeaseClaim, LeaseStatus, MAX_COMMIT_AGE_MS_DEFAULT, MemberProtocol,
+    NewTopic, PartitionOffsets, ProducerIdAndEpoch, ReplaceOutcome, SharedStore,
+    SubscribedTopicRecord, SystemClock, TopicPartitionsRecord, TopicRef, TxnDescription,
+    TxnOutcome, TxnRequest, TxnSummary,
 };
 pub use strata_catalog_api::topic_config;

@@ -18,6 +18,7 @@ mod producers;
 mod rpc_metrics;
 mod topics;
 mod transactions;
+mod txn_admin;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -116,6 +117,8 @@ pub struct CatalogService {
     unfenced_commits: bool,
     /// See [`ServiceOptions::max_commit_age_ms`].
     max_commit_age_ms: i64,
+    /// The catalog's clock (transaction durations for the admin APIs).
+    clock: Arc<dyn crate::store::Clock>,
 }
 
 impl CatalogService {
@@ -142,6 +145,7 @@ impl CatalogService {
         let commit_faults = options.commit_faults;
         let unfenced_commits = options.unfenced_commits;
         let max_commit_age_ms = options.max_commit_age_ms;
+        let clock = Arc::clone(&options.groups.clock);
         let groups = GroupCoordinator::start(Arc::clone(&store), options.groups).await?;
         let hub = Arc::new(hub);
         let txn_activity = Arc::new(TxnActivity::new());
@@ -162,6 +166,7 @@ impl CatalogService {
             commit_faults,
             unfenced_commits,
             max_commit_age_ms,
+            clock,
         })
     }
 
@@ -528,6 +533,34 @@ impl Catalog for CatalogService {
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         agents::list_agents(self, request).await
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<ListTransactionsRequest>,
+    ) -> Result<Response<ListTransactionsResponse>, Status> {
+        txn_admin::list_transactions(self, request).await
+    }
+
+    async fn describe_transaction(
+        &self,
+        request: Request<DescribeTransactionRequest>,
+    ) -> Result<Response<DescribeTransactionResponse>, Status> {
+        txn_admin::describe_transaction(self, request).await
+    }
+
+    async fn abort_transaction(
+        &self,
+        request: Request<AbortTransactionRequest>,
+    ) -> Result<Response<AbortTransactionResponse>, Status> {
+        txn_admin::abort_transaction(self, request).await
+    }
+
+    async fn write_txn_markers(
+        &self,
+        request: Request<WriteTxnMarkersRequest>,
+    ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
+        txn_admin::write_txn_markers(self, request).await
     }
 }
 

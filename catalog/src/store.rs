@@ -244,6 +244,10 @@ pub enum TxnRequest {
     /// AddPartitionsToTxn: the partitions join the transaction (opening
     /// it).
     AddPartitions(Vec<(Uuid, u32)>),
+    /// AddPartitionsToTxn v4+ `verify_only` (KIP-890): adds nothing; per
+    /// partition NONE if the open transaction holds it, else
+    /// INVALID_TXN_STATE.
+    VerifyPartitions(Vec<(Uuid, u32)>),
     /// AddOffsetsToTxn: the group's offsets will be part of the
     /// transaction (opening it).
     AddOffsets {
@@ -257,11 +261,32 @@ pub enum TxnRequest {
         /// The offsets (`commit_timestamp_ms` is ignored: the commit's
         /// time is when the transaction commits).
         offsets: Vec<CommittedOffset>,
+        /// TxnOffsetCommit v5 (KIP-890 part 2): the group joins the
+        /// transaction implicitly, opening it if needed.
+        implicit_add: bool,
     },
     /// EndTxn: commit or abort.
     End {
         /// Commit when true, abort when false.
         commit: bool,
+        /// EndTxn v5 (KIP-890 part 2): bump the producer's epoch as the
+        /// transaction ends; a retry at the previous epoch is answered
+        /// with the current producer.
+        bump_epoch: bool,
+    },
+    /// An operator's abort of the transactional id's open transaction
+    /// (`strata txn abort`): no caller check (only the transactional id
+    /// of the producer is read); markers to every partition, epoch bumped.
+    AdminAbort,
+    /// Kafka's WriteTxnMarkers for the producer id and epoch of the call
+    /// (its transactional id is ignored): the producer's open transaction
+    /// ends with `commit`, its markers also go to each listed partition
+    /// where the producer still has an open transaction (a hanging one).
+    WriteMarkers {
+        /// COMMIT markers when true, ABORT when false.
+        commit: bool,
+        /// The partitions to write markers to.
+        partitions: Vec<(Uuid, u32)>,
     },
 }
 
@@ -273,6 +298,31 @@ pub struct TxnOutcome {
     pub partition_codes: Vec<i16>,
     /// The markers written (EndTxn), to publish.
     pub event: Option<CommitEvent>,
+    /// After an epoch bump (EndTxn v5, an admin abort): the producer id
+    /// and epoch the transactional id has now.
+    pub producer: Option<ProducerIdAndEpoch>,
+}
+
+/// A transactional id and the partitions of its open transaction
+/// (DescribeTransactions).
+pub type TxnDescription = (TxnSummary, Vec<(Uuid, u32)>);
+
+/// A transactional id as the transaction admin APIs show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnSummary {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// Its current producer id.
+    pub producer_id: i64,
+    /// Its current producer epoch.
+    pub producer_epoch: i32,
+    /// Kafka's state name (`Empty`, `Ongoing`, `CompleteCommit`,
+    /// `CompleteAbort`).
+    pub state: String,
+    /// The producer's `transaction.timeout.ms`.
+    pub timeout_ms: i32,
+    /// When the open transaction began (catalog clock), -1 when none.
+    pub started_ms: i64,
 }
 
 /// The result of a [`CatalogStore::abort_expired_transactions`].
@@ -582,6 +632,13 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// store's clock) with the producer's epoch bumped, so the timed-out
     /// producer is fenced: one atomic step, one event for all markers.
     async fn abort_expired_transactions(&self) -> Result<ExpiredAborts>;
+
+    /// Up to `limit` transactional ids, by id (ListTransactions).
+    async fn list_transactions(&self, limit: u32) -> Result<Vec<TxnSummary>>;
+
+    /// One transactional id and the partitions of its open transaction
+    /// (DescribeTransactions); `None` if unknown.
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>>;
 
     /// The aborted transactions of a partition whose ABORT marker is at or
     /// after `from_offset` and whose first offset is before `to_offset`,

@@ -18,6 +18,14 @@ FETCH = 1
 METADATA = 3
 API_VERSIONS = 18
 INIT_PRODUCER_ID = 22
+ADD_PARTITIONS_TO_TXN = 24
+ADD_OFFSETS_TO_TXN = 25
+TXN_OFFSET_COMMIT = 28
+END_TXN = 26
+WRITE_TXN_MARKERS = 27
+DESCRIBE_PRODUCERS = 61
+DESCRIBE_TRANSACTIONS = 65
+LIST_TRANSACTIONS = 66
 
 # Error codes.
 NONE = 0
@@ -28,6 +36,8 @@ UNSUPPORTED_VERSION = 35
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+UNKNOWN_MEMBER_ID = 25
 INVALID_RECORD = 87
 
 NO_PRODUCER_ID = -1
@@ -242,6 +252,7 @@ def encode_batch(
     corrupt_crc: bool = False,
     codec: int = 0,
     compress=None,
+    transactional: bool = False,
 ) -> bytes:
     """One magic-v2 record batch with base offset 0 and a correct (or broken) CRC. With `codec`
     (1 gzip, 2 snappy, 3 lz4, 4 zstd) the records are passed through `compress(records) -> bytes`,
@@ -254,7 +265,7 @@ def encode_batch(
     if compress is not None:
         records = compress(records)
     after_crc = (
-        i16(codec)  # attributes: codec, CreateTime, not transactional, not control
+        i16(codec | (0x10 if transactional else 0))  # attributes: codec, CreateTime, not control
         + i32(len(values) - 1)  # last offset delta
         + i64(base_timestamp)
         + i64(base_timestamp + len(values) - 1)  # max timestamp
@@ -342,7 +353,10 @@ def decode_batches(data: bytes) -> list[Batch]:
 
 # Request header version per (api key, version): v2 (flexible, with tagged fields) from the
 # first flexible version of each API, v1 before it.
-_FIRST_FLEXIBLE = {PRODUCE: 9, FETCH: 12, METADATA: 9, API_VERSIONS: 3, INIT_PRODUCER_ID: 2}
+_FIRST_FLEXIBLE = {PRODUCE: 9, FETCH: 12, METADATA: 9, API_VERSIONS: 3, INIT_PRODUCER_ID: 2,
+                   ADD_PARTITIONS_TO_TXN: 3, END_TXN: 3, ADD_OFFSETS_TO_TXN: 3,
+                   TXN_OFFSET_COMMIT: 3, WRITE_TXN_MARKERS: 1,
+                   DESCRIBE_PRODUCERS: 0, DESCRIBE_TRANSACTIONS: 0, LIST_TRANSACTIONS: 0}
 
 
 class ConnectionClosed(Exception):
@@ -486,14 +500,125 @@ class KafkaConnection:
         r.i32()  # throttle
         return r.i16(), r.i64(), r.i16()
 
+    def init_transactional(self, transactional_id: str,
+                           timeout_ms: int = 60_000) -> tuple[int, int, int]:
+        """InitProducerId v1 for a transactional id: (error_code, producer_id, epoch)."""
+        r = Reader(self.request(INIT_PRODUCER_ID, 1, string(transactional_id) + i32(timeout_ms)))
+        r.i32()  # throttle
+        return r.i16(), r.i64(), r.i16()
+
+    # -- Transactions (AddPartitionsToTxn v1, EndTxn v1 / v5) ---------------------------------
+
+    def add_partitions_to_txn(self, transactional_id: str, producer_id: int, epoch: int,
+                              topic: str, partitions: list[int]) -> dict[int, int]:
+        """AddPartitionsToTxn v1; returns {partition: error_code}."""
+        body = (string(transactional_id) + i64(producer_id) + i16(epoch)
+                + array([string(topic) + array([i32(p) for p in partitions])]))
+        r = Reader(self.request(ADD_PARTITIONS_TO_TXN, 1, body))
+        r.i32()  # throttle
+        codes = {}
+        for _ in range(r.array_len()):
+            r.string()
+            for _ in range(r.array_len()):
+                partition = r.i32()
+                codes[partition] = r.i16()
+        return codes
+
+    def end_txn(self, transactional_id: str, producer_id: int, epoch: int, commit: bool,
+                version: int = 1) -> tuple[int, int, int]:
+        """EndTxn at `version` (1 or 5); returns (error_code, producer_id, epoch), the last
+        two as the broker answers them (v5: the bumped epoch, KIP-890; else -1, -1)."""
+        if version >= 3:
+            body = compact_string(transactional_id) + i64(producer_id) + i16(epoch) + i8(
+                1 if commit else 0) + NO_TAGS
+        else:
+            body = string(transactional_id) + i64(producer_id) + i16(epoch) + i8(
+                1 if commit else 0)
+        r = Reader(self.request(END_TXN, version, body))
+        r.i32()  # throttle
+        error = r.i16()
+        if version >= 5:
+            return error, r.i64(), r.i16()
+        return error, -1, -1
+
+    def add_offsets_to_txn(self, transactional_id: str, producer_id: int, epoch: int,
+                           group: str) -> int:
+        """AddOffsetsToTxn v1; returns the error code."""
+        body = string(transactional_id) + i64(producer_id) + i16(epoch) + string(group)
+        r = Reader(self.request(ADD_OFFSETS_TO_TXN, 1, body))
+        r.i32()  # throttle
+        return r.i16()
+
+    def txn_offset_commit(self, transactional_id: str, producer_id: int, epoch: int,
+                          group: str, generation: int, member_id: str, topic: str,
+                          partition: int, offset: int) -> int:
+        """TxnOffsetCommit v3 with the consumer's group metadata; the partition's code."""
+        part = i32(partition) + i64(offset) + i32(-1) + compact_string(None) + NO_TAGS
+        topic_body = compact_string(topic) + compact_array([part]) + NO_TAGS
+        body = (compact_string(transactional_id) + compact_string(group) + i64(producer_id)
+                + i16(epoch) + i32(generation) + compact_string(member_id)
+                + compact_string(None) + compact_array([topic_body]) + NO_TAGS)
+        r = Reader(self.request(TXN_OFFSET_COMMIT, 3, body))
+        r.i32()  # throttle
+        code = None
+        for _ in range(r.compact_array_len()):
+            r.compact_string()
+            for _ in range(r.compact_array_len()):
+                r.i32()
+                code = r.i16()
+                r.skip_tags()
+            r.skip_tags()
+        return code
+
+    def write_txn_markers(self, producer_id: int, epoch: int, topic: str, partitions: list[int],
+                          commit: bool = False) -> dict[int, int]:
+        """WriteTxnMarkers v1 (what kafka-transactions.sh abort sends); {partition: error}."""
+        topic_body = compact_string(topic) + compact_array([i32(p) for p in partitions]) + NO_TAGS
+        marker = (i64(producer_id) + i16(epoch) + i8(1 if commit else 0)
+                  + compact_array([topic_body]) + i32(0) + NO_TAGS)
+        r = Reader(self.request(WRITE_TXN_MARKERS, 1, compact_array([marker]) + NO_TAGS))
+        codes = {}
+        for _ in range(r.compact_array_len()):
+            r.i64()
+            for _ in range(r.compact_array_len()):
+                r.compact_string()
+                for _ in range(r.compact_array_len()):
+                    partition = r.i32()
+                    codes[partition] = r.i16()
+                    r.skip_tags()
+                r.skip_tags()
+            r.skip_tags()
+        return codes
+
+    def api_versions_features(self) -> dict[str, tuple[int, int]]:
+        """ApiVersions v3: the finalized features as {name: (min_level, max_level)}."""
+        body = compact_string("strata-wire") + compact_string("0") + NO_TAGS
+        r = Reader(self.request(API_VERSIONS, 3, body, flexible_response_header=False))
+        assert r.i16() == NONE
+        for _ in range(r.compact_array_len()):
+            r.i16(), r.i16(), r.i16()
+            r.skip_tags()
+        r.i32()  # throttle
+        finalized = {}
+        for _ in range(r.uvarint()):  # tagged fields
+            tag, size = r.uvarint(), r.uvarint()
+            data = Reader(r.take(size))
+            if tag == 2:  # finalized features
+                for _ in range(data.compact_array_len()):
+                    name = data.compact_string()
+                    max_level, min_level = data.i16(), data.i16()
+                    data.skip_tags()
+                    finalized[name] = (min_level, max_level)
+        return finalized
+
     # -- Produce v9 ----------------------------------------------------------------------------
 
     def produce(self, topic: str, partition: int, records: bytes, acks: int = -1,
-                timeout_ms: int = 30_000) -> dict:
+                timeout_ms: int = 30_000, transactional_id: str | None = None) -> dict:
         """Produce one partition's records; returns that partition's response fields."""
         partition_data = i32(partition) + compact_bytes(records) + NO_TAGS
         topic_data = compact_string(topic) + compact_array([partition_data]) + NO_TAGS
-        body = compact_string(None) + i16(acks) + i32(timeout_ms) + compact_array([topic_data]) + NO_TAGS
+        body = compact_string(transactional_id) + i16(acks) + i32(timeout_ms) + compact_array([topic_data]) + NO_TAGS
         r = Reader(self.request(PRODUCE, 9, body))
         result = None
         for _ in range(r.compact_array_len()):

@@ -1,6 +1,8 @@
 //! ApiVersions: the versions this agent implements.
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 
 use super::{Pending, SUPPORTED};
@@ -20,12 +22,39 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-/// Answers a supported ApiVersions request.
+/// Kafka's feature flag for the transaction protocol: level 2 is KIP-890
+/// part 2 (EndTxn v5 bumps the epoch per transaction, Produce v12+ and
+/// TxnOffsetCommit v5 add partitions and groups implicitly).
+pub(crate) const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+
+/// The `transaction.version` level this agent finalizes.
+pub(crate) const TRANSACTION_VERSION: i16 = 2;
+
+/// The epoch of the finalized features: they never change at run time,
+/// and clients keep the answer with the greatest epoch (-1 = none).
+const FINALIZED_FEATURES_EPOCH: i64 = 1;
+
+/// Answers a supported ApiVersions request. v3+ carries the features:
+/// `transaction.version` 2 is supported and finalized, so clients that
+/// know KIP-890 part 2 use it; older clients ignore it.
 pub(crate) fn handle(_version: i16, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+    let name = kafka_protocol::protocol::StrBytes::from_static_str(TRANSACTION_VERSION_FEATURE);
     ApiVersionsResponse::default()
         .with_error_code(error_code::NONE)
         .with_api_keys(api_keys())
-        .with_finalized_features_epoch(-1)
+        .with_supported_features(vec![
+            SupportedFeatureKey::default()
+                .with_name(name.clone())
+                .with_min_version(0)
+                .with_max_version(TRANSACTION_VERSION),
+        ])
+        .with_finalized_features_epoch(FINALIZED_FEATURES_EPOCH)
+        .with_finalized_features(vec![
+            FinalizedFeatureKey::default()
+                .with_name(name)
+                .with_min_version_level(TRANSACTION_VERSION)
+                .with_max_version_level(TRANSACTION_VERSION),
+        ])
 }
 
 /// The answer to an ApiVersions request in a version this agent does not

@@ -47,6 +47,13 @@ struct TopicSlot {
 pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRequest) -> Response {
     add(&shared.metrics.produce_requests, 1);
     let acks = request.acks;
+    // KIP-890 part 2: Produce v12+ comes from clients that no longer send
+    // AddPartitionsToTxn; their transactional batches add their partition
+    // to the transaction on the way in, as Kafka's partition leader does.
+    let implicit_txn = (version >= PRODUCE_IMPLICIT_ADD_VERSION)
+        .then(|| request.transactional_id.as_ref().map(|t| t.to_string()))
+        .flatten()
+        .filter(|t| !t.is_empty());
     let timeout =
         Duration::from_millis(request.timeout_ms.max(0) as u64).min(shared.config.produce_timeout);
     let mut slots = Vec::with_capacity(request.topic_data.len());
@@ -82,7 +89,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, version: i16, request: ProduceRe
                         -1,
                     )
                 }
-                Some(info) => append_partition(shared, info, data).await,
+                Some(info) => append_partition(shared, info, data, implicit_txn.as_deref()).await,
             };
             partitions.push(PartitionSlot {
                 index,
@@ -111,11 +118,54 @@ fn acks_valid(acks: i16) -> bool {
     matches!(acks, -1..=1)
 }
 
+/// The first Produce version whose transactional batches add their
+/// partition to the transaction (KIP-890 part 2).
+const PRODUCE_IMPLICIT_ADD_VERSION: i16 = 12;
+
+/// Adds the partition of a transactional batch to its producer's
+/// transaction (Produce v12+); the Kafka code to answer the produce with
+/// when that fails.
+async fn add_implicitly(
+    shared: &Arc<Shared>,
+    transactional_id: &str,
+    info: &TopicInfo,
+    partition: i32,
+    batch: &BatchMeta,
+) -> Result<(), i16> {
+    let producer = strata_catalog_api::proto::TxnProducer {
+        transactional_id: transactional_id.to_string(),
+        producer_id: batch.producer_id,
+        producer_epoch: batch.producer_epoch,
+    };
+    let call = strata_catalog_api::proto::AddPartitionsToTxnRequest {
+        producer: Some(producer),
+        partitions: vec![strata_catalog_api::proto::TxnPartition {
+            topic_id: info.id.as_bytes().to_vec(),
+            partition: partition as u32,
+        }],
+        verify_only: false,
+    };
+    let code = match shared.catalog.add_partitions_to_txn(call).await {
+        Ok(r) if r.error_code != 0 => r.error_code as i16,
+        Ok(r) => r.partitions.first().map_or(0, |p| p.error_code as i16),
+        Err(status) => {
+            warn!(%status, "catalog unavailable while adding a produce partition to its transaction");
+            error_code::KAFKA_STORAGE_ERROR
+        }
+    };
+    match code {
+        error_code::NONE => Ok(()),
+        error_code::PRODUCER_FENCED => Err(error_code::INVALID_PRODUCER_EPOCH),
+        code => Err(code),
+    }
+}
+
 /// Validates one partition's records and appends them.
 async fn append_partition(
     shared: &Arc<Shared>,
     info: &TopicInfo,
     data: PartitionProduceData,
+    implicit_txn: Option<&str>,
 ) -> (Outcome, i64) {
     if !info.has_partition(data.index) {
         return (
@@ -168,6 +218,12 @@ async fn append_partition(
         .into_iter()
         .map(|b| stamp(b, log_append_time))
         .collect();
+    if let (Some(transactional_id), Some((_, first))) = (implicit_txn, batches.first())
+        && first.transactional
+        && let Err(code) = add_implicitly(shared, transactional_id, info, data.index, first).await
+    {
+        return (Outcome::Done(AppendResult::error_with(code)), -1);
+    }
     add(&shared.metrics.produce_batches, batches.len() as u64);
     add(
         &shared.metrics.produce_bytes,

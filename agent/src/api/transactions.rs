@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -24,6 +24,10 @@ use uuid::Uuid;
 
 use crate::error_code;
 use crate::server::Shared;
+
+/// The first EndTxn and TxnOffsetCommit version of KIP-890 part 2
+/// (`transaction.version` 2): epoch bump per transaction, implicit adds.
+pub(crate) const TRANSACTION_V2_END_TXN: i16 = 5;
 
 /// Kafka's PRODUCER_FENCED, introduced with KIP-588.
 const PRODUCER_FENCED: i16 = 90;
@@ -55,29 +59,73 @@ async fn partition_id(shared: &Arc<Shared>, name: &TopicName, partition: i32) ->
     info.has_partition(partition).then_some(info.id)
 }
 
-/// Answers AddPartitionsToTxn v0-v3.
+/// Answers AddPartitionsToTxn: v0-v3 (one transaction, from a client) and
+/// v4+ (a batch of transactions, each possibly `verify_only`: KIP-890's
+/// check that adds nothing).
 pub(crate) async fn add_partitions(
     shared: &Arc<Shared>,
     version: i16,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
+    if version <= 3 {
+        let topics = request
+            .v3_and_below_topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions.clone()))
+            .collect::<Vec<_>>();
+        let txn = producer(
+            &request.v3_and_below_transactional_id,
+            request.v3_and_below_producer_id,
+            request.v3_and_below_producer_epoch,
+        );
+        let results = add_one(shared, version, txn, &topics, false).await;
+        return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    let mut results = Vec::with_capacity(request.transactions.len());
+    for transaction in &request.transactions {
+        let topics = transaction
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions.clone()))
+            .collect::<Vec<_>>();
+        let txn = producer(
+            &transaction.transactional_id,
+            transaction.producer_id,
+            transaction.producer_epoch,
+        );
+        let topic_results = add_one(shared, version, txn, &topics, transaction.verify_only).await;
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(transaction.transactional_id.clone())
+                .with_topic_results(topic_results),
+        );
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
+}
+
+/// Adds (or verifies) one transaction's partitions; one result per
+/// partition. Any unknown partition fails the whole call
+/// (OPERATION_NOT_ATTEMPTED for the others), as Kafka does.
+pub(crate) async fn add_one(
+    shared: &Arc<Shared>,
+    version: i16,
+    txn: proto::TxnProducer,
+    topics: &[(TopicName, Vec<i32>)],
+    verify_only: bool,
+) -> Vec<AddPartitionsToTxnTopicResult> {
     let mut refs = Vec::new();
     let mut unknown = Vec::new();
-    for topic in &request.v3_and_below_topics {
-        for &partition in &topic.partitions {
-            match partition_id(shared, &topic.name, partition).await {
-                Some(id) => refs.push((topic.name.clone(), partition, id)),
-                None => unknown.push((topic.name.clone(), partition)),
+    for (name, partitions) in topics {
+        for &partition in partitions {
+            match partition_id(shared, name, partition).await {
+                Some(id) => refs.push((name.clone(), partition, id)),
+                None => unknown.push((name.clone(), partition)),
             }
         }
     }
     let codes: Vec<(TopicName, i32, i16)> = if unknown.is_empty() {
         let call = proto::AddPartitionsToTxnRequest {
-            producer: Some(producer(
-                &request.v3_and_below_transactional_id,
-                request.v3_and_below_producer_id,
-                request.v3_and_below_producer_epoch,
-            )),
+            producer: Some(txn),
             partitions: refs
                 .iter()
                 .map(|(_, partition, id)| proto::TxnPartition {
@@ -85,6 +133,7 @@ pub(crate) async fn add_partitions(
                     partition: *partition as u32,
                 })
                 .collect(),
+            verify_only,
         };
         let (code, per_partition) = match shared.catalog.add_partitions_to_txn(call).await {
             Ok(r) => (
@@ -115,21 +164,21 @@ pub(crate) async fn add_partitions(
             .chain(unknown_codes)
             .collect()
     };
-    let mut topics: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+    let mut results: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
     for (name, partition, code) in codes {
         let result = AddPartitionsToTxnPartitionResult::default()
             .with_partition_index(partition)
             .with_partition_error_code(code);
-        match topics.iter_mut().find(|t| t.name == name) {
+        match results.iter_mut().find(|t| t.name == name) {
             Some(topic) => topic.results_by_partition.push(result),
-            None => topics.push(
+            None => results.push(
                 AddPartitionsToTxnTopicResult::default()
                     .with_name(name)
                     .with_results_by_partition(vec![result]),
             ),
         }
     }
-    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+    results
 }
 
 /// Answers AddOffsetsToTxn.
@@ -156,7 +205,9 @@ pub(crate) async fn add_offsets(
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
-/// Answers EndTxn v0-v4.
+/// Answers EndTxn. v5 (KIP-890 part 2, `transaction.version` 2) bumps the
+/// producer's epoch as the transaction ends and answers the producer id
+/// and epoch of the next transaction.
 pub(crate) async fn end(
     shared: &Arc<Shared>,
     version: i16,
@@ -169,23 +220,29 @@ pub(crate) async fn end(
             request.producer_epoch,
         )),
         commit: request.committed,
+        bump_epoch: version >= TRANSACTION_V2_END_TXN,
     };
-    let code = match shared.catalog.end_txn(call).await {
-        Ok(r) => for_version(r.error_code as i16, version, 2),
+    let (code, producer_id, producer_epoch) = match shared.catalog.end_txn(call).await {
+        Ok(r) => (
+            for_version(r.error_code as i16, version, 2),
+            r.producer_id,
+            i16::try_from(r.producer_epoch).unwrap_or(-1),
+        ),
         Err(status) => {
             warn!(%status, "catalog unavailable during EndTxn");
-            error_code::COORDINATOR_NOT_AVAILABLE
+            (error_code::COORDINATOR_NOT_AVAILABLE, -1, -1)
         }
     };
     EndTxnResponse::default()
         .with_error_code(code)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch)
 }
 
-/// Answers TxnOffsetCommit v0-v4. The group's generation and member (v3+)
-/// are not checked: the offsets wait in the catalog until the transaction
-/// ends.
+/// Answers TxnOffsetCommit. v3+ checks the group generation and member
+/// like an OffsetCommit. The offsets wait in the catalog until the
+/// transaction ends; v5 (KIP-890 part 2) adds the group to the transaction
+/// implicitly (such clients send no AddOffsetsToTxn).
 pub(crate) async fn offset_commit(
     shared: &Arc<Shared>,
     version: i16,
@@ -220,6 +277,13 @@ pub(crate) async fn offset_commit(
         )),
         group_id: request.group_id.to_string(),
         offsets,
+        implicit_add: version >= TRANSACTION_V2_END_TXN,
+        // v3+ carries the consumer's group metadata: checked like an
+        // OffsetCommit's, as a broker does.
+        check_member: version >= 3,
+        generation_id: request.generation_id,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
     };
     let (code, mut per_partition) = match shared.catalog.txn_offset_commit(call).await {
         Ok(r) => (

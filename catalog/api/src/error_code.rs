@@ -156,6 +156,9 @@ pub const PRODUCER_FENCED: i16 = E::ProducerFenced.code();
 /// `UNKNOWN_TOPIC_ID` (100).
 pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
 
+/// `TRANSACTIONAL_ID_NOT_FOUND` (105).
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = E::TransactionalIdNotFound.code();
+
 /// `STALE_MEMBER_EPOCH` (113).
 pub const STALE_MEMBER_EPOCH: i16 = E::StaleMemberEpoch.code();
 

@@ -178,6 +178,26 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<AgentHeartbeatResponse, Status>;
     /// See `Catalog.ListAgents`.
     async fn list_agents(&self, r: ListAgentsRequest) -> Result<ListAgentsResponse, Status>;
+    /// See `Catalog.ListTransactions`.
+    async fn list_transactions(
+        &self,
+        r: ListTransactionsRequest,
+    ) -> Result<ListTransactionsResponse, Status>;
+    /// See `Catalog.DescribeTransaction`.
+    async fn describe_transaction(
+        &self,
+        r: DescribeTransactionRequest,
+    ) -> Result<DescribeTransactionResponse, Status>;
+    /// See `Catalog.AbortTransaction`.
+    async fn abort_transaction(
+        &self,
+        r: AbortTransactionRequest,
+    ) -> Result<AbortTransactionResponse, Status>;
+    /// See `Catalog.WriteTxnMarkers`.
+    async fn write_txn_markers(
+        &self,
+        r: WriteTxnMarkersRequest,
+    ) -> Result<WriteTxnMarkersResponse, Status>;
 }
 
 /// The size of the control batch a reader synthesizes for a transaction
@@ -385,4 +405,9 @@ unary! {
     register_agent(RegisterAgentRequest) -> RegisterAgentResponse;
     agent_heartbeat(AgentHeartbeatRequest) -> AgentHeartbeatResponse;
     list_agents(ListAgentsRequest) -> ListAgentsResponse;
+    // transaction admin
+    list_transactions(ListTransactionsRequest) -> ListTransactionsResponse;
+    describe_transaction(DescribeTransactionRequest) -> DescribeTransactionResponse;
+    abort_transaction(AbortTransactionRequest) -> AbortTransactionResponse;
+    write_txn_markers(WriteTxnMarkersRequest) -> WriteTxnMarkersResponse;
 }

@@ -52,11 +52,18 @@ async fn add(store: &dyn CatalogStore, producer: &TxnProducer, topic: &Topic, pa
 }
 
 async fn end(store: &dyn CatalogStore, producer: &TxnProducer, commit: bool) -> CommitEvent {
-    call(store, producer, TxnRequest::End { commit })
-        .await
-        .expect("EndTxn")
-        .event
-        .expect("EndTxn of an open transaction publishes markers")
+    call(
+        store,
+        producer,
+        TxnRequest::End {
+            commit,
+            bump_epoch: false,
+        },
+    )
+    .await
+    .expect("EndTxn")
+    .event
+    .expect("EndTxn of an open transaction publishes markers")
 }
 
 /// A transactional batch of `producer` with `count` records.
@@ -144,9 +151,25 @@ pub async fn transaction_markers_and_last_stable_offset(store: &dyn CatalogStore
     );
 
     // A retried commit succeeds without markers; an abort now is invalid.
-    let retried = call(store, &producer, TxnRequest::End { commit: true }).await;
+    let retried = call(
+        store,
+        &producer,
+        TxnRequest::End {
+            commit: true,
+            bump_epoch: false,
+        },
+    )
+    .await;
     assert_eq!(retried.expect("retry").event, None);
-    let opposite = call(store, &producer, TxnRequest::End { commit: false }).await;
+    let opposite = call(
+        store,
+        &producer,
+        TxnRequest::End {
+            commit: false,
+            bump_epoch: false,
+        },
+    )
+    .await;
     assert!(
         matches!(opposite, Err(Error::InvalidTxnState { .. })),
         "{opposite:?}"
@@ -193,7 +216,15 @@ pub async fn transaction_markers_and_last_stable_offset(store: &dyn CatalogStore
             .is_empty()
     );
     assert_eq!(offsets(store, &topic, 0).await, (9, 9));
-    let none_open = call(store, &producer, TxnRequest::End { commit: true }).await;
+    let none_open = call(
+        store,
+        &producer,
+        TxnRequest::End {
+            commit: true,
+            bump_epoch: false,
+        },
+    )
+    .await;
     assert!(
         matches!(none_open, Err(Error::InvalidTxnState { .. })),
         "{none_open:?}"
@@ -223,7 +254,15 @@ pub async fn transaction_fencing_and_interleaving(store: &dyn CatalogStore) {
         producer_id: other.producer_id,
         ..first.clone()
     };
-    let unmapped = call(store, &wrong_id, TxnRequest::End { commit: true }).await;
+    let unmapped = call(
+        store,
+        &wrong_id,
+        TxnRequest::End {
+            commit: true,
+            bump_epoch: false,
+        },
+    )
+    .await;
     assert!(
         matches!(unmapped, Err(Error::InvalidProducerIdMapping { .. })),
         "{unmapped:?}"
@@ -265,7 +304,15 @@ pub async fn transaction_fencing_and_interleaving(store: &dyn CatalogStore) {
     .await
     .expect("AddPartitions");
     assert_eq!(unknown.partition_codes, vec![0, 3]);
-    let nothing = call(store, &second, TxnRequest::End { commit: true }).await;
+    let nothing = call(
+        store,
+        &second,
+        TxnRequest::End {
+            commit: true,
+            bump_epoch: false,
+        },
+    )
+    .await;
     assert!(
         matches!(nothing, Err(Error::InvalidTxnState { .. })),
         "{nothing:?}"
@@ -290,6 +337,7 @@ pub async fn transactional_offsets(store: &dyn CatalogStore) {
     let commit_offsets = |value: i64| TxnRequest::CommitOffsets {
         group_id: group.clone(),
         offsets: vec![offset(value)],
+        implicit_add: false,
     };
     let early = call(store, &producer, commit_offsets(5)).await;
     assert!(
@@ -363,7 +411,15 @@ pub async fn transaction_timeout_aborts(store: &dyn CatalogStore, clock: &Manual
         .await
         .expect("aborted");
     assert_eq!(aborted.len(), 1);
-    let late = call(store, &producer, TxnRequest::End { commit: true }).await;
+    let late = call(
+        store,
+        &producer,
+        TxnRequest::End {
+            commit: true,
+            bump_epoch: false,
+        },
+    )
+    .await;
     assert!(
         matches!(late, Err(Error::ProducerFenced { .. })),
         "{late:?}"
@@ -374,4 +430,215 @@ pub async fn transaction_timeout_aborts(store: &dyn CatalogStore, clock: &Manual
     let (next, event) = init(store, "conformance-timeout", 100).await;
     assert!(event.is_none());
     assert_eq!(next.producer_epoch, producer.producer_epoch + 2);
+}
+
+/// The error code of a lone batch's commit.
+async fn append_code(
+    store: &dyn CatalogStore,
+    segment: &str,
+    topic: &Topic,
+    partition: u32,
+    batch: BatchMeta,
+) -> i32 {
+    let request = commit_request(segment, vec![chunk_write(topic, partition, 0, vec![batch])]);
+    let outcome = store.commit_segment(request).await.expect("commit");
+    outcome.response.chunks[0].batches[0].error_code
+}
+
+/// Goal: KIP-890 verification inside the offset-assigning commit: a
+/// transactional batch is appended only to a partition of its producer's
+/// open transaction at the current epoch. A partition never added, a
+/// transaction already ended, another epoch or a producer without a
+/// transactional id are refused, and a refused batch opens no transaction
+/// (the LSO follows the high watermark).
+pub async fn transactional_batches_are_verified(store: &dyn CatalogStore) {
+    use crate::error_code::{INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE};
+    let topic = create_topic(store, "conformance-txn-verify", 2).await;
+    let (producer, _) = init(store, "conformance-verify", 60_000).await;
+    let never_begun = append_code(store, "txn-v-0", &topic, 0, txn_batch(&producer, 0, 1)).await;
+    assert_eq!(never_begun, i32::from(INVALID_TXN_STATE));
+    add(store, &producer, &topic, &[0]).await;
+    let not_added = append_code(store, "txn-v-1", &topic, 1, txn_batch(&producer, 0, 1)).await;
+    assert_eq!(not_added, i32::from(INVALID_TXN_STATE));
+    assert_eq!(offsets(store, &topic, 1).await, (0, 0));
+    append(store, "txn-v-2", &topic, 1, plain_batch(1, 1_000)).await;
+    assert_eq!(
+        offsets(store, &topic, 1).await,
+        (1, 1),
+        "no refused batch holds the LSO"
+    );
+    let other_epoch = TxnProducer {
+        producer_epoch: producer.producer_epoch + 1,
+        ..producer.clone()
+    };
+    let code = append_code(store, "txn-v-3", &topic, 0, txn_batch(&other_epoch, 0, 1)).await;
+    assert_eq!(code, i32::from(INVALID_PRODUCER_EPOCH));
+    assert_eq!(
+        append(store, "txn-v-4", &topic, 0, txn_batch(&producer, 0, 1)).await,
+        0
+    );
+    end(store, &producer, true).await;
+    assert_eq!(offsets(store, &topic, 0).await, (2, 2));
+    let late = append_code(store, "txn-v-5", &topic, 0, txn_batch(&producer, 1, 1)).await;
+    assert_eq!(late, i32::from(INVALID_TXN_STATE), "the transaction ended");
+    assert_eq!(offsets(store, &topic, 0).await, (2, 2));
+    // An idempotent producer (no transactional id) cannot write
+    // transactional batches at all.
+    let idempotent = store
+        .init_producer_id(InitProducerIdRequest {
+            transactional_id: String::new(),
+            transaction_timeout_ms: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+        })
+        .await
+        .expect("InitProducerId")
+        .granted;
+    let stray = TxnProducer {
+        transactional_id: String::new(),
+        producer_id: idempotent.producer_id,
+        producer_epoch: idempotent.producer_epoch,
+    };
+    let code = append_code(store, "txn-v-6", &topic, 1, txn_batch(&stray, 0, 1)).await;
+    assert_eq!(code, i32::from(INVALID_TXN_STATE));
+    assert_eq!(offsets(store, &topic, 1).await, (1, 1));
+}
+
+/// Goal: KIP-890 part 2 and the admin paths. EndTxn with `bump_epoch`
+/// answers the next epoch and fences the ended transaction's epoch (a
+/// delayed batch at the old epoch is refused), a retry of it at the old
+/// epoch gets the same answer; `VerifyPartitions` adds nothing; an
+/// operator's abort ends an open transaction whose producer is gone and
+/// fences it; WriteTxnMarkers ends the producer's open transaction.
+pub async fn transaction_epoch_bumps_and_admin_aborts(store: &dyn CatalogStore) {
+    use crate::error_code::{INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE};
+    let topic = create_topic(store, "conformance-txn-bump", 2).await;
+    let id = topic_uuid(&topic);
+    let (producer, _) = init(store, "conformance-bump", 60_000).await;
+    add(store, &producer, &topic, &[0]).await;
+    let verified = call(
+        store,
+        &producer,
+        TxnRequest::VerifyPartitions(vec![(id, 0), (id, 1)]),
+    )
+    .await
+    .expect("verify");
+    assert_eq!(
+        verified.partition_codes,
+        vec![0, INVALID_TXN_STATE],
+        "verify adds nothing"
+    );
+    append(store, "txn-b-0", &topic, 0, txn_batch(&producer, 0, 1)).await;
+    let end_bumped = TxnRequest::End {
+        commit: true,
+        bump_epoch: true,
+    };
+    let ended = call(store, &producer, end_bumped.clone())
+        .await
+        .expect("EndTxn v5");
+    let next = ended.producer.expect("the next producer");
+    assert_eq!(next.producer_id, producer.producer_id);
+    assert_eq!(next.producer_epoch, producer.producer_epoch + 1);
+    let marker = ended.event.expect("markers").chunks[0]
+        .marker
+        .expect("marker");
+    assert_eq!(marker.producer_epoch, next.producer_epoch);
+    let retried = call(store, &producer, end_bumped)
+        .await
+        .expect("a retry at the old epoch");
+    assert_eq!(retried.producer, Some(next));
+    let delayed = append_code(store, "txn-b-1", &topic, 0, txn_batch(&producer, 1, 1)).await;
+    assert_eq!(delayed, i32::from(INVALID_PRODUCER_EPOCH));
+    assert_eq!(offsets(store, &topic, 0).await, (2, 2));
+
+    // The next transaction runs at the new epoch.
+    let producer = TxnProducer {
+        producer_epoch: next.producer_epoch,
+        ..producer
+    };
+    add(store, &producer, &topic, &[0, 1]).await;
+    append(store, "txn-b-2", &topic, 1, txn_batch(&producer, 0, 1)).await;
+    assert_eq!(offsets(store, &topic, 1).await, (1, 0));
+    let listed = store.list_transactions(100).await.expect("list");
+    let mine = listed
+        .iter()
+        .find(|s| s.transactional_id == "conformance-bump")
+        .expect("listed");
+    assert_eq!(mine.state, "Ongoing");
+    let (summary, partitions) = store
+        .describe_transaction("conformance-bump")
+        .await
+        .expect("describe")
+        .expect("known");
+    assert_eq!(summary.producer_epoch, producer.producer_epoch);
+    assert_eq!(partitions, vec![(id, 0), (id, 1)]);
+    assert!(
+        store
+            .describe_transaction("conformance-unknown")
+            .await
+            .expect("describe")
+            .is_none()
+    );
+
+    // The producer is gone: an operator aborts.
+    let admin = TxnProducer {
+        transactional_id: "conformance-bump".to_string(),
+        producer_id: -1,
+        producer_epoch: -1,
+    };
+    let aborted = call(store, &admin, TxnRequest::AdminAbort)
+        .await
+        .expect("admin abort");
+    assert_eq!(aborted.event.expect("markers").chunks.len(), 2);
+    assert_eq!(offsets(store, &topic, 1).await, (2, 2));
+    let again = call(store, &admin, TxnRequest::AdminAbort).await;
+    assert!(
+        matches!(again, Err(Error::InvalidTxnState { .. })),
+        "{again:?}"
+    );
+    let fenced = call(store, &producer, TxnRequest::AddPartitions(vec![(id, 0)])).await;
+    assert!(
+        matches!(fenced, Err(Error::ProducerFenced { .. })),
+        "{fenced:?}"
+    );
+    let unknown = TxnProducer {
+        transactional_id: "conformance-unknown".to_string(),
+        ..admin
+    };
+    let unknown = call(store, &unknown, TxnRequest::AdminAbort).await;
+    assert!(
+        matches!(unknown, Err(Error::TransactionalIdNotFound { .. })),
+        "{unknown:?}"
+    );
+
+    // WriteTxnMarkers (kafka-transactions.sh abort) names the producer.
+    let current = aborted.producer.expect("bumped");
+    let producer = TxnProducer {
+        producer_epoch: current.producer_epoch,
+        ..producer
+    };
+    add(store, &producer, &topic, &[1]).await;
+    append(store, "txn-b-3", &topic, 1, txn_batch(&producer, 0, 1)).await;
+    assert_eq!(offsets(store, &topic, 1).await, (3, 2));
+    let by_producer = TxnProducer {
+        transactional_id: String::new(),
+        ..producer.clone()
+    };
+    let written = call(
+        store,
+        &by_producer,
+        TxnRequest::WriteMarkers {
+            commit: false,
+            partitions: vec![(id, 1)],
+        },
+    )
+    .await
+    .expect("WriteTxnMarkers");
+    assert_eq!(written.partition_codes, vec![0]);
+    assert_eq!(offsets(store, &topic, 1).await, (4, 4));
+    let aborted = store
+        .aborted_transactions(id, 1, 0, 10)
+        .await
+        .expect("aborted");
+    assert_eq!(aborted.len(), 2);
 }

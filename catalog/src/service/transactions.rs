@@ -24,7 +24,7 @@ pub(super) const TRANSACTION_TIMEOUT_MAX_MS: i32 = 900_000;
 const TRANSACTION_TIMEOUT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One result per partition of `partitions`, the code of each by index.
-fn partition_results(
+pub(super) fn partition_results(
     partitions: &[TxnPartition],
     code: impl Fn(usize) -> i16,
 ) -> Vec<TxnPartitionResult> {
@@ -123,7 +123,7 @@ pub(super) async fn transaction_reaper(
 
 impl CatalogService {
     /// Runs a transaction coordinator call and publishes its markers.
-    async fn txn_call(
+    pub(super) async fn txn_call(
         &self,
         producer: Option<TxnProducer>,
         request: TxnRequest,
@@ -172,9 +172,12 @@ pub(super) async fn add_partitions_to_txn(
             partitions: partition_results(&refs, |_| error_code::UNKNOWN_TOPIC_OR_PARTITION),
         }));
     };
-    let outcome = service
-        .txn_call(request.producer, TxnRequest::AddPartitions(partitions))
-        .await;
+    let call = if request.verify_only {
+        TxnRequest::VerifyPartitions(partitions)
+    } else {
+        TxnRequest::AddPartitions(partitions)
+    };
+    let outcome = service.txn_call(request.producer, call).await;
     let response = match kafka(outcome)? {
         Ok(outcome) => AddPartitionsToTxnResponse {
             error_code: 0,
@@ -239,9 +242,30 @@ pub(super) async fn txn_offset_commit(
             partitions: partition_results(&refs, |_| error_code::UNKNOWN_TOPIC_OR_PARTITION),
         }));
     };
+    // A commit without group metadata (generation < 0, no member: an
+    // older producer API) skips the check, as in Kafka.
+    let anonymous = request.generation_id < 0 && request.member_id.is_empty();
+    if request.check_member && !anonymous {
+        let code = service
+            .groups
+            .validate_txn_commit(
+                request.group_id.clone(),
+                request.generation_id,
+                request.member_id.clone(),
+                request.group_instance_id.clone(),
+            )
+            .await?;
+        if code != error_code::NONE {
+            return Ok(Response::new(TxnOffsetCommitResponse {
+                error_code: i32::from(code),
+                partitions: Vec::new(),
+            }));
+        }
+    }
     let call = TxnRequest::CommitOffsets {
         group_id: request.group_id,
         offsets,
+        implicit_add: request.implicit_add,
     };
     let outcome = service.txn_call(request.producer, call).await;
     let response = match kafka(outcome)? {
@@ -265,13 +289,25 @@ pub(super) async fn end_txn(
     let request = request.into_inner();
     let call = TxnRequest::End {
         commit: request.commit,
+        bump_epoch: request.bump_epoch,
     };
     let outcome = service.txn_call(request.producer, call).await;
-    let error_code = match kafka(outcome)? {
-        Ok(_) => 0,
-        Err((error_code, _)) => error_code,
+    let response = match kafka(outcome)? {
+        Ok(outcome) => {
+            let producer = outcome.producer;
+            EndTxnResponse {
+                error_code: 0,
+                producer_id: producer.map_or(-1, |p| p.producer_id),
+                producer_epoch: producer.map_or(-1, |p| p.producer_epoch),
+            }
+        }
+        Err((error_code, _)) => EndTxnResponse {
+            error_code,
+            producer_id: -1,
+            producer_epoch: -1,
+        },
     };
-    Ok(Response::new(EndTxnResponse { error_code }))
+    Ok(Response::new(response))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(partition = request.get_ref().partition))]

@@ -16,7 +16,7 @@ use crate::store::{
     AgentRecord, AgentRegistration, ChunkLookup, CommitOutcome, CommittedOffset, ConfigChange,
     ConsumerGroupRecord, DeadObject, DeleteRecordsOutcome, DeletedTopic, ExpiredAborts,
     GroupRecord, InitProducerOutcome, LeaseClaim, LeaseFence, LeaseStatus, NewTopic,
-    PartitionOffsets, ReplaceOutcome, TopicRef, TxnOutcome, TxnRequest,
+    PartitionOffsets, ReplaceOutcome, TopicRef, TxnDescription, TxnOutcome, TxnRequest, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -299,6 +299,10 @@ pub(crate) trait StoreReads {
         to_offset: i64,
     ) -> Result<Vec<AbortedTransaction>>;
 
+    async fn list_transactions(&self, limit: u32) -> Result<Vec<TxnSummary>>;
+
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>>;
+
     async fn describe_producers(
         &self,
         topic_id: Uuid,
@@ -547,6 +551,22 @@ macro_rules! impl_catalog_store {
                         self, topic_id, partition, timestamp,
                     )
                     .await
+                }
+
+                #[tracing::instrument(level = "debug", skip(self))]
+                async fn list_transactions(
+                    &self,
+                    limit: u32,
+                ) -> Result<Vec<$crate::store::TxnSummary>> {
+                    <$store as StoreReads>::list_transactions(self, limit).await
+                }
+
+                #[tracing::instrument(level = "debug", skip(self))]
+                async fn describe_transaction(
+                    &self,
+                    transactional_id: &str,
+                ) -> Result<Option<$crate::store::TxnDescription>> {
+                    <$store as StoreReads>::describe_transaction(self, transactional_id).await
                 }
 
                 #[tracing::instrument(level = "debug", skip(self))]

@@ -65,6 +65,42 @@ pub(crate) trait CommitSource {
     /// never registered. Read inside the commit's transaction, so a fence
     /// or a newer registration either precedes the commit or follows it.
     fn agent(&mut self, agent_id: &str) -> Result<Option<AgentFence>>;
+
+    /// The transaction a transactional batch of `producer_id` may join in
+    /// partition `key`: `None` when no transactional id has this producer
+    /// id as its current producer. Read inside the commit's transaction,
+    /// so an AddPartitionsToTxn or EndTxn either precedes the commit or
+    /// follows it (KIP-890 verification).
+    fn txn_membership(
+        &mut self,
+        producer_id: i64,
+        key: &PartitionKey,
+    ) -> Result<Option<TxnMembership>>;
+}
+
+/// A producer's transaction as seen by a transactional batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxnMembership {
+    /// The transactional id's current producer epoch.
+    pub(crate) producer_epoch: i32,
+    /// Whether a transaction is open (state `Ongoing`).
+    pub(crate) ongoing: bool,
+    /// Whether the open transaction added the partition.
+    pub(crate) added: bool,
+}
+
+/// KIP-890 part 1: a transactional batch is appended only if its partition
+/// is in the producer's open transaction, at the transactional id's
+/// current epoch. A stray batch (a partition never added, a transaction
+/// already ended, a zombie's epoch) would otherwise open a transaction no
+/// marker ever closes, and hold the last stable offset forever.
+pub(crate) fn check_txn_membership(membership: Option<TxnMembership>, producer_epoch: i32) -> i16 {
+    match membership {
+        None => error_code::INVALID_TXN_STATE,
+        Some(m) if m.producer_epoch != producer_epoch => error_code::INVALID_PRODUCER_EPOCH,
+        Some(m) if m.ongoing && m.added => error_code::NONE,
+        Some(_) => error_code::INVALID_TXN_STATE,
+    }
 }
 
 /// An agent's registration as a commit checks it.
@@ -342,6 +378,13 @@ impl<S: CommitSource> CommitWork<'_, S> {
 
     /// Applies Kafka's idempotent-producer rules to one batch.
     fn check(&mut self, key: &PartitionKey, batch: &BatchMeta) -> Result<Verdict> {
+        if batch.transactional && !batch.control {
+            let membership = self.source.txn_membership(batch.producer_id, key)?;
+            let code = check_txn_membership(membership, batch.producer_epoch);
+            if code != error_code::NONE {
+                return Ok(Verdict::Reject(code));
+            }
+        }
         if !is_idempotent(batch) {
             return Ok(Verdict::Accept);
         }

@@ -42,7 +42,7 @@ use uuid::Uuid;
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
     AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
-    LeaseFence, PartitionOffsets, SystemClock,
+    LeaseFence, PartitionOffsets, SystemClock, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -269,6 +269,14 @@ impl StoreReads for PostgresStore {
     ) -> Result<Option<Chunk>> {
         let mut client = get(&self.pool).await?;
         reads::find_chunk_by_timestamp(&mut client, topic_id, partition, timestamp).await
+    }
+
+    async fn list_transactions(&self, limit: u32) -> Result<Vec<TxnSummary>> {
+        reads::list_transactions(&get(&self.pool).await?, limit).await
+    }
+
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>> {
+        reads::describe_transaction(&get(&self.pool).await?, transactional_id).await
     }
 
     async fn aborted_transactions(

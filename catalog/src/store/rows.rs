@@ -276,6 +276,10 @@ pub(crate) trait TxnRows: ProducerRows + ChunkRows {
     /// Up to `limit` transactional ids whose open transaction is older than
     /// its timeout now, oldest first.
     async fn expired_transactions(&mut self, limit: u32) -> Result<Vec<String>>;
+
+    /// The transactional id whose producer row is `producer_id`, if any
+    /// (WriteTxnMarkers names a producer, not a transactional id).
+    async fn transactional_id_of(&mut self, producer_id: i64) -> Result<Option<String>>;
 }
 
 /// Consumer groups: committed offsets and group records of either

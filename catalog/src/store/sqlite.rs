@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
 use crate::store::{
     AgentRecord, ChunkLookup, Clock, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupRecord,
-    LeaseFence, PartitionOffsets, SystemClock,
+    LeaseFence, PartitionOffsets, SystemClock, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -260,6 +260,17 @@ impl StoreReads for SqliteStore {
             reads::find_chunk_by_timestamp(connection, topic_id, partition, timestamp)
         })
         .await
+    }
+
+    async fn list_transactions(&self, limit: u32) -> Result<Vec<TxnSummary>> {
+        self.read(move |connection, _| reads::list_transactions(connection, limit))
+            .await
+    }
+
+    async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnDescription>> {
+        let transactional_id = transactional_id.to_string();
+        self.read(move |connection, _| reads::describe_transaction(connection, &transactional_id))
+            .await
     }
 
     async fn aborted_transactions(

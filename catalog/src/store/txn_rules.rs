@@ -11,6 +11,7 @@ use strata_catalog_api::proto::{
     AbortedTransaction, Chunk, ChunkFormat, CommitEvent, PartitionOffsets, TxnMarker, TxnProducer,
 };
 
+use crate::store::ProducerIdAndEpoch;
 use crate::store::commit_plan::{NewChunk, PartitionKey, PartitionRow};
 use crate::store::producer_rules::TransactionalRow;
 use crate::{Error, Result};
@@ -94,6 +95,29 @@ pub(crate) fn check_caller(
         });
     }
     Ok(record)
+}
+
+/// A retry of an EndTxn v5 whose answer was lost: the caller is the
+/// transactional id's previous producer (id and epoch), the transaction
+/// already completed with the same outcome. Returns the current producer,
+/// which the retry is answered with (KIP-890 part 2).
+pub(crate) fn retried_bumped_end(
+    producer: &TxnProducer,
+    record: Option<&TxnRecord>,
+    commit: bool,
+) -> Option<ProducerIdAndEpoch> {
+    let record = record?;
+    let completed = if commit {
+        TxnState::CompleteCommit
+    } else {
+        TxnState::CompleteAbort
+    };
+    let previous = record.row.last_producer_id == producer.producer_id
+        && record.row.last_producer_epoch == producer.producer_epoch;
+    (previous && record.state == completed).then_some(ProducerIdAndEpoch {
+        producer_id: record.row.producer_id,
+        producer_epoch: record.row.producer_epoch,
+    })
 }
 
 /// The record once a partition or offsets are added: the transaction is

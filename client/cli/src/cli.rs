@@ -58,6 +58,55 @@ pub(crate) enum Command {
     /// Copy a topic to local files (one per partition, or one file), read
     /// straight from the object store like `replay`.
     Export(Box<ExportArgs>),
+    /// Inspect transactions and end a stuck one: list, describe, abort
+    /// (through the catalog, the coordinator of every transactional id).
+    Txn(TxnArgs),
+}
+
+/// Settings of `strata txn`.
+#[derive(Debug, Args)]
+pub(crate) struct TxnArgs {
+    /// The catalog's gRPC endpoint [default: strata dev's].
+    #[arg(
+        long,
+        global = true,
+        default_value = crate::config::DEFAULT_CATALOG_ENDPOINT,
+        env = "STRATA_CATALOG"
+    )]
+    pub(crate) catalog: String,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: TxnCommand,
+}
+
+/// `strata txn` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TxnCommand {
+    /// List transactional ids with their producer and state.
+    List {
+        /// Only these states (Empty, Ongoing, CompleteCommit,
+        /// CompleteAbort); repeat or separate with commas.
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<String>,
+        /// Only transactions open at least this long (milliseconds).
+        #[arg(long, value_name = "MS")]
+        open_longer_than_ms: Option<i64>,
+    },
+    /// Show one transactional id: state, producer, timeout, start and the
+    /// partitions of its open transaction.
+    Describe {
+        /// The transactional id.
+        transactional_id: String,
+    },
+    /// Abort the open transaction of a transactional id whose producer is
+    /// gone or stuck: ABORT markers go to every partition, and the
+    /// producer's epoch is bumped, so a producer still running is fenced.
+    Abort {
+        /// The transactional id.
+        transactional_id: String,
+    },
 }
 
 /// Settings of `strata compactor`. Each flag also reads the `STRATA_*`

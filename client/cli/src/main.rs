@@ -15,6 +15,7 @@ mod object_store_url;
 mod replay_cmd;
 mod shutdown;
 mod telemetry;
+mod txn_cmd;
 
 /// Survives hostile array lengths in Kafka frames; see
 /// `strata_agent::ReservingAllocator`.
@@ -45,6 +46,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Admin(args) => admin_cmd::run(args).await,
             cli::Command::Replay(args) => replay_cmd::replay(*args).await,
             cli::Command::Export(args) => replay_cmd::export(*args).await,
+            cli::Command::Txn(args) => txn_cmd::run(args).await,
         }
     });
     match result {

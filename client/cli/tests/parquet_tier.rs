@@ -141,6 +141,10 @@ forward! {
     register_agent(pb::RegisterAgentRequest) -> pb::RegisterAgentResponse;
     agent_heartbeat(pb::AgentHeartbeatRequest) -> pb::AgentHeartbeatResponse;
     list_agents(pb::ListAgentsRequest) -> pb::ListAgentsResponse;
+    list_transactions(pb::ListTransactionsRequest) -> pb::ListTransactionsResponse;
+    describe_transaction(pb::DescribeTransactionRequest) -> pb::DescribeTransactionResponse;
+    abort_transaction(pb::AbortTransactionRequest) -> pb::AbortTransactionResponse;
+    write_txn_markers(pb::WriteTxnMarkersRequest) -> pb::WriteTxnMarkersResponse;
 }
 
 /// One Kafka connection speaking raw frames.

@@ -367,13 +367,16 @@ fn is_transactional(key: ApiKey) -> bool {
             | ApiKey::AddOffsetsToTxn
             | ApiKey::TxnOffsetCommit
             | ApiKey::EndTxn
+            | ApiKey::ListTransactions
+            | ApiKey::DescribeTransactions
+            | ApiKey::WriteTxnMarkers
     )
 }
 
 /// A transaction coordinator request valid in every version: a fresh
 /// transactional id per run (InitProducerId), and for TxnOffsetCommit and
 /// EndTxn an open transaction (AddOffsetsToTxn / AddPartitionsToTxn v0).
-fn txn_request(conn: &mut Conn, key: ApiKey, topic: &str, run: &str) -> RequestKind {
+fn txn_request(conn: &mut Conn, key: ApiKey, version: i16, topic: &str, run: &str) -> RequestKind {
     let transactional_id = TransactionalId(StrBytes::from_string(format!("versions-txn-{run}")));
     let init = InitProducerIdRequest::default()
         .with_transactional_id(Some(transactional_id.clone()))
@@ -402,8 +405,54 @@ fn txn_request(conn: &mut Conn, key: ApiKey, topic: &str, run: &str) -> RequestK
                 .with_partitions(vec![0]),
         ]);
     match key {
+        // v4+ is batched (KIP-890): the same partition, then verified.
+        ApiKey::AddPartitionsToTxn if version >= 4 => AddPartitionsToTxnRequest::default()
+            .with_transactions(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(transactional_id.clone())
+                    .with_producer_id(id)
+                    .with_producer_epoch(epoch)
+                    .with_verify_only(false)
+                    .with_topics(vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(vec![0]),
+                    ]),
+            ])
+            .into(),
         ApiKey::AddPartitionsToTxn => add_partitions.into(),
         ApiKey::AddOffsetsToTxn => add_offsets.into(),
+        ApiKey::ListTransactions => ListTransactionsRequest::default()
+            .with_state_filters(vec![StrBytes::from_static_str("Ongoing")])
+            .with_duration_filter(-1)
+            .into(),
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![transactional_id])
+            .into(),
+        ApiKey::WriteTxnMarkers => {
+            let ResponseKind::AddPartitionsToTxn(added) =
+                conn.call(ApiKey::AddPartitionsToTxn, 0, add_partitions.into())
+            else {
+                panic!("not an AddPartitionsToTxn response")
+            };
+            assert_eq!(
+                error_codes(&ResponseKind::AddPartitionsToTxn(added)),
+                vec![0, 0]
+            );
+            let marker = write_txn_markers_request::WritableTxnMarker::default()
+                .with_producer_id(id)
+                .with_producer_epoch(epoch)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(0)
+                .with_topics(vec![
+                    write_txn_markers_request::WritableTxnMarkerTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partition_indexes(vec![0]),
+                ]);
+            WriteTxnMarkersRequest::default()
+                .with_markers(vec![marker])
+                .into()
+        }
         ApiKey::TxnOffsetCommit => {
             let ResponseKind::AddOffsetsToTxn(added) =
                 conn.call(ApiKey::AddOffsetsToTxn, 0, add_offsets.into())
@@ -435,7 +484,7 @@ fn txn_request(conn: &mut Conn, key: ApiKey, topic: &str, run: &str) -> RequestK
             };
             assert_eq!(
                 error_codes(&ResponseKind::AddPartitionsToTxn(added)),
-                vec![0]
+                vec![0, 0]
             );
             EndTxnRequest::default()
                 .with_transactional_id(transactional_id)
@@ -632,11 +681,27 @@ fn error_codes(response: &ResponseKind) -> Vec<i16> {
         ResponseKind::AddPartitionsToTxn(r) => r
             .results_by_topic_v3_and_below
             .iter()
+            .chain(
+                r.results_by_transaction
+                    .iter()
+                    .flat_map(|t| &t.topic_results),
+            )
             .flat_map(|t| {
                 t.results_by_partition
                     .iter()
                     .map(|p| p.partition_error_code)
             })
+            .chain([r.error_code])
+            .collect(),
+        ResponseKind::ListTransactions(r) => vec![r.error_code],
+        ResponseKind::DescribeTransactions(r) => {
+            r.transaction_states.iter().map(|t| t.error_code).collect()
+        }
+        ResponseKind::WriteTxnMarkers(r) => r
+            .markers
+            .iter()
+            .flat_map(|m| &m.topics)
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
         ResponseKind::AddOffsetsToTxn(r) => vec![r.error_code],
         ResponseKind::EndTxn(r) => vec![r.error_code],
@@ -708,6 +773,9 @@ fn every_advertised_version_is_served() {
         ApiKey::AddOffsetsToTxn,
         ApiKey::TxnOffsetCommit,
         ApiKey::EndTxn,
+        ApiKey::ListTransactions,
+        ApiKey::DescribeTransactions,
+        ApiKey::WriteTxnMarkers,
         ApiKey::DeleteRecords,
     ];
     let mut calls = 0;
@@ -745,7 +813,7 @@ fn every_advertised_version_is_served() {
                 assert_eq!(created.topics[0].error_code, 0);
             }
             let request = if is_transactional(key) {
-                txn_request(&mut conn, key, topic, &run)
+                txn_request(&mut conn, key, version, topic, &run)
             } else {
                 request_for(key, version, topic, topic_id, &run)
             };

@@ -17,7 +17,7 @@ use super::{to_bigint, to_u32};
 use crate::Result;
 use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
-use crate::store::commit_plan::{self, AgentFence, Changes, CommitSource, StateKey};
+use crate::store::commit_plan::{self, AgentFence, Changes, CommitSource, StateKey, TxnMembership};
 pub(super) use crate::store::commit_plan::{NewChunk, PartitionKey, PartitionRow};
 use crate::store::producer_rules::ProducerRow;
 use crate::store::rows::SegmentRows;
@@ -55,6 +55,9 @@ pub(super) struct RunState {
     pub(super) dead_objects: Vec<String>,
     /// Registrations of the agents of fenced commits, by agent id.
     pub(super) agents: HashMap<String, AgentFence>,
+    /// The transactions transactional batches may join, by producer id
+    /// and partition; absent when the producer has no transactional id.
+    pub(super) memberships: HashMap<(i64, PartitionKey), TxnMembership>,
 }
 
 /// A lone commit is a run of one (the writer applies runs of consecutive
@@ -163,28 +166,42 @@ impl CommitSource for &RunState {
     fn agent(&mut self, agent_id: &str) -> Result<Option<AgentFence>> {
         Ok(self.agents.get(agent_id).copied())
     }
+
+    fn txn_membership(
+        &mut self,
+        producer_id: i64,
+        key: &PartitionKey,
+    ) -> Result<Option<TxnMembership>> {
+        Ok(self.memberships.get(&(producer_id, key.clone())).copied())
+    }
 }
 
-/// The partitions, producer ids and producer states a run may touch.
-fn run_keys(
-    requests: &[CommitSegmentRequest],
-) -> (
-    BTreeSet<PartitionKey>,
-    BTreeSet<i64>,
-    BTreeSet<(i64, PartitionKey)>,
-) {
-    let mut partitions = BTreeSet::new();
-    let mut producers = BTreeSet::new();
-    let mut states = BTreeSet::new();
+/// The keys of the rows a run may read.
+#[derive(Debug, Default)]
+struct RunKeys {
+    partitions: BTreeSet<PartitionKey>,
+    producers: BTreeSet<i64>,
+    states: BTreeSet<(i64, PartitionKey)>,
+    /// (producer, partition) of transactional data batches.
+    memberships: BTreeSet<(i64, PartitionKey)>,
+}
+
+/// The partitions, producer ids, producer states and transaction
+/// memberships a run may read.
+fn run_keys(requests: &[CommitSegmentRequest]) -> RunKeys {
+    let mut keys = RunKeys::default();
     for write in requests.iter().flat_map(|request| &request.chunks) {
         let key = (write.topic_id.clone(), write.partition);
         for batch in write.batches.iter().filter(|batch| batch.producer_id >= 0) {
-            producers.insert(batch.producer_id);
-            states.insert((batch.producer_id, key.clone()));
+            keys.producers.insert(batch.producer_id);
+            keys.states.insert((batch.producer_id, key.clone()));
+            if batch.transactional && !batch.control {
+                keys.memberships.insert((batch.producer_id, key.clone()));
+            }
         }
-        partitions.insert(key);
+        keys.partitions.insert(key);
     }
-    (partitions, producers, states)
+    keys
 }
 
 /// A stored partition index as a `u32`.

@@ -15,7 +15,7 @@ use crate::store::consumer_group_codec::decode;
 use crate::store::topic_rules::{TOPIC_COLUMNS, parse_topic_id};
 use crate::store::{
     AgentRecord, ChunkLookup, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupMemberRecord,
-    GroupRecord, MemberProtocol, PartitionOffsets,
+    GroupRecord, MemberProtocol, PartitionOffsets, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -234,6 +234,67 @@ fn chunk_from_row(row: &Row) -> Result<Chunk> {
 /// The aborted transactions of a partition whose marker is at or after
 /// `from_offset` and whose first offset is before `to_offset`, by first
 /// offset.
+const TXN_SUMMARY_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, state,
+    transaction_timeout_ms, txn_started_ms";
+
+fn txn_summary(row: &Row) -> Result<TxnSummary> {
+    Ok(TxnSummary {
+        transactional_id: row.try_get(0)?,
+        producer_id: row.try_get(1)?,
+        producer_epoch: row.try_get(2)?,
+        state: row.try_get(3)?,
+        timeout_ms: row.try_get(4)?,
+        started_ms: row.try_get(5)?,
+    })
+}
+
+/// Up to `limit` transactional ids, by id.
+pub(super) async fn list_transactions(
+    client: &impl GenericClient,
+    limit: u32,
+) -> Result<Vec<TxnSummary>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {TXN_SUMMARY_COLUMNS} FROM transactional_ids ORDER BY transactional_id \
+             LIMIT $1"
+        ))
+        .await?;
+    let rows = client.query(&statement, &[&i64::from(limit)]).await?;
+    rows.iter().map(txn_summary).collect()
+}
+
+/// One transactional id and its open transaction's partitions.
+pub(super) async fn describe_transaction(
+    client: &impl GenericClient,
+    transactional_id: &str,
+) -> Result<Option<TxnDescription>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {TXN_SUMMARY_COLUMNS} FROM transactional_ids WHERE transactional_id = $1"
+        ))
+        .await?;
+    let Some(row) = client.query_opt(&statement, &[&transactional_id]).await? else {
+        return Ok(None);
+    };
+    let summary = txn_summary(&row)?;
+    let statement = client
+        .prepare_cached(
+            "SELECT topic_id, partition FROM txn_partitions WHERE transactional_id = $1
+             ORDER BY topic_id, partition",
+        )
+        .await?;
+    let partitions = client
+        .query(&statement, &[&transactional_id])
+        .await?
+        .iter()
+        .map(|row| {
+            let id: Vec<u8> = row.try_get(0)?;
+            Ok((parse_topic_id(&id)?, to_u32("partition", row.try_get(1)?)?))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Some((summary, partitions)))
+}
+
 pub(super) async fn aborted_transactions(
     client: &impl GenericClient,
     topic_id: Uuid,

@@ -14,6 +14,7 @@ use crate::producer::PartitionProducer;
 use crate::store::CommitOutcome;
 use crate::store::commit_plan::{
     self, AgentFence, Changes, CommitSource, NewChunk, PartitionKey, PartitionRow, StateKey,
+    TxnMembership,
 };
 use crate::store::producer_rules::ProducerRow;
 use crate::store::rows::SegmentRows;
@@ -114,6 +115,32 @@ impl CommitSource for &Connection {
 
     fn agent(&mut self, agent_id: &str) -> Result<Option<AgentFence>> {
         agents::load_fence(self, agent_id)
+    }
+
+    fn txn_membership(
+        &mut self,
+        producer_id: i64,
+        key: &PartitionKey,
+    ) -> Result<Option<TxnMembership>> {
+        Ok(self
+            .prepare_cached(
+                "SELECT t.producer_epoch, t.state = 'Ongoing',
+                     EXISTS (SELECT 1 FROM txn_partitions p
+                             WHERE p.transactional_id = t.transactional_id
+                               AND p.topic_id = ?2 AND p.partition = ?3)
+                 FROM producers r
+                 JOIN transactional_ids t
+                   ON t.transactional_id = r.transactional_id AND t.producer_id = r.producer_id
+                 WHERE r.producer_id = ?1",
+            )?
+            .query_row(params![producer_id, key.0, key.1], |row| {
+                Ok(TxnMembership {
+                    producer_epoch: row.get(0)?,
+                    ongoing: row.get(1)?,
+                    added: row.get(2)?,
+                })
+            })
+            .optional()?)
     }
 }
 

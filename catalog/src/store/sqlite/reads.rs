@@ -14,7 +14,7 @@ use crate::store::topic_rules::TOPIC_COLUMNS;
 use crate::store::topic_rules::parse_topic_id;
 use crate::store::{
     AgentRecord, ChunkLookup, CommittedOffset, ConsumerGroupRecord, DeadObject, GroupMemberRecord,
-    GroupRecord, PartitionOffsets,
+    GroupRecord, PartitionOffsets, TxnDescription, TxnSummary,
 };
 use crate::{Error, Result};
 
@@ -186,6 +186,58 @@ fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
 /// The aborted transactions of a partition whose marker is at or after
 /// `from_offset` and whose first offset is before `to_offset`, by first
 /// offset.
+const TXN_SUMMARY_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, state,
+    transaction_timeout_ms, txn_started_ms";
+
+fn txn_summary(row: &Row<'_>) -> rusqlite::Result<TxnSummary> {
+    Ok(TxnSummary {
+        transactional_id: row.get(0)?,
+        producer_id: row.get(1)?,
+        producer_epoch: row.get(2)?,
+        state: row.get(3)?,
+        timeout_ms: row.get(4)?,
+        started_ms: row.get(5)?,
+    })
+}
+
+/// Up to `limit` transactional ids, by id.
+pub(super) fn list_transactions(connection: &Connection, limit: u32) -> Result<Vec<TxnSummary>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {TXN_SUMMARY_COLUMNS} FROM transactional_ids ORDER BY transactional_id LIMIT ?1"
+    ))?;
+    let rows = statement.query_map([limit], txn_summary)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One transactional id and its open transaction's partitions.
+pub(super) fn describe_transaction(
+    connection: &Connection,
+    transactional_id: &str,
+) -> Result<Option<TxnDescription>> {
+    let summary = connection
+        .prepare_cached(&format!(
+            "SELECT {TXN_SUMMARY_COLUMNS} FROM transactional_ids WHERE transactional_id = ?1"
+        ))?
+        .query_row([transactional_id], txn_summary)
+        .optional()?;
+    let Some(summary) = summary else {
+        return Ok(None);
+    };
+    let mut statement = connection.prepare_cached(
+        "SELECT topic_id, partition FROM txn_partitions WHERE transactional_id = ?1
+         ORDER BY topic_id, partition",
+    )?;
+    let partitions = statement
+        .query_map([transactional_id], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, u32>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .map(|(id, partition)| Ok((parse_topic_id(&id)?, partition)))
+        .collect::<Result<_>>()?;
+    Ok(Some((summary, partitions)))
+}
+
 pub(super) fn aborted_transactions(
     connection: &Connection,
     topic_id: Uuid,

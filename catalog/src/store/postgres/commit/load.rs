@@ -9,6 +9,7 @@ use super::super::rows::Transaction;
 use super::super::rows::agents;
 use super::super::rows::producers::state_from_row;
 use super::{PartitionKey, PartitionRow, RunState, partition_index, run_keys};
+use crate::store::commit_plan::TxnMembership;
 use crate::store::producer_rules::ProducerRow;
 use crate::{Error, Result};
 
@@ -17,7 +18,7 @@ pub(super) async fn load(
     transaction: &Transaction<'_>,
     requests: &[CommitSegmentRequest],
 ) -> Result<RunState> {
-    let (partitions, producers, states) = run_keys(requests);
+    let keys = run_keys(requests);
     let segment_ids: Vec<&str> = requests
         .iter()
         .map(|request| request.segment_id.as_str())
@@ -27,12 +28,13 @@ pub(super) async fn load(
         .filter(|request| request.agent_epoch > 0)
         .map(|request| request.agent_id.clone())
         .collect();
-    let (stored, partitions, producers, states, agents) = futures::try_join!(
+    let (stored, partitions, producers, states, agents, memberships) = futures::try_join!(
         load_stored(transaction, &segment_ids),
-        load_partitions(transaction, partitions.into_iter().collect()),
-        load_producers(transaction, producers.into_iter().collect()),
-        load_states(transaction, states.into_iter().collect()),
+        load_partitions(transaction, keys.partitions.into_iter().collect()),
+        load_producers(transaction, keys.producers.into_iter().collect()),
+        load_states(transaction, keys.states.into_iter().collect()),
         agents::load_fences(transaction, agent_ids.into_iter().collect()),
+        load_memberships(transaction, keys.memberships.into_iter().collect()),
     )?;
     Ok(RunState {
         stored,
@@ -40,6 +42,7 @@ pub(super) async fn load(
         producers,
         states,
         agents,
+        memberships,
         ..RunState::default()
     })
 }
@@ -164,6 +167,54 @@ async fn load_states(
         .map(|row| {
             let key = (row.try_get(1)?, partition_index(row.try_get(2)?)?);
             Ok(((row.try_get(0)?, key), state_from_row(row, 3)?))
+        })
+        .collect()
+}
+
+type Memberships = std::collections::HashMap<(i64, PartitionKey), TxnMembership>;
+
+/// The open transactions transactional batches may join (KIP-890
+/// verification), read in the commit's transaction.
+async fn load_memberships(
+    transaction: &Transaction<'_>,
+    keys: Vec<(i64, PartitionKey)>,
+) -> Result<Memberships> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut producer_ids = Vec::with_capacity(keys.len());
+    let mut topic_ids = Vec::with_capacity(keys.len());
+    let mut indexes = Vec::with_capacity(keys.len());
+    for (producer_id, (topic_id, partition)) in keys {
+        producer_ids.push(producer_id);
+        topic_ids.push(topic_id);
+        indexes.push(i64::from(partition));
+    }
+    let statement = transaction
+        .prepare_cached(
+            "SELECT k.producer_id, k.topic_id, k.partition, t.producer_epoch,
+                 t.state = 'Ongoing',
+                 EXISTS (SELECT 1 FROM txn_partitions p
+                         WHERE p.transactional_id = t.transactional_id
+                           AND p.topic_id = k.topic_id AND p.partition = k.partition)
+             FROM unnest($1::int8[], $2::bytea[], $3::int8[]) AS k (producer_id, topic_id, partition)
+             JOIN producers r ON r.producer_id = k.producer_id
+             JOIN transactional_ids t
+               ON t.transactional_id = r.transactional_id AND t.producer_id = r.producer_id",
+        )
+        .await?;
+    let rows = transaction
+        .query(&statement, &[&producer_ids, &topic_ids, &indexes])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let key = (row.try_get(1)?, partition_index(row.try_get(2)?)?);
+            let membership = TxnMembership {
+                producer_epoch: row.try_get(3)?,
+                ongoing: row.try_get(4)?,
+                added: row.try_get(5)?,
+            };
+            Ok(((row.try_get(0)?, key), membership))
         })
         .collect()
 }

@@ -194,4 +194,17 @@ impl TxnRows for WriteContext<'_, '_> {
             .map(|row| row.try_get(0))
             .collect::<Result<_, _>>()?)
     }
+
+    async fn transactional_id_of(&mut self, producer_id: i64) -> Result<Option<String>> {
+        let row = self
+            .query_opt(
+                "SELECT transactional_id FROM producers WHERE producer_id = $1",
+                &[&producer_id],
+            )
+            .await?;
+        Ok(row
+            .map(|row| row.try_get::<_, Option<String>>(0))
+            .transpose()?
+            .flatten())
+    }
 }

@@ -167,4 +167,13 @@ impl TxnRows for WriteContext<'_> {
             .query_map(params![self.now_ms, limit], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?)
     }
+
+    async fn transactional_id_of(&mut self, producer_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .connection
+            .prepare_cached("SELECT transactional_id FROM producers WHERE producer_id = ?1")?
+            .query_row([producer_id], |row| row.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
 }
