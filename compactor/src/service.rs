@@ -22,6 +22,7 @@
 mod clock;
 mod config;
 mod gc;
+mod key_compaction;
 mod metrics;
 mod plan;
 mod retention;
@@ -42,6 +43,7 @@ use tracing::{debug, info, warn};
 
 pub use clock::{Clock, IdGen, SystemClock, SystemIds};
 pub use config::CompactorConfig;
+use key_compaction::KeyPolicy;
 pub use metrics::CompactorMetrics;
 use plan::TopicPolicy;
 use upload::{ChunkSource, UploadOptions};
@@ -371,7 +373,7 @@ impl Compactor {
                 self.config.target_file_bytes,
             );
             if run.is_empty() {
-                return Ok(());
+                break;
             }
             match self.compact(&info, topic, run, lost).await? {
                 Swap::Done => report.files_swapped += 1,
@@ -383,6 +385,11 @@ impl Compactor {
                 Swap::Gone => return Ok(()),
             }
         }
+        if let Some(key_policy) = KeyPolicy::of(topic) {
+            self.key_compact(&info, topic, key_policy, lost, report)
+                .await?;
+        }
+        Ok(())
     }
 
     /// All chunks of a partition from its log start; `None` when the
@@ -495,9 +502,41 @@ impl Compactor {
                 last_offset: summary.last_offset,
             });
         }
+        let swap = self.install(info, topic, run, &key, &summary, lost).await?;
+        if swap != Swap::Done {
+            return Ok(swap);
+        }
+        CompactorMetrics::add(&m.swaps_ok, 1);
+        info!(
+            file = %key,
+            chunks = run.len(),
+            records = summary.record_count,
+            input_bytes = summary.input_bytes,
+            file_bytes = summary.file_bytes,
+            "compacted"
+        );
+        Ok(Swap::Done)
+    }
+
+    /// Swaps the file at `key` (written from `run`, holding `summary`) in
+    /// for `run`; deletes it when the swap is lost or refused.
+    async fn install(
+        &self,
+        info: &PartitionInfo,
+        topic: &Topic,
+        run: &[Chunk],
+        key: &Path,
+        summary: &strata_parquet::WriteSummary,
+        lost: &CancellationToken,
+    ) -> Result<Swap, ServiceError> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok(Swap::Gone);
+        };
+        let (base_offset, end_offset) = (first.base_offset, last.end_offset);
+        let m = &self.metrics;
         if lost.is_cancelled() {
             // Another compactor may be working here now; do not race it.
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Ok(Swap::Gone);
         }
         let request = ReplaceChunksRequest {
@@ -527,11 +566,11 @@ impl Compactor {
         let response = self.swap(request).await?;
         if response.error_code == UNKNOWN_TOPIC_OR_PARTITION {
             info!(file = %key, "the partition is gone; deleting the file");
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Ok(Swap::Gone);
         }
         if response.error_code != 0 {
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Err(ServiceError::Refused {
                 call: "ReplaceChunks",
                 code: response.error_code,
@@ -540,18 +579,9 @@ impl Compactor {
         if response.conflict {
             info!(file = %key, "lost the swap to another writer; deleting the file");
             CompactorMetrics::add(&m.swaps_conflict, 1);
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Ok(Swap::Conflict);
         }
-        CompactorMetrics::add(&m.swaps_ok, 1);
-        info!(
-            file = %key,
-            chunks = run.len(),
-            records = summary.record_count,
-            input_bytes = summary.input_bytes,
-            file_bytes = summary.file_bytes,
-            "compacted"
-        );
         Ok(Swap::Done)
     }
 
