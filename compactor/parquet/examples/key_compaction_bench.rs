@@ -50,8 +50,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let records: Vec<(Vec<u8>, Vec<u8>)> = (start..(start + RECORDS_PER_BATCH).min(keys))
                 .map(|k| {
                     let key = format!("key-{k:09}").into_bytes();
+                    // Hex digits of an LCG: about 2:1 compressible, like text.
+                    let mut state = (k * VERSIONS + version) as u64 + 1;
                     let mut value = format!("{k}-v{version}-").into_bytes();
-                    value.resize(value_bytes, b'a' + (k % 26) as u8);
+                    while value.len() < value_bytes {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        value.push(b"0123456789abcdef"[(state >> 60) as usize]);
+                    }
                     (key, value)
                 })
                 .collect();
