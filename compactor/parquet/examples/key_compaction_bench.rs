@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     (key, value)
                 })
                 .collect();
-            let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = records
+            let refs: Vec<strata_segment::testing::KeyValue<'_>> = records
                 .iter()
                 .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
                 .collect();

@@ -33,7 +33,7 @@ fn info() -> PartitionInfo {
 fn parquet_file(base_offset: i64, batches: &[Vec<Record>], producer: Option<i64>) -> Bytes {
     let mut chunk = Vec::new();
     for batch in batches {
-        let records: Vec<(Option<&[u8]>, Option<&[u8]>)> = batch
+        let records: Vec<strata_segment::testing::KeyValue<'_>> = batch
             .iter()
             .map(|(key, value)| (Some(key.as_slice()), value.as_deref()))
             .collect();
@@ -176,7 +176,11 @@ fn latest_per_key_then_tombstones_expire() {
         ]
     );
     // Before the horizon the tombstone stays; after it, it goes.
-    let again = compact(&[once.clone()], &TxnOutcomes::default(), KEEP_TOMBSTONES);
+    let again = compact(
+        std::slice::from_ref(&once),
+        &TxnOutcomes::default(),
+        KEEP_TOMBSTONES,
+    );
     assert_eq!(consume(&again, 100).len(), 3);
     let later = Horizon {
         now_ms: 10_000 + 86_400_000,
