@@ -151,3 +151,54 @@ def test_many_versions_compact_to_the_latest_value_per_key(request, tmp_path_fac
     table = duckdb.sql(
         f"SELECT key, value FROM read_parquet('{directory}/*.compacted.parquet')").fetchall()
     assert {bytes(k): (bytes(v) if v is not None else None) for k, v in table} == latest
+
+
+def test_compaction_drops_aborted_transactions_and_keeps_committed_ones(request,
+                                                                       tmp_path_factory):
+    """Goal: transactional data as Kafka's cleaner handles it. Method: a transactional
+    confluent-kafka producer commits v1 of 20 keys, aborts v2 of the same keys, commits v3 of
+    half of them; once compacted, a read_uncommitted consumer from the log start (which would
+    see aborted records if they were still there) reads exactly the committed latest value of
+    every key, at the offsets they were written at."""
+    server = _own_server(request, tmp_path_factory, "key-compaction-txn", extra_args=FAST)
+    request.addfinalizer(lambda: _teardown(server))
+    bootstrap = server.bootstrap
+    topic = "txn-changelog"
+    compacted_topic(bootstrap, topic)
+    p = producer(bootstrap, transactional_id="compaction-txn")
+    p.init_transactions(30)
+    written: dict[int, tuple[bytes, bytes]] = {}
+    latest: dict[bytes, bytes] = {}
+    for version, keys, commit in [(1, range(20), True), (2, range(20), False),
+                                  (3, range(0, 20, 2), True)]:
+        p.begin_transaction()
+        reports = []
+        for k in keys:
+            key, value = f"key-{k}".encode(), f"v{version}".encode()
+            p.produce(topic, key=key, value=value,
+                      on_delivery=lambda err, msg: reports.append((err, msg)))
+            if commit:
+                latest[key] = value
+        p.flush(30)
+        assert all(err is None for err, _ in reports)
+        if commit:
+            p.commit_transaction(30)
+            written.update({m.offset(): (m.key(), m.value()) for _, m in reports})
+        else:
+            p.abort_transaction(30)
+    directory = parquet_dir(server, topic)
+
+    def compacted() -> bool:
+        files = sorted(directory.glob("*.parquet")) if directory.exists() else []
+        if not files or not all(f.name.endswith(".compacted.parquet") for f in files):
+            return False
+        rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{directory}/*.parquet')").fetchone()
+        return rows[0] == len(latest)
+
+    wait_until(compacted, timeout_s=60, what="aborted and shadowed records compacted away")
+    read = consume_partition(bootstrap, topic, 0, expect=len(latest),
+                             isolation_level="read_uncommitted")
+    got = [(m.offset(), m.key(), m.value()) for m in read]
+    assert all(written[offset] == (key, value) for offset, key, value in got), got
+    assert {key: value for _, key, value in got} == latest
+    assert len(got) == len(latest)

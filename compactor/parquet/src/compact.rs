@@ -22,8 +22,8 @@
 //! same offsets as its inputs, holes included: its
 //! `strata.first_offset`/`strata.last_offset` are the range's, and its
 //! `strata.key_compacted` is `true`. The row with the range's greatest
-//! offset is always kept, so a file is never empty and a fetch from any
-//! offset of the range finds the next record that exists.
+//! offset is always kept (unless aborted: a marker chunk follows then), so
+//! a fetch from any offset of the range finds the next record that exists.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -292,8 +292,11 @@ fn keep_mask(
     for row in 0..rows.num_rows() {
         let offset = columns.offset.value(row);
         let attributes = columns.attributes.value(row);
-        let kept = offset == keep_offset
-            || match columns.kind(row, txns) {
+        let kind = columns.kind(row, txns);
+        // The last row stays (the file ends where its offsets end), unless
+        // aborted: then a marker chunk follows, where a fetch carries on.
+        let kept = (offset == keep_offset && kind != RowKind::Aborted)
+            || match kind {
                 RowKind::Untouched => true,
                 RowKind::Aborted => false,
                 RowKind::Data if columns.key.is_null(row) => false,
@@ -552,12 +555,10 @@ impl<W: Write + Send> CompactedFileWriter<W> {
         Ok(())
     }
 
-    /// Writes the footer; fails with [`Error::Empty`] when no row was
-    /// written.
+    /// Writes the footer. A file may have no row (every record of an
+    /// aborted transaction): it still covers its offsets, and a fetch from
+    /// it returns nothing and moves past them.
     pub fn finish(mut self) -> Result<(W, WriteSummary)> {
-        if self.summary.record_count == 0 {
-            return Err(Error::Empty);
-        }
         for (key, value) in metadata(&self.info, &self.summary) {
             self.writer
                 .append_key_value_metadata(KeyValue::new(key.to_owned(), value));

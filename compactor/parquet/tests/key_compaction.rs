@@ -229,6 +229,32 @@ fn aborted_records_go_and_open_ones_stay() {
     );
 }
 
+/// Goal: a file of only aborted records compacts to a file without rows
+/// that still covers its offsets: a fetch returns nothing and moves past.
+#[test]
+fn an_all_aborted_file_is_empty_and_fetches_move_past_it() {
+    let aborted = parquet_file(
+        5,
+        &[vec![record("k", Some("x")), record("l", Some("y"))]],
+        Some(7),
+    );
+    let mut txns = TxnOutcomes::default();
+    txns.add_marker(7, 7, false);
+    let out = compact(&[aborted], &txns, KEEP_TOMBSTONES);
+    assert!(consume(&out, 5).is_empty());
+    let next = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let reader = ParquetTierReader::open(InMemoryFile::new(out))
+                .await
+                .unwrap();
+            assert_eq!((reader.first_offset(), reader.last_offset()), (5, 6));
+            reader.fetch(5, 1 << 20).await.unwrap().next_offset
+        });
+    assert_eq!(next, 7);
+}
+
 /// Goal: the map's cap holds: once full it says where, and adds nothing.
 #[test]
 fn the_key_map_stops_at_its_cap() {
