@@ -170,10 +170,10 @@ pub(crate) fn groups(range: &[Chunk], target_bytes: u64) -> Vec<Range<usize>> {
     out
 }
 
-/// The outcomes of the transactions whose markers lie in `range`.
-fn outcomes(range: &[Chunk]) -> TxnOutcomes {
+/// The outcomes of the transactions whose markers lie in `chunks`.
+fn outcomes(chunks: &[Chunk]) -> TxnOutcomes {
     let mut txns = TxnOutcomes::default();
-    for chunk in range.iter().filter(|chunk| is_marker(chunk)) {
+    for chunk in chunks.iter().filter(|chunk| is_marker(chunk)) {
         if let Some(marker) = &chunk.marker {
             txns.add_marker(marker.producer_id, chunk.base_offset, marker.commit);
         }
@@ -222,7 +222,11 @@ impl Compactor {
         if !is_due(range, now_ms, policy) {
             return Ok(());
         }
-        let txns = Arc::new(outcomes(range));
+        // Every marker of the partition, not only the range's: a marker
+        // past the range (the commit right after the range's last file)
+        // still decides the records in it, and the range ends at the last
+        // stable offset, so each of its transactions has its marker here.
+        let txns = Arc::new(outcomes(&listed.chunks));
         let Some((map, end)) = self.key_map(range, &txns).await? else {
             warn!(
                 topic = %info.topic, partition = info.partition,
