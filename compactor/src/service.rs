@@ -8,7 +8,9 @@
 //!    `DeleteRecords`;
 //! 2. rewrites runs of segment chunks older than `strata.compaction.age.ms`
 //!    as Parquet files (`parquet/<topic>/<partition>/<first>-<last>-<ULID>.parquet`)
-//!    and swaps them in with `ReplaceChunks`; a lost swap deletes its file.
+//!    and swaps them in with `ReplaceChunks`; a lost swap deletes its file;
+//! 3. for a topic whose `cleanup.policy` includes `compact`, key-compacts
+//!    its leading Parquet files when due (`service/key_compaction.rs`).
 //!
 //! then deletes the objects the catalog has listed as dead for longer than
 //! the GC grace period. Less often, an orphan sweep deletes old objects the
