@@ -200,9 +200,10 @@ impl ChunkReader {
                     .fetch(from.max(reader.first_offset()), max_bytes)
                     .await?;
                 let bytes = fetched.records;
-                // Rebuilt batches carry their base offsets already.
-                let first = BatchHeader::parse(&bytes).map_or(from, |h| h.base_offset);
-                let batches = batches(first, &bytes);
+                // Rebuilt batches carry their base offsets already, and a
+                // key-compacted file has holes between them (batches whose
+                // records were all removed): each keeps its own.
+                let batches = rebuilt_batches(&bytes);
                 Ok(ChunkRead {
                     tier: Tier::Parquet,
                     bytes,
@@ -261,6 +262,16 @@ fn batches(base_offset: i64, bytes: &[u8]) -> Vec<BatchRef> {
     out
 }
 
+/// The batches of a Parquet-tier read, at the base offsets they carry
+/// (rebuilt batches have them set; offsets may skip between batches).
+fn rebuilt_batches(bytes: &[u8]) -> Vec<BatchRef> {
+    let mut out = batches(0, bytes);
+    for batch in &mut out {
+        batch.base_offset = batch.header.base_offset;
+    }
+    out
+}
+
 /// Copies batches out of `bytes` with their base offsets patched.
 pub(crate) fn patched(bytes: &[u8], batches: &[BatchRef], out: &mut BytesMut) {
     for batch in batches {
@@ -276,6 +287,30 @@ mod tests {
     use strata_catalog_api::proto::TxnMarker;
 
     use super::*;
+
+    /// Goal: batches rebuilt from a key-compacted Parquet file keep their
+    /// own base offsets, so a hole between two batches (a batch whose
+    /// records were all compacted away) does not shift the later one.
+    #[test]
+    fn rebuilt_batches_keep_their_offsets_across_holes() {
+        let mut bytes = Vec::new();
+        for base in [5_i64, 40] {
+            let mut batch = strata_segment::testing::build_batch(
+                &[(Some(b"k"), Some(b"v")), (Some(b"l"), Some(b"w"))],
+                0,
+                None,
+            )
+            .to_vec();
+            strata_segment::patch_base_offset(&mut batch, base).expect("a whole batch");
+            bytes.extend_from_slice(&batch);
+        }
+        let read = rebuilt_batches(&bytes);
+        let offsets: Vec<_> = read
+            .iter()
+            .map(|b| (b.base_offset, b.end_offset()))
+            .collect();
+        assert_eq!(offsets, [(5, 7), (40, 42)]);
+    }
 
     /// Goal: the catalog's marker chunk length is the size of the batch
     /// the reader synthesizes, and the batch is a control batch at the

@@ -60,6 +60,16 @@ impl TopicInfo {
             .is_some_and(|v| v == "LogAppendTime")
     }
 
+    /// Whether the topic's `cleanup.policy` includes `compact`: its records
+    /// need keys (Kafka refuses keyless ones with INVALID_RECORD).
+    pub(crate) fn compacted(&self) -> bool {
+        self.configs.get("cleanup.policy").is_some_and(|policy| {
+            policy
+                .split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case("compact"))
+        })
+    }
+
     /// Whether `partition` exists.
     pub(crate) fn has_partition(&self, partition: i32) -> bool {
         partition >= 0 && (partition as u32) < self.partitions

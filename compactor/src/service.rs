@@ -8,7 +8,9 @@
 //!    `DeleteRecords`;
 //! 2. rewrites runs of segment chunks older than `strata.compaction.age.ms`
 //!    as Parquet files (`parquet/<topic>/<partition>/<first>-<last>-<ULID>.parquet`)
-//!    and swaps them in with `ReplaceChunks`; a lost swap deletes its file.
+//!    and swaps them in with `ReplaceChunks`; a lost swap deletes its file;
+//! 3. for a topic whose `cleanup.policy` includes `compact`, key-compacts
+//!    its leading Parquet files when due (`service/key_compaction.rs`).
 //!
 //! then deletes the objects the catalog has listed as dead for longer than
 //! the GC grace period. Less often, an orphan sweep deletes old objects the
@@ -22,6 +24,7 @@
 mod clock;
 mod config;
 mod gc;
+mod key_compaction;
 mod metrics;
 mod plan;
 mod retention;
@@ -42,6 +45,7 @@ use tracing::{debug, info, warn};
 
 pub use clock::{Clock, IdGen, SystemClock, SystemIds};
 pub use config::CompactorConfig;
+use key_compaction::KeyPolicy;
 pub use metrics::CompactorMetrics;
 use plan::TopicPolicy;
 use upload::{ChunkSource, UploadOptions};
@@ -371,7 +375,7 @@ impl Compactor {
                 self.config.target_file_bytes,
             );
             if run.is_empty() {
-                return Ok(());
+                break;
             }
             match self.compact(&info, topic, run, lost).await? {
                 Swap::Done => report.files_swapped += 1,
@@ -383,6 +387,11 @@ impl Compactor {
                 Swap::Gone => return Ok(()),
             }
         }
+        if let Some(key_policy) = KeyPolicy::of(topic) {
+            self.key_compact(&info, topic, key_policy, lost, report)
+                .await?;
+        }
+        Ok(())
     }
 
     /// All chunks of a partition from its log start; `None` when the
@@ -496,9 +505,41 @@ impl Compactor {
                 last_offset: summary.last_offset,
             });
         }
+        let swap = self.install(info, topic, run, &key, &summary, lost).await?;
+        if swap != Swap::Done {
+            return Ok(swap);
+        }
+        CompactorMetrics::add(&m.swaps_ok, 1);
+        info!(
+            file = %key,
+            chunks = run.len(),
+            records = summary.record_count,
+            input_bytes = summary.input_bytes,
+            file_bytes = summary.file_bytes,
+            "compacted"
+        );
+        Ok(Swap::Done)
+    }
+
+    /// Swaps the file at `key` (written from `run`, holding `summary`) in
+    /// for `run`; deletes it when the swap is lost or refused.
+    async fn install(
+        &self,
+        info: &PartitionInfo,
+        topic: &Topic,
+        run: &[Chunk],
+        key: &Path,
+        summary: &strata_parquet::WriteSummary,
+        lost: &CancellationToken,
+    ) -> Result<Swap, ServiceError> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok(Swap::Gone);
+        };
+        let (base_offset, end_offset) = (first.base_offset, last.end_offset);
+        let m = &self.metrics;
         if lost.is_cancelled() {
             // Another compactor may be working here now; do not race it.
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Ok(Swap::Gone);
         }
         let request = ReplaceChunksRequest {
@@ -524,16 +565,16 @@ impl Compactor {
                 format: ChunkFormat::Parquet as i32,
                 ..Chunk::default()
             }),
-            object_created_ms: i64::try_from(file_id.timestamp_ms()).unwrap_or(i64::MAX),
+            object_created_ms: created_ms(key),
         };
         let response = self.swap(request).await?;
         if response.error_code == UNKNOWN_TOPIC_OR_PARTITION {
             info!(file = %key, "the partition is gone; deleting the file");
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Ok(Swap::Gone);
         }
         if response.error_code != 0 {
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Err(ServiceError::Refused {
                 call: "ReplaceChunks",
                 code: response.error_code,
@@ -542,18 +583,9 @@ impl Compactor {
         if response.conflict {
             info!(file = %key, "lost the swap to another writer; deleting the file");
             CompactorMetrics::add(&m.swaps_conflict, 1);
-            self.delete_quietly(&key).await;
+            self.delete_quietly(key).await;
             return Ok(Swap::Conflict);
         }
-        CompactorMetrics::add(&m.swaps_ok, 1);
-        info!(
-            file = %key,
-            chunks = run.len(),
-            records = summary.record_count,
-            input_bytes = summary.input_bytes,
-            file_bytes = summary.file_bytes,
-            "compacted"
-        );
         Ok(Swap::Done)
     }
 
@@ -626,4 +658,15 @@ async fn renew(
             Err(e) => debug!(error = %e, "claim renewal failed"),
         }
     }
+}
+
+/// When a Parquet file was named: the time of the ULID its key ends with
+/// (`...-<ULID>.parquet`, `...-<ULID>.compacted.parquet`); 0 (unchecked by
+/// the catalog) for a key without one.
+fn created_ms(key: &Path) -> i64 {
+    key.filename()
+        .and_then(|name| name.rsplit('-').next())
+        .and_then(|tail| tail.get(..26))
+        .and_then(|id| ulid::Ulid::from_string(id).ok())
+        .map_or(0, |id| i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX))
 }

@@ -711,3 +711,105 @@ async fn deleting_a_topic_eventually_deletes_its_objects() {
         "still holds the live topic's chunk"
     );
 }
+
+/// One batch per (key, value) of round `round`: value `None` = tombstone.
+fn keyed(round: usize, keys: &[(usize, Option<&str>)], timestamp: i64) -> Vec<Bytes> {
+    keys.iter()
+        .map(|(key, value)| {
+            let key = format!("key-{key}").into_bytes();
+            let value = value.map(|v| format!("{v}-{round}").into_bytes());
+            strata_segment::testing::build_batch(
+                &[(Some(key.as_slice()), value.as_deref())],
+                timestamp,
+                None,
+            )
+        })
+        .collect()
+}
+
+/// (offset, key, value) of every record the partition's chunks serve.
+async fn served(h: &Harness, topic: &Topic) -> Vec<(i64, String, Option<String>)> {
+    let mut out = Vec::new();
+    for chunk in h.chunks(topic).await.chunks {
+        let bytes = read_back(&h.store, &chunk.object_key).await;
+        for span in iter_batches(&bytes) {
+            let span = span.expect("framed");
+            let batch = bytes.slice(span.range);
+            let body = strata_segment::batch_body(&batch, &span.header).expect("body");
+            for record in strata_segment::records(&body) {
+                let record = record.expect("record");
+                let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("utf-8");
+                out.push((
+                    span.header.base_offset + i64::from(record.offset_delta),
+                    record.key.map(text).unwrap_or_default(),
+                    record.value.map(text),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Goal: a compacted topic ends up as key-compacted Parquet holding the
+/// latest record of every key at the offset it was written at; a tombstone
+/// stays until `delete.retention.ms` after its first compaction, then
+/// goes. Method: three segments of versions of 4 keys, a pass; a fourth
+/// segment and a pass after `delete.retention.ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_compaction_keeps_the_latest_per_key_at_its_offset() {
+    let h = Harness::new().await;
+    let topic = h
+        .topic(
+            "changelog",
+            &[
+                ("cleanup.policy", "compact"),
+                ("strata.compaction.age.ms", "0"),
+                ("delete.retention.ms", "60000"),
+                // A one-record file next to a four-record one: due.
+                ("min.cleanable.dirty.ratio", "0.1"),
+            ],
+        )
+        .await;
+    let now = h.now();
+    let all = [
+        (0, Some("v")),
+        (1, Some("v")),
+        (2, Some("v")),
+        (3, Some("v")),
+    ];
+    h.segment(&[(&topic, keyed(0, &all, now))]).await; // 0..4
+    h.segment(&[(&topic, keyed(1, &all[..2], now))]).await; // 4..6
+    h.segment(&[(&topic, keyed(2, &[(1, None), (0, Some("v"))], now))])
+        .await; // 6..8
+    let compactor = h.compactor("c1");
+    let report = compactor.pass().await;
+    assert_eq!(report.errors, 0, "{report:?}");
+    let lookup = h.chunks(&topic).await;
+    assert_eq!(lookup.chunks.len(), 1, "{:?}", lookup.chunks);
+    assert!(lookup.chunks[0].object_key.ends_with(".compacted.parquet"));
+    assert_eq!((lookup.log_start_offset, lookup.high_watermark), (0, 8));
+    let some = |o: i64, k: usize, v: &str| (o, format!("key-{k}"), Some(v.to_string()));
+    assert_eq!(
+        served(&h, &topic).await,
+        [
+            some(2, 2, "v-0"),
+            some(3, 3, "v-0"),
+            (6, "key-1".into(), None),
+            some(7, 0, "v-2"),
+        ]
+    );
+    // After delete.retention.ms, the next pass (due: new dirty data)
+    // removes the tombstone.
+    h.advance(60_001);
+    h.segment(&[(&topic, keyed(3, &[(3, Some("v"))], h.now()))])
+        .await; // 8
+    let report = compactor.pass().await;
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!(
+        served(&h, &topic).await,
+        [some(2, 2, "v-0"), some(7, 0, "v-2"), some(8, 3, "v-3")]
+    );
+    let lookup = h.chunks(&topic).await;
+    assert_eq!(lookup.chunks.len(), 1, "{:?}", lookup.chunks);
+    assert_eq!((lookup.log_start_offset, lookup.high_watermark), (0, 9));
+}

@@ -194,6 +194,12 @@ pub enum RecordError {
     /// Bytes remain after the declared number of records.
     #[error("bytes remain after the last record")]
     TrailingBytes,
+    /// A record without a key sent to a compacted topic (`cleanup.policy`
+    /// includes `compact`): key compaction keeps the latest record per key,
+    /// so every record needs one. Give the record a key, or write it to a
+    /// topic with `cleanup.policy=delete`.
+    #[error("a record without a key cannot be written to a compacted topic")]
+    MissingKey,
 }
 
 /// Why a segment object, its footer or a chunk could not be read or built.

@@ -69,8 +69,16 @@ impl<'a> Iterator for RecordIter<'a> {
 /// Checks that `body` holds exactly `records_count` well-framed records whose
 /// offset deltas count up from 0.
 ///
+/// With `require_keys` (a topic whose `cleanup.policy` includes
+/// `compact`), a record without a key fails with [`RecordError::MissingKey`],
+/// as a Kafka broker refuses it.
+///
 /// Returns the failing record's index with the reason.
-pub(crate) fn check_records(body: &[u8], records_count: i32) -> Result<(), (usize, RecordError)> {
+pub(crate) fn check_records(
+    body: &[u8],
+    records_count: i32,
+    require_keys: bool,
+) -> Result<(), (usize, RecordError)> {
     let mut cursor = Cursor { bytes: body };
     let count = usize::try_from(records_count).unwrap_or(0);
     for index in 0..count {
@@ -84,7 +92,11 @@ pub(crate) fn check_records(body: &[u8], records_count: i32) -> Result<(), (usiz
                 })
             }
         };
-        parse_record(&mut cursor, offset_delta_is_index).map_err(|reason| (index, reason))?;
+        let record =
+            parse_record(&mut cursor, offset_delta_is_index).map_err(|reason| (index, reason))?;
+        if require_keys && record.key.is_none() {
+            return Err((index, RecordError::MissingKey));
+        }
     }
     if cursor.bytes.is_empty() {
         Ok(())
@@ -436,7 +448,7 @@ mod tests {
         encoder.push(&mut out, 5, 0, None, Some(b"v"), headers.into_iter());
         encoder.finish(&mut out);
         let body = &out[crate::BATCH_HEADER_LEN..];
-        assert_eq!(check_records(body, 1), Ok(()));
+        assert_eq!(check_records(body, 1, false), Ok(()));
         let record = records(body).next().unwrap().unwrap();
         assert_eq!((record.timestamp_delta, record.offset_delta), (5, 0));
         assert_eq!((record.key, record.value), (None, Some(&b"v"[..])));
@@ -464,15 +476,18 @@ mod tests {
             (None, None),
             (None, Some(&[7; 300])),
         ]);
-        assert_eq!(check_records(&body, 3), Ok(()));
+        assert_eq!(check_records(&body, 3, false), Ok(()));
     }
 
     #[test]
     fn count_mismatch_and_trailing_bytes_fail() {
         let body = encode(&[(Some(b"k"), Some(b"v")), (None, None)]);
-        assert_eq!(check_records(&body, 3), Err((2, RecordError::Truncated)));
         assert_eq!(
-            check_records(&body, 1),
+            check_records(&body, 3, false),
+            Err((2, RecordError::Truncated))
+        );
+        assert_eq!(
+            check_records(&body, 1, false),
             Err((1, RecordError::TrailingBytes))
         );
     }
@@ -481,7 +496,7 @@ mod tests {
     fn offset_deltas_must_count_from_zero() {
         let mut body = Vec::new();
         encode_record(&mut body, 1, None, None);
-        let error = check_records(&body, 1).unwrap_err();
+        let error = check_records(&body, 1, false).unwrap_err();
         assert_eq!(
             error,
             (
@@ -499,7 +514,7 @@ mod tests {
         let mut body = Vec::new();
         put_varint(&mut body, -5);
         assert_eq!(
-            check_records(&body, 1),
+            check_records(&body, 1, false),
             Err((0, RecordError::InvalidLength(-5)))
         );
     }

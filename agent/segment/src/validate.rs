@@ -32,6 +32,11 @@ pub struct Limits {
     /// record INVALID_RECORD). `None`: compressed bodies are checked by
     /// header and CRC only. The agent passes [`crate::decompress`].
     pub decompress: Option<Decompress>,
+    /// Refuse records without a key ([`crate::RecordError::MissingKey`],
+    /// INVALID_RECORD), as Kafka does on a topic whose `cleanup.policy`
+    /// includes `compact`. Compressed batches are checked only when
+    /// `decompress` is set.
+    pub require_keys: bool,
 }
 
 /// Decompresses a batch body (the bytes after the 61-byte header) written
@@ -50,6 +55,7 @@ impl Default for Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             allow_multiple_batches: false,
             decompress: None,
+            require_keys: false,
         }
     }
 }
@@ -164,11 +170,13 @@ fn validate_batch(header: &BatchHeader, bytes: &[u8], limits: &Limits) -> Result
         reason,
     };
     match (compression, limits.decompress) {
-        (Compression::None, _) => check_records(body, header.records_count).map_err(malformed)?,
+        (Compression::None, _) => {
+            check_records(body, header.records_count, limits.require_keys).map_err(malformed)?
+        }
         (_, Some(decompress)) => {
             let plain = decompress(compression, body, DECOMPRESSED_BYTES_MAX)
                 .map_err(|source| BatchError::CorruptCompressed { source })?;
-            check_records(&plain, header.records_count).map_err(malformed)?;
+            check_records(&plain, header.records_count, limits.require_keys).map_err(malformed)?;
         }
         (_, None) => {}
     }
@@ -308,6 +316,30 @@ mod tests {
         let error = error_of(&batch, &Limits::default());
         assert_eq!(error, BatchError::UnsupportedMagic { magic: 1 });
         assert_eq!(error.kafka_error_code(), 87);
+    }
+
+    /// Goal: a compacted topic refuses a keyless record with
+    /// INVALID_RECORD, as a Kafka broker does, and accepts keyed ones;
+    /// other topics accept both.
+    #[test]
+    fn compacted_topics_require_keys() {
+        let compacted = Limits {
+            require_keys: true,
+            ..Limits::default()
+        };
+        let keyless = build_batch(RECORDS, 0, None);
+        let error = error_of(&keyless, &compacted);
+        assert_eq!(
+            error,
+            BatchError::MalformedRecord {
+                record_index: 1,
+                reason: crate::RecordError::MissingKey
+            }
+        );
+        assert_eq!(error.kafka_error_code(), 87);
+        assert!(split_and_validate(&keyless, &Limits::default()).is_ok());
+        let keyed = build_batch(&RECORDS[..1], 0, None);
+        assert!(split_and_validate(&keyed, &compacted).is_ok());
     }
 
     #[test]

@@ -198,6 +198,7 @@ async fn append_partition(
     let limits = Limits {
         max_message_bytes,
         decompress: Some(strata_segment::decompress),
+        require_keys: info.compacted(),
         ..Limits::default()
     };
     let batches = match validate(records, limits, &shared.validations).await {
@@ -369,7 +370,9 @@ fn error_message(code: i16) -> &'static str {
         error_code::RECORD_LIST_TOO_LARGE => {
             "the partition's records are larger than the agent's produce buffer"
         }
-        error_code::INVALID_RECORD => "invalid record batch (Strata accepts magic v2 batches only)",
+        error_code::INVALID_RECORD => {
+            "invalid record batch: Strata accepts magic v2 batches of well-framed records, and on a compacted topic (cleanup.policy=compact) every record needs a key"
+        }
         error_code::KAFKA_STORAGE_ERROR => {
             "the write could not be made durable (object store or catalog unavailable); retry"
         }

@@ -363,6 +363,11 @@ layered! {
         /// [default: 134217728].
         #[arg(long, env = "STRATA_TARGET_FILE_BYTES")]
         target_file_bytes: u64,
+        /// Distinct keys the key compaction map holds at most (about 48
+        /// bytes each); dirty files past it wait for the next pass
+        /// [default: 2000000].
+        #[arg(long, env = "STRATA_KEY_COMPACTION_KEYS_MAX")]
+        key_compaction_keys_max: usize,
         /// Parquet row group size [default: 16777216].
         #[arg(long, env = "STRATA_ROW_GROUP_BYTES")]
         row_group_bytes: usize,
@@ -759,6 +764,9 @@ pub(crate) fn apply_compactor_options(config: &mut CompactorConfig, options: &Co
     }
     if let Some(v) = options.target_file_bytes {
         config.target_file_bytes = v.max(1);
+    }
+    if let Some(v) = options.key_compaction_keys_max {
+        config.key_compaction_keys_max = v.max(1);
     }
     if let Some(v) = options.row_group_bytes {
         config.write.row_group_bytes = v.max(1);

@@ -33,11 +33,16 @@
 //! ```
 #![warn(missing_docs)]
 
+mod compact;
 mod error;
 mod read;
 mod schema;
 mod write;
 
+pub use compact::{
+    CompactedFileWriter, DELETE_HORIZON_BIT, FileOffsets, Horizon, KEY_MAP_COLUMNS, KeyMap,
+    Retained, TxnOutcomes, key_hash, read_row_groups, retain_latest,
+};
 pub use error::{Error, Result};
 pub use read::{Fetched, InMemoryFile, ParquetTierReader};
 pub use schema::{FORMAT_VERSION, metadata_keys, schema};

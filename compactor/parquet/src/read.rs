@@ -185,6 +185,10 @@ impl<R: AsyncFileReader + Clone + Unpin + Send + 'static> ParquetTierReader<R> {
                 last_offset: self.last_offset,
             });
         }
+        if self.row_groups.is_empty() {
+            // A key-compacted file whose records were all removed.
+            return Ok(Assembly::new(max_bytes).finish(self.last_offset));
+        }
         // The last row group whose first batch starts at or before `offset`.
         let mut group = self
             .row_groups

@@ -47,6 +47,10 @@ pub mod metadata_keys {
     pub const BATCH_COUNT: &str = "strata.batch_count";
     /// Largest batch `max_timestamp`, in Kafka milliseconds.
     pub const MAX_TIMESTAMP: &str = "strata.max_timestamp_ms";
+    /// `true` on a file written by key compaction (RFC 0005): it may have
+    /// holes (offsets of removed records) anywhere between its first and
+    /// last offsets, which a fetch skips to the next record.
+    pub const KEY_COMPACTED: &str = "strata.key_compacted";
 }
 
 // Column positions in the top-level schema; the reader and writer index by them.

@@ -291,7 +291,7 @@ pub fn write_file(
     Ok((Bytes::from(file), summary))
 }
 
-fn properties(options: &WriteOptions) -> Result<WriterProperties> {
+pub(crate) fn properties(options: &WriteOptions) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(options.zstd_level)?;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
@@ -326,7 +326,10 @@ fn properties(options: &WriteOptions) -> Result<WriterProperties> {
     Ok(builder.build())
 }
 
-fn metadata(info: &PartitionInfo, summary: &WriteSummary) -> [(&'static str, String); 9] {
+pub(crate) fn metadata(
+    info: &PartitionInfo,
+    summary: &WriteSummary,
+) -> [(&'static str, String); 9] {
     let topic_id: String = info.topic_id.iter().map(|b| format!("{b:02x}")).collect();
     [
         (metadata_keys::FORMAT_VERSION, FORMAT_VERSION.to_string()),
@@ -352,9 +355,9 @@ fn metadata(info: &PartitionInfo, summary: &WriteSummary) -> [(&'static str, Str
 
 /// Counts the bytes written through it: the file size, for any sink.
 #[derive(Debug)]
-struct CountingWrite<W> {
-    inner: W,
-    bytes: u64,
+pub(crate) struct CountingWrite<W> {
+    pub(crate) inner: W,
+    pub(crate) bytes: u64,
 }
 
 impl<W: Write> Write for CountingWrite<W> {

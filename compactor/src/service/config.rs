@@ -41,6 +41,12 @@ pub struct CompactorConfig {
     /// so a client that writes old timestamps and reads them back at once
     /// finds them. Passes in between only compact.
     pub retention_check_interval_ms: i64,
+    /// Distinct keys the key compaction map holds at most (about 48 bytes
+    /// each: the default takes about 100 MiB). A pass whose dirty files
+    /// hold more cleans up to the file where the map filled; the rest is
+    /// cleaned next pass. A single file with more keys is skipped and
+    /// counted (`strata_compactor_key_map_full_total`).
+    pub key_compaction_keys_max: usize,
 }
 
 impl CompactorConfig {
@@ -58,6 +64,7 @@ impl CompactorConfig {
             orphan_sweep_interval: Duration::from_secs(60 * 60),
             claim_lease_ms: 60_000,
             retention_check_interval_ms: 300_000,
+            key_compaction_keys_max: 2_000_000,
         }
     }
 

@@ -33,6 +33,18 @@ pub struct CompactorMetrics {
     /// Failures of any step (catalog, object store, bad data); the work is
     /// retried on the next pass.
     pub errors: AtomicU64,
+    /// Key-compacted files swapped in.
+    pub key_compaction_files: AtomicU64,
+    /// Bytes of Parquet files read by key compaction's rewrite.
+    pub key_compaction_input_bytes: AtomicU64,
+    /// Bytes of key-compacted files written.
+    pub key_compaction_output_bytes: AtomicU64,
+    /// Records key compaction removed (older versions, expired
+    /// tombstones, aborted transactions).
+    pub key_compaction_records_removed: AtomicU64,
+    /// Passes skipped because one dirty file held more distinct keys than
+    /// the key map's cap (`--key-compaction-keys-max`).
+    pub key_map_full: AtomicU64,
 }
 
 impl CompactorMetrics {
@@ -43,7 +55,7 @@ impl CompactorMetrics {
 
     /// The counters in the Prometheus text format.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64, &str); 12] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 17] = [
             ("passes", "", &self.passes, "Passes over every partition."),
             (
                 "files_written",
@@ -100,6 +112,36 @@ impl CompactorMetrics {
                 "",
                 &self.errors,
                 "Failed steps (retried next pass).",
+            ),
+            (
+                "key_compaction_files",
+                "",
+                &self.key_compaction_files,
+                "Key-compacted Parquet files swapped in.",
+            ),
+            (
+                "key_compaction_input_bytes",
+                "",
+                &self.key_compaction_input_bytes,
+                "Parquet bytes read by key compaction.",
+            ),
+            (
+                "key_compaction_output_bytes",
+                "",
+                &self.key_compaction_output_bytes,
+                "Key-compacted Parquet bytes written.",
+            ),
+            (
+                "key_compaction_records_removed",
+                "",
+                &self.key_compaction_records_removed,
+                "Records removed by key compaction.",
+            ),
+            (
+                "key_map_full",
+                "",
+                &self.key_map_full,
+                "Key compaction passes skipped: a file held more keys than --key-compaction-keys-max.",
             ),
         ];
         let mut out = String::new();
