@@ -462,6 +462,9 @@ impl Compactor {
         };
         let (base_offset, end_offset) = (first.base_offset, last.end_offset);
         let file_id = self.ids.ulid();
+        // Named now, on the compactor's clock: the catalog refuses the swap
+        // once the file is older than its max commit age.
+        let created_ms = self.clock.now_ms();
         let key = Path::from(format!(
             "parquet/{}/{}/{:020}-{:020}-{}.parquet",
             info.topic,
@@ -505,7 +508,9 @@ impl Compactor {
                 last_offset: summary.last_offset,
             });
         }
-        let swap = self.install(info, topic, run, &key, &summary, lost).await?;
+        let swap = self
+            .install(info, topic, run, &key, created_ms, &summary, lost)
+            .await?;
         if swap != Swap::Done {
             return Ok(swap);
         }
@@ -521,14 +526,14 @@ impl Compactor {
         Ok(Swap::Done)
     }
 
-    /// Swaps the file at `key` (written from `run`, holding `summary`) in
+    /// Swaps the file at `key` (named at `created_ms`, written from `run`, holding `summary`) in
     /// for `run`; deletes it when the swap is lost or refused.
     async fn install(
         &self,
         info: &PartitionInfo,
         topic: &Topic,
         run: &[Chunk],
-        key: &Path,
+        (key, created_ms): (&Path, i64),
         summary: &strata_parquet::WriteSummary,
         lost: &CancellationToken,
     ) -> Result<Swap, ServiceError> {
@@ -565,7 +570,7 @@ impl Compactor {
                 format: ChunkFormat::Parquet as i32,
                 ..Chunk::default()
             }),
-            object_created_ms: created_ms(key),
+            object_created_ms: created_ms,
         };
         let response = self.swap(request).await?;
         if response.error_code == UNKNOWN_TOPIC_OR_PARTITION {
@@ -658,15 +663,4 @@ async fn renew(
             Err(e) => debug!(error = %e, "claim renewal failed"),
         }
     }
-}
-
-/// When a Parquet file was named: the time of the ULID its key ends with
-/// (`...-<ULID>.parquet`, `...-<ULID>.compacted.parquet`); 0 (unchecked by
-/// the catalog) for a key without one.
-fn created_ms(key: &Path) -> i64 {
-    key.filename()
-        .and_then(|name| name.rsplit('-').next())
-        .and_then(|tail| tail.get(..26))
-        .and_then(|id| ulid::Ulid::from_string(id).ok())
-        .map_or(0, |id| i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX))
 }

@@ -247,6 +247,8 @@ impl Compactor {
                 return Ok(());
             }
             let group = &range[group];
+            // Before the file is named and written, on the compactor's clock.
+            let created_ms = self.clock.now_ms();
             let written = self
                 .rewrite_group(info, group, Arc::clone(&map), Arc::clone(&txns), horizon)
                 .await?;
@@ -254,7 +256,7 @@ impl Compactor {
                 continue;
             };
             match self
-                .install(info, topic, group, &key, &summary, lost)
+                .install(info, topic, group, &key, created_ms, &summary, lost)
                 .await?
             {
                 Swap::Done => {}
