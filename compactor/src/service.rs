@@ -509,7 +509,7 @@ impl Compactor {
             });
         }
         let swap = self
-            .install(info, topic, run, &key, created_ms, &summary, lost)
+            .install(info, topic, run, (&key, created_ms), &summary, lost)
             .await?;
         if swap != Swap::Done {
             return Ok(swap);

@@ -256,7 +256,7 @@ impl Compactor {
                 continue;
             };
             match self
-                .install(info, topic, group, &key, created_ms, &summary, lost)
+                .install(info, topic, group, (&key, created_ms), &summary, lost)
                 .await?
             {
                 Swap::Done => {}
