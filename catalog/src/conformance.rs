@@ -19,6 +19,7 @@ mod commits;
 mod compaction;
 mod groups;
 mod producers;
+mod scram;
 mod topics;
 mod transactions;
 
@@ -50,6 +51,7 @@ pub use self::producers::{
     init_producer_id_rules, producer_batches_in_one_commit, producer_state_expires,
     sequence_wraps_around, transactional_init_producer_id,
 };
+pub use self::scram::scram_credentials;
 pub use self::topics::topic_crud;
 pub use self::transactions::{
     transaction_fencing_and_interleaving, transaction_markers_and_last_stable_offset,
@@ -88,6 +90,7 @@ pub async fn run_all(store: &dyn CatalogStore) {
     transaction_markers_and_last_stable_offset(store).await;
     transaction_fencing_and_interleaving(store).await;
     transactional_offsets(store).await;
+    scram_credentials(store).await;
 }
 
 // ---------- helpers ----------

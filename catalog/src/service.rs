@@ -14,6 +14,7 @@ mod groups;
 mod log;
 mod producers;
 mod rpc_metrics;
+mod scram;
 mod topics;
 mod transactions;
 
@@ -468,6 +469,27 @@ impl Catalog for CatalogService {
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         agents::list_agents(self, request).await
+    }
+
+    async fn describe_scram_credentials(
+        &self,
+        request: Request<DescribeScramCredentialsRequest>,
+    ) -> Result<Response<DescribeScramCredentialsResponse>, Status> {
+        scram::describe(self, request).await
+    }
+
+    async fn alter_scram_credentials(
+        &self,
+        request: Request<AlterScramCredentialsRequest>,
+    ) -> Result<Response<AlterScramCredentialsResponse>, Status> {
+        scram::alter(self, request).await
+    }
+
+    async fn get_scram_credential(
+        &self,
+        request: Request<GetScramCredentialRequest>,
+    ) -> Result<Response<GetScramCredentialResponse>, Status> {
+        scram::get(self, request).await
     }
 }
 

@@ -174,6 +174,21 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<AgentHeartbeatResponse, Status>;
     /// See `Catalog.ListAgents`.
     async fn list_agents(&self, r: ListAgentsRequest) -> Result<ListAgentsResponse, Status>;
+    /// See `Catalog.DescribeScramCredentials`.
+    async fn describe_scram_credentials(
+        &self,
+        r: DescribeScramCredentialsRequest,
+    ) -> Result<DescribeScramCredentialsResponse, Status>;
+    /// See `Catalog.AlterScramCredentials`.
+    async fn alter_scram_credentials(
+        &self,
+        r: AlterScramCredentialsRequest,
+    ) -> Result<AlterScramCredentialsResponse, Status>;
+    /// See `Catalog.GetScramCredential`.
+    async fn get_scram_credential(
+        &self,
+        r: GetScramCredentialRequest,
+    ) -> Result<GetScramCredentialResponse, Status>;
 }
 
 /// The size of the control batch a reader synthesizes for a transaction
@@ -328,4 +343,8 @@ unary! {
     register_agent(RegisterAgentRequest) -> RegisterAgentResponse;
     agent_heartbeat(AgentHeartbeatRequest) -> AgentHeartbeatResponse;
     list_agents(ListAgentsRequest) -> ListAgentsResponse;
+    // SCRAM credentials
+    describe_scram_credentials(DescribeScramCredentialsRequest) -> DescribeScramCredentialsResponse;
+    alter_scram_credentials(AlterScramCredentialsRequest) -> AlterScramCredentialsResponse;
+    get_scram_credential(GetScramCredentialRequest) -> GetScramCredentialResponse;
 }

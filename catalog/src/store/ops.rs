@@ -7,5 +7,6 @@ pub(crate) mod agents;
 pub(crate) mod compaction;
 pub(crate) mod groups;
 pub(crate) mod producers;
+pub(crate) mod scram;
 pub(crate) mod topics;
 pub(crate) mod transactions;

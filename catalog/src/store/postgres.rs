@@ -34,7 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic};
+use strata_catalog_api::proto::{
+    AbortedTransaction, AlterScramCredentialsRequest, AlterScramResult, Chunk, ProducerState,
+    ScramCredential, Topic,
+};
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
@@ -295,6 +298,10 @@ impl StoreReads for PostgresStore {
 
     async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
         reads::list_agents(&get(&self.pool).await?).await
+    }
+
+    async fn scram_credentials(&self, users: Vec<String>) -> Result<Vec<ScramCredential>> {
+        rows::scram::credentials(&get(&self.pool).await?, &users).await
     }
 }
 

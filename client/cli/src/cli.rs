@@ -58,6 +58,9 @@ pub(crate) enum Command {
     /// Copy a topic to local files (one per partition, or one file), read
     /// straight from the object store like `replay`.
     Export(Box<ExportArgs>),
+    /// Manage SASL users: SCRAM credentials stored (salted and iterated)
+    /// in the catalog.
+    User(crate::user_cmd::UserArgs),
 }
 
 /// Settings of `strata compactor`. Each flag also reads the `STRATA_*`
@@ -111,6 +114,8 @@ pub(crate) struct AgentArgs {
     pub(crate) agent: crate::config::AgentOptions,
     #[command(flatten)]
     pub(crate) limits: crate::config::LimitOptions,
+    #[command(flatten)]
+    pub(crate) security: crate::security_config::SecurityOptions,
     #[command(flatten)]
     pub(crate) s3: crate::config::S3Options,
 }
@@ -241,6 +246,10 @@ pub(crate) struct DevArgs {
     /// The agents' limits on what clients may ask.
     #[command(flatten)]
     pub(crate) limits: crate::config::LimitOptions,
+    /// Listeners, TLS and SASL (PLAINTEXT without authentication unless
+    /// set).
+    #[command(flatten)]
+    pub(crate) security: crate::security_config::SecurityOptions,
 }
 
 /// Settings of `strata group`.

@@ -26,6 +26,7 @@ use strata_agent::AgentConfig;
 use strata_compactor::CompactorConfig;
 
 use crate::object_store_url::ObjectStoreUrl;
+use crate::security_config::SecurityOptions;
 
 /// Default catalog gRPC listener.
 pub(crate) const DEFAULT_CATALOG_LISTEN: &str = "127.0.0.1:9093";
@@ -93,6 +94,8 @@ macro_rules! layered {
         }
     };
 }
+
+pub(crate) use layered;
 
 layered! {
     /// Settings of `strata catalog` (file section `[catalog]`).
@@ -397,6 +400,9 @@ pub(crate) struct ConfigFile {
     /// The limit keys of `[agent]` (see [`ConfigFile::parse`]).
     #[serde(skip)]
     pub(crate) agent_limits: LimitOptions,
+    /// The listener and security keys of `[agent]`.
+    #[serde(skip)]
+    pub(crate) agent_security: SecurityOptions,
     /// `[compactor]`.
     #[serde(default)]
     pub(crate) compactor: CompactorOptions,
@@ -428,15 +434,22 @@ impl ConfigFile {
     fn parse(text: &str) -> anyhow::Result<Self> {
         let mut table: toml::Table = toml::from_str(text)?;
         let mut limits = toml::Table::new();
+        let mut security = toml::Table::new();
         if let Some(toml::Value::Table(agent)) = table.get_mut("agent") {
-            for key in LimitOptions::KEYS {
-                if let Some(value) = agent.remove(*key) {
-                    limits.insert((*key).to_string(), value);
+            for (keys, into) in [
+                (LimitOptions::KEYS, &mut limits),
+                (SecurityOptions::KEYS, &mut security),
+            ] {
+                for key in keys {
+                    if let Some(value) = agent.remove(*key) {
+                        into.insert((*key).to_string(), value);
+                    }
                 }
             }
         }
         let mut file: Self = table.try_into()?;
         file.agent_limits = limits.try_into()?;
+        file.agent_security = security.try_into()?;
         Ok(file)
     }
 }
@@ -555,7 +568,11 @@ pub(crate) struct AgentSettings {
 impl AgentSettings {
     /// Applies the production defaults; fails when a required setting is
     /// missing or malformed.
-    pub(crate) fn resolve(options: AgentOptions, limits: &LimitOptions) -> anyhow::Result<Self> {
+    pub(crate) fn resolve(
+        options: AgentOptions,
+        limits: &LimitOptions,
+        security: &SecurityOptions,
+    ) -> anyhow::Result<Self> {
         let object_store = required_object_store(options.object_store.as_deref(), "")?;
         let listen = options.listen.unwrap_or(addr(DEFAULT_AGENT_LISTEN));
         let mut agent = AgentConfig::dev(listen, None);
@@ -571,6 +588,7 @@ impl AgentSettings {
         apply_flush_options(&mut agent, &options);
         apply_cache_options(&mut agent, &options, listen);
         limits.apply(&mut agent);
+        security.apply(&mut agent)?;
         agent.agent_id = options.agent_id.unwrap_or_else(|| {
             default_agent_id(options.node_id, &machine_name(), agent.advertise_port)
         });
@@ -813,8 +831,12 @@ mod tests {
         )
         .expect("valid file");
         let cli = flags(&["--flush-interval-ms", "20", "--s3-region", "us-west-2"]);
-        let settings = AgentSettings::resolve(cli.agent.or(file.agent), &LimitOptions::default())
-            .expect("complete settings");
+        let settings = AgentSettings::resolve(
+            cli.agent.or(file.agent),
+            &LimitOptions::default(),
+            &SecurityOptions::default(),
+        )
+        .expect("complete settings");
         assert_eq!(settings.agent.flush_interval, Duration::from_millis(20));
         assert_eq!(settings.agent.node_id, 7);
         assert_eq!(settings.agent.agent_id, "agent-7");
@@ -832,8 +854,12 @@ mod tests {
             listen: Some(addr("127.0.0.1:19092")),
             ..AgentOptions::default()
         };
-        let settings =
-            AgentSettings::resolve(options, &LimitOptions::default()).expect("complete settings");
+        let settings = AgentSettings::resolve(
+            options,
+            &LimitOptions::default(),
+            &SecurityOptions::default(),
+        )
+        .expect("complete settings");
         assert_eq!(
             settings.agent.flush_interval,
             Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS)
@@ -856,7 +882,12 @@ mod tests {
         .expect("valid file");
         let cli = flags(&["--connections-max-idle-ms", "1500"]);
         let limits = cli.limits.or(file.agent_limits);
-        let settings = AgentSettings::resolve(cli.agent.or(file.agent), &limits).expect("complete");
+        let settings = AgentSettings::resolve(
+            cli.agent.or(file.agent),
+            &limits,
+            &SecurityOptions::default(),
+        )
+        .expect("complete");
         let limits = &settings.agent.limits;
         assert_eq!(limits.max_connections_per_ip, 7);
         assert_eq!(limits.fetch_max_bytes, 1000);
@@ -868,8 +899,12 @@ mod tests {
 
     #[test]
     fn missing_object_store_says_how_to_set_it() {
-        let error = AgentSettings::resolve(AgentOptions::default(), &LimitOptions::default())
-            .expect_err("incomplete");
+        let error = AgentSettings::resolve(
+            AgentOptions::default(),
+            &LimitOptions::default(),
+            &SecurityOptions::default(),
+        )
+        .expect_err("incomplete");
         assert!(error.to_string().contains("--object-store"), "{error}");
     }
 

@@ -5,6 +5,7 @@ pub(super) mod agents;
 pub(super) mod chunks;
 mod groups;
 pub(super) mod producers;
+pub(super) mod scram;
 pub(super) mod topics;
 mod transactions;
 

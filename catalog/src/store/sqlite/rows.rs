@@ -6,6 +6,7 @@ pub(super) mod agents;
 pub(super) mod chunks;
 pub(super) mod groups;
 pub(super) mod producers;
+pub(super) mod scram;
 pub(super) mod topics;
 mod transactions;
 

@@ -7,7 +7,7 @@ use crate::store::migrations;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Version 1: topics, partitions, the chunk index, segments, producers.
 ///
@@ -232,6 +232,32 @@ CREATE TABLE aborted_txns (
 CREATE INDEX transactional_ids_by_state ON transactional_ids (state);
 ";
 
+/// Version 6: security. `scram_credentials` holds each user's SCRAM
+/// credential per mechanism (1 = SHA-256, 2 = SHA-512): salt, StoredKey,
+/// ServerKey and PBKDF2 iterations, never a password. `agent_listeners`
+/// holds each registered agent's advertised address per listener name
+/// (`position` keeps the configured order).
+const V6: &str = "
+CREATE TABLE scram_credentials (
+    user_name TEXT NOT NULL,
+    mechanism INTEGER NOT NULL,
+    salt BLOB NOT NULL,
+    stored_key BLOB NOT NULL,
+    server_key BLOB NOT NULL,
+    iterations INTEGER NOT NULL,
+    PRIMARY KEY (user_name, mechanism)
+) WITHOUT ROWID;
+
+CREATE TABLE agent_listeners (
+    agent_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, position)
+) WITHOUT ROWID;
+";
+
 /// Applies the connection settings every connection needs.
 pub(super) fn configure(connection: &Connection, fsync: bool) -> Result<()> {
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -324,7 +350,7 @@ mod tests {
                 row.get(0)
             })
             .unwrap();
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
         let kept: i32 = connection
             .query_row(
                 "SELECT generation_id FROM classic_groups WHERE group_id = 'old'",
