@@ -72,9 +72,9 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::TxnOffsetCommit, 0, 4),
     // SASL (answered by the connection's authenticator, see
-    // `security::sasl`). SaslHandshake v0 (raw tokens after the
-    // handshake) is not offered; every current client uses v1.
-    (ApiKey::SaslHandshake, 1, 1),
+    // `security::sasl`). After SaslHandshake v0 the tokens travel as raw
+    // frames (librdkafka before 2.x asks for v0 support).
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),

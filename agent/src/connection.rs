@@ -135,6 +135,7 @@ pub(crate) async fn serve(
         .and_then(crate::security::tls::subject_of)
         .map(|subject| Principal::user(&shared.security.config.principal_mapping.map(&subject)))
         .unwrap_or_else(Principal::anonymous);
+    debug!(%peer, listener = %listener.name, %principal, "TLS connection established");
     let (half, writer) = tokio::io::split(stream);
     let reader = TlsRead { half, probe };
     run(shared, reader, writer, peer, listener, principal, stop).await;
@@ -206,6 +207,22 @@ async fn run<R: ConnectionRead, W: AsyncWrite + Unpin + Send + 'static>(
                 break;
             }
         };
+        if auth.expects_raw_token() {
+            let Some(token) = auth.raw_token(&shared, frame).await else {
+                crate::metrics::add(&shared.metrics.sasl_state_closes, 1);
+                debug!(%peer, "closing a connection whose SASL (v0) authentication failed");
+                break;
+            };
+            let mut out = BytesMut::with_capacity(4 + token.len());
+            out.extend_from_slice(&(token.len() as i32).to_be_bytes());
+            out.extend_from_slice(&token);
+            unanswered.fetch_add(1, Ordering::AcqRel);
+            let reply = api::Reply::Frame(out.freeze());
+            if tx.send(Box::pin(std::future::ready(reply))).await.is_err() {
+                break;
+            }
+            continue;
+        }
         let api_key_raw = (&frame[0..2]).get_i16();
         let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
             warn!(%peer, api_key = api_key_raw, "closing connection after an unknown API key");

@@ -114,7 +114,16 @@ def start_secure(tmp_path_factory, name: str, extra: list[str] | None = None) ->
         *(extra or []),
     ]
     server.data_dir.mkdir()
-    server.start()
+    previous = os.environ.get("RUST_LOG")
+    # The mTLS test reads the principal of its connection from the log.
+    os.environ["RUST_LOG"] = "info,strata_agent::connection=debug"
+    try:
+        server.start()
+    finally:
+        if previous is None:
+            os.environ.pop("RUST_LOG")
+        else:
+            os.environ["RUST_LOG"] = previous
     secure = SecureServer(server, ports, certs)
     created = secure.user("create", "alice", "--password-stdin", password=PASSWORD + "\n")
     assert created.returncode == 0, created.stderr + server.log_tail()
@@ -437,8 +446,24 @@ def test_confluent_reauthenticates_and_keeps_producing(secure, topic):
 
 
 def test_mtls_principal_and_certificate_reload(secure):
-    """Goal: a new server certificate on disk is served to new connections without a restart
-    (reload interval 300 ms)."""
+    """Goal: a client certificate's subject maps to its principal through
+    ssl.principal.mapping.rules (CN, lower-cased); a new server certificate on disk is served
+    to new connections without a restart (reload interval 300 ms)."""
+    context = ssl.create_default_context(cafile=str(secure.certs["ca.pem"]))
+    context.load_cert_chain(str(secure.certs["client.pem"]), str(secure.certs["client.key"]))
+    with socket.create_connection(("127.0.0.1", secure.ports["SSL"]), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            port = tls.getsockname()[1]
+            tls.sendall(b"")
+    deadline = time.monotonic() + 10
+    pattern = re.compile(rf"peer=127\.0\.0\.1:{port}.*principal=User:alice")
+    def log() -> str:  # without the terminal colours
+        return re.sub(r"\x1b\[[0-9;]*m", "", secure.server.log_path.read_text(errors="replace"))
+
+    while not pattern.search(log()):
+        assert time.monotonic() < deadline, secure.server.log_tail()
+        time.sleep(0.1)
+
     def served_subject() -> str:
         context = ssl.create_default_context(cafile=str(secure.certs["ca.pem"]))
         with socket.create_connection(("127.0.0.1", secure.ports["SSL"]), timeout=10) as raw:
@@ -472,8 +497,8 @@ def test_user_cli_and_kafka_scram_admin_apis(secure, topic):
         "bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"bob-pw", b"salty")
     for future in admin.alter_user_scram_credentials([upsert]).values():
         future.result(timeout=30)
-    described = admin.describe_user_scram_credentials(["bob"]).result(timeout=30)
-    assert [c.mechanism for c in described["bob"].scram_credential_infos] == [
+    described = admin.describe_user_scram_credentials(["bob"])["bob"].result(timeout=30)
+    assert [c.mechanism for c in described.scram_credential_infos] == [
         ScramMechanism.SCRAM_SHA_256]
     with connect(secure, "SASL_PLAINTEXT") as conn:
         assert scram(conn, "bob", "bob-pw", "sha256") == (0, None)
@@ -482,3 +507,70 @@ def test_user_cli_and_kafka_scram_admin_apis(secure, topic):
     assert deleted.returncode == 0, deleted.stderr
     with connect(secure, "SASL_PLAINTEXT") as conn:
         assert scram(conn, "bob", "bob-pw", "sha256")[0] == SASL_AUTHENTICATION_FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# The catalog's PostgreSQL connection over TLS.
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tls_postgres(tmp_path_factory):
+    """A PostgreSQL cluster of its own (scripts/pg.sh, TLS variant): ssl=on with a server
+    certificate for 127.0.0.1 generated here, and a pg_hba.conf that refuses TCP without TLS."""
+    base = tmp_path_factory.mktemp("pgtls")
+    certs = make_certs(base / "certs", server_cn="localhost")
+    env = {**os.environ, "STRATA_PG_PORT": str(free_port()), "STRATA_PG_DIR": str(base / "pg"),
+           "STRATA_PG_SSL_CERT": str(certs["server.pem"]),
+           "STRATA_PG_SSL_KEY": str(certs["server.key"])}
+    started = subprocess.run([str(REPO / "scripts" / "pg.sh"), "start"], env=env,
+                             capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr
+    url = subprocess.run([str(REPO / "scripts" / "pg.sh"), "url"], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    yield url, certs
+    subprocess.run([str(REPO / "scripts" / "pg.sh"), "stop"], env=env, timeout=60)
+
+
+def run_catalog(url: str, tmp_path: Path) -> tuple[bool, str]:
+    """Starts `strata catalog` on `url`; True once it serves gRPC, False when it exits."""
+    binary = find_strata_bin()
+    port = free_port()
+    log = tmp_path / f"catalog-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(binary), "catalog", "--store", url,
+                                 "--listen", f"127.0.0.1:{port}",
+                                 "--metrics-listen", f"127.0.0.1:{free_port()}"],
+                                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False, log.read_text(errors="replace")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return True, log.read_text(errors="replace")
+            time.sleep(0.1)
+        pytest.fail(f"strata catalog neither served nor exited\n{log.read_text()}")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def test_catalog_on_postgres_honours_sslmode(tls_postgres, tmp_path):
+    """Goal: sslmode is honoured: require and verify-full (with the CA as sslrootcert)
+    connect to a PostgreSQL that accepts only TLS; disable is refused by the server; verify-full
+    with a CA that did not sign the server's certificate is refused by the catalog."""
+    url, certs = tls_postgres
+    ca = certs["ca.pem"]
+    ok, log = run_catalog(f"{url}?sslmode=require", tmp_path)
+    assert ok, log
+    ok, log = run_catalog(f"{url}?sslmode=verify-full&sslrootcert={ca}", tmp_path)
+    assert ok, log
+    ok, log = run_catalog(f"{url}?sslmode=disable", tmp_path)
+    assert not ok and "no encryption" in log, log
+    other = make_certs(tmp_path / "other-ca")["ca.pem"]
+    ok, log = run_catalog(f"{url}?sslmode=verify-ca&sslrootcert={other}", tmp_path)
+    assert not ok, log

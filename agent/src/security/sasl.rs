@@ -62,6 +62,9 @@ pub(crate) struct Authenticator {
     state: State,
     /// The authenticated session: principal, mechanism, end (None: never).
     session: Option<Session>,
+    /// After a SaslHandshake v0, the exchange's tokens arrive as raw
+    /// size-prefixed frames, not SaslAuthenticate requests.
+    raw: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +89,31 @@ impl Authenticator {
             protocol,
             state: State::Handshake,
             session: None,
+            raw: false,
+        }
+    }
+
+    /// Whether the next frame is a raw SASL token (SaslHandshake v0).
+    pub(crate) fn expects_raw_token(&self) -> bool {
+        self.raw && !matches!(self.state, State::Handshake)
+    }
+
+    /// Answers a raw SASL token (SaslHandshake v0): the response token,
+    /// or `None` when authentication failed (the connection closes then,
+    /// as Kafka closes it without a Kafka error for v0 clients).
+    pub(crate) async fn raw_token(&mut self, shared: &Arc<Shared>, token: Bytes) -> Option<Bytes> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(token);
+        let outcome = self.authenticate(shared, 0, request).await;
+        match outcome.response {
+            kafka_protocol::messages::ResponseKind::SaslAuthenticate(r)
+                if r.error_code == error_code::NONE && !outcome.close =>
+            {
+                if !matches!(self.state, State::ScramFinal(..)) {
+                    self.raw = false;
+                }
+                Some(r.auth_bytes)
+            }
+            _ => None,
         }
     }
 
@@ -127,7 +155,11 @@ impl Authenticator {
     ) -> SaslOutcome {
         use kafka_protocol::messages::RequestKind;
         match request {
-            RequestKind::SaslHandshake(r) => self.handshake(shared, r),
+            RequestKind::SaslHandshake(r) => {
+                let outcome = self.handshake(shared, r);
+                self.raw = version == 0 && matches!(self.state, State::Authenticate(_));
+                outcome
+            }
             RequestKind::SaslAuthenticate(r) => self.authenticate(shared, version, r).await,
             _ => unreachable!("gate sends only SASL requests here"),
         }
@@ -201,6 +233,7 @@ impl Authenticator {
                 self.state = State::ScramFinal(mechanism, server);
                 SaslOutcome {
                     response: SaslAuthenticateResponse::default()
+                        .with_error_message(None)
                         .with_auth_bytes(bytes)
                         .into(),
                     close: false,
@@ -248,7 +281,9 @@ impl Authenticator {
             crate::metrics::add(&shared.metrics.sasl_reauthentications, 1);
         }
         info!(%principal, mechanism = mechanism.name(), reauthenticated, "SASL authentication succeeded");
-        let mut response = SaslAuthenticateResponse::default().with_auth_bytes(bytes);
+        let mut response = SaslAuthenticateResponse::default()
+            .with_error_message(None)
+            .with_auth_bytes(bytes);
         if version >= 1 {
             response.session_lifetime_ms = lifetime_ms(lifetime);
         }

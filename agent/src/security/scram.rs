@@ -305,7 +305,9 @@ impl ServerFirst {
         if channel != Some(expected_channel.as_str()) {
             return Err(ScramError::Malformed("channel binding does not match"));
         }
-        if nonce != Some(self.nonce.as_str()) {
+        // As Kafka: the nonce must end with the combined nonce (librdkafka
+        // before 2.1 sends its own nonce once more in front of it).
+        if !nonce.is_some_and(|n| n.ends_with(self.nonce.as_str())) {
             return Err(ScramError::Malformed("nonce does not match"));
         }
         let proof = B64

@@ -21,13 +21,14 @@
 //! Reads use the pool directly, in read-only transactions where a read needs
 //! several statements to agree.
 //!
-//! Connections are unencrypted (`NoTls`) for now: run the catalog next to
-//! PostgreSQL or on a trusted network. TLS comes later.
+//! Connections use TLS as the URL's `sslmode` asks (`disable`, `prefer`,
+//! `require`, `verify-ca`, `verify-full`, with `sslrootcert`; see `tls`).
 
 mod commit;
 mod reads;
 mod rows;
 mod schema;
+mod tls;
 mod writer;
 
 use std::sync::Arc;
@@ -39,7 +40,6 @@ use strata_catalog_api::proto::{
     ScramCredential, Topic,
 };
 use tokio::sync::mpsc;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
@@ -100,11 +100,8 @@ impl PostgresStore {
     /// was migrated by a newer build.
     #[tracing::instrument(level = "info", skip_all)]
     pub async fn open(url: &str, options: PostgresOptions) -> Result<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| Error::InvalidArgument {
-            field: "postgres url",
-            reason: format!("{e}"),
-        })?;
-        Self::open_config(config, options).await
+        let (config, tls) = tls::parse(url)?;
+        Self::open_with(config, tls, options).await
     }
 
     /// Like [`open`](Self::open), with an already parsed connection
@@ -114,7 +111,15 @@ impl PostgresStore {
         config: tokio_postgres::Config,
         options: PostgresOptions,
     ) -> Result<Self> {
-        let pool = connect_pool(config, &options)?;
+        Self::open_with(config, tls::unverified(), options).await
+    }
+
+    async fn open_with(
+        config: tokio_postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+        options: PostgresOptions,
+    ) -> Result<Self> {
+        let pool = connect_pool(config, tls, &options)?;
         let mut client = get(&pool).await?;
         schema::migrate(&mut client).await?;
         drop(client);
@@ -154,7 +159,11 @@ impl Drop for PostgresStore {
 }
 
 /// Builds the connection pool (connections open lazily).
-fn connect_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -> Result<Pool> {
+fn connect_pool(
+    mut config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    options: &PostgresOptions,
+) -> Result<Pool> {
     let timeout = Duration::from_millis(options.connect_timeout_ms.max(1));
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(timeout);
@@ -164,7 +173,7 @@ fn connect_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

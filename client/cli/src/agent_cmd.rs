@@ -17,7 +17,9 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
     let limits = args.limits.or(file.agent_limits);
     let security = args.security.or(file.agent_security);
-    let settings = AgentSettings::resolve(args.agent.or(file.agent), &limits, &security)?;
+    let mut settings = AgentSettings::resolve(args.agent.or(file.agent), &limits, &security)?;
+    settings.fault_injection = args.fault_injection;
+    crate::config::check_fault_injection(settings.fault_injection, settings.metrics_listen)?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
     if args.check_config {
         let printed = format!("{settings:#?}");

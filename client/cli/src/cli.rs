@@ -36,7 +36,7 @@ pub(crate) enum LogFormat {
 pub(crate) enum Command {
     /// Run everything in one process: catalog (SQLite), agent and a
     /// local-directory object store. The embedded default for development.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Inspect and manage consumer groups: list, describe, reset offsets,
     /// delete.
     Group(GroupArgs),
@@ -95,6 +95,12 @@ pub(crate) struct CatalogArgs {
     pub(crate) check_config: bool,
     #[command(flatten)]
     pub(crate) catalog: crate::config::CatalogOptions,
+    /// FOR TESTS ONLY: obey fault rules set over the metrics endpoint
+    /// (`PUT /faults`, `DELETE /faults`). A flag only, with no
+    /// environment variable or file key, and refused unless
+    /// --metrics-listen is a loopback address.
+    #[arg(long)]
+    pub(crate) fault_injection: bool,
 }
 
 /// Settings of `strata agent`. Each flag also reads the `STRATA_*`
@@ -110,6 +116,12 @@ pub(crate) struct AgentArgs {
     /// to anything.
     #[arg(long)]
     pub(crate) check_config: bool,
+    /// FOR TESTS ONLY: obey fault rules set over the metrics endpoint
+    /// (`PUT /faults`, `DELETE /faults`). A flag only, with no
+    /// environment variable or file key, and refused unless
+    /// --metrics-listen is a loopback address.
+    #[arg(long)]
+    pub(crate) fault_injection: bool,
     #[command(flatten)]
     pub(crate) agent: crate::config::AgentOptions,
     #[command(flatten)]

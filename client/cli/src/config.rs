@@ -121,17 +121,6 @@ layered! {
         /// drops out of Metadata [default: 10000].
         #[arg(long, env = "STRATA_AGENT_LEASE_MS")]
         agent_lease_ms: u64,
-        /// FOR TESTS ONLY: commits obey fault rules set over the HTTP
-        /// endpoint (`PUT /faults`: applied late, or reply lost)
-        /// [default: false].
-        #[arg(
-            long,
-            env = "STRATA_FAULT_INJECTION",
-            num_args = 0..=1,
-            default_missing_value = "true",
-            action = clap::ArgAction::Set
-        )]
-        fault_injection: bool,
     }
 }
 
@@ -203,17 +192,6 @@ layered! {
         /// [default: <temp dir>/strata-cache-<listen port>].
         #[arg(long, env = "STRATA_CACHE_DIR")]
         cache_dir: PathBuf,
-        /// FOR TESTS ONLY: wrap the object store in a fault injector driven
-        /// over the HTTP endpoint (`PUT /faults`, `DELETE /faults`)
-        /// [default: false].
-        #[arg(
-            long,
-            env = "STRATA_FAULT_INJECTION",
-            num_args = 0..=1,
-            default_missing_value = "true",
-            action = clap::ArgAction::Set
-        )]
-        fault_injection: bool,
     }
 }
 
@@ -533,7 +511,7 @@ impl CatalogSettings {
                 .unwrap_or(addr(DEFAULT_CATALOG_METRICS_LISTEN)),
             fsync: options.fsync.unwrap_or(true),
             agent_lease_ms: options.agent_lease_ms.unwrap_or(DEFAULT_AGENT_LEASE_MS),
-            fault_injection: options.fault_injection.unwrap_or(false),
+            fault_injection: false,
         })
     }
 }
@@ -603,7 +581,7 @@ impl AgentSettings {
             metrics_listen: options
                 .metrics_listen
                 .unwrap_or(addr(DEFAULT_AGENT_METRICS_LISTEN)),
-            fault_injection: options.fault_injection.unwrap_or(false),
+            fault_injection: false,
             agent,
         })
     }
@@ -775,6 +753,21 @@ pub(crate) fn parse_host_port(text: &str) -> anyhow::Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+/// `--fault-injection` is a flag only (no environment variable, no file
+/// key: configuration alone cannot turn it on in production) and serves
+/// `/faults` only on a loopback metrics endpoint.
+pub(crate) fn check_fault_injection(
+    enabled: bool,
+    metrics_listen: SocketAddr,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !enabled || metrics_listen.ip().is_loopback(),
+        "--fault-injection serves /faults on the metrics endpoint, which must then be on \
+         loopback (e.g. --metrics-listen 127.0.0.1:9644), not {metrics_listen}"
+    );
+    Ok(())
+}
+
 /// One of the `DEFAULT_*` listener constants as an address.
 fn addr(constant: &'static str) -> SocketAddr {
     constant
@@ -912,6 +905,14 @@ mod tests {
     fn unknown_keys_in_the_file_are_errors() {
         let error = ConfigFile::parse("[agent]\nflush_interval = 5\n").expect_err("typo");
         assert!(format!("{error:#}").contains("flush_interval"), "{error:#}");
+        // Fault injection is a flag only: no file key turns it on.
+        for section in ["agent", "catalog"] {
+            let text = format!("[{section}]\nfault_injection = true\n");
+            ConfigFile::parse(&text).expect_err("fault_injection is not a file key");
+        }
+        check_fault_injection(true, addr("127.0.0.1:1")).expect("loopback");
+        check_fault_injection(true, addr("0.0.0.0:1")).expect_err("not loopback");
+        check_fault_injection(false, addr("0.0.0.0:1")).expect("off");
     }
 
     #[test]

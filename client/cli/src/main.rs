@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            cli::Command::Dev(args) => dev::run(args).await,
+            cli::Command::Dev(args) => dev::run(*args).await,
             cli::Command::Group(args) => group_cmd::run(args).await,
             cli::Command::Catalog(args) => catalog_cmd::run(args).await,
             cli::Command::Agent(args) => agent_cmd::run(*args).await,

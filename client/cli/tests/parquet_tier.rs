@@ -141,6 +141,9 @@ forward! {
     register_agent(pb::RegisterAgentRequest) -> pb::RegisterAgentResponse;
     agent_heartbeat(pb::AgentHeartbeatRequest) -> pb::AgentHeartbeatResponse;
     list_agents(pb::ListAgentsRequest) -> pb::ListAgentsResponse;
+    describe_scram_credentials(pb::DescribeScramCredentialsRequest) -> pb::DescribeScramCredentialsResponse;
+    alter_scram_credentials(pb::AlterScramCredentialsRequest) -> pb::AlterScramCredentialsResponse;
+    get_scram_credential(pb::GetScramCredentialRequest) -> pb::GetScramCredentialResponse;
 }
 
 /// One Kafka connection speaking raw frames.
