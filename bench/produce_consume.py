@@ -225,8 +225,17 @@ def latency_summary(lat_ns: list[int]) -> dict:
     }
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def client_conf(args) -> dict:
+    """The --client-config settings (security.protocol, SASL, TLS) every client gets."""
+    conf = {}
+    for kv in getattr(args, "client_config", None) or []:
+        k, _, v = kv.partition("=")
+        conf[k] = v
+    return conf
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, extra: dict | None = None) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
     fs = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
                              request_timeout=30)
     for _, f in fs.items():
@@ -253,6 +262,7 @@ def producer_conf(args, linger_ms: float) -> dict:
         "queue.buffering.max.kbytes": 512 * 1024,
         "message.max.bytes": 8 * MiB,
         "statistics.interval.ms": 0,
+        **client_conf(args),
     }
     for kv in args.producer_config or []:
         k, _, v = kv.partition("=")
@@ -267,7 +277,7 @@ def producer_conf(args, linger_ms: float) -> dict:
 
 def run_throughput(args) -> dict:
     topic = args.topic or f"bench-tput-{'idem' if args.idempotence else 'plain'}-{int(time.time())}"
-    create_topic(args.bootstrap, topic, args.partitions)
+    create_topic(args.bootstrap, topic, args.partitions, client_conf(args))
     payload = os.urandom(args.msg_size)  # incompressible, not that it matters with compression none
     target_msgs = int(args.mb * MiB // args.msg_size)
     per_partition_run = max(1, args.sticky_msgs)
@@ -363,6 +373,7 @@ def consume_all(args, topic: str) -> dict:
         "bootstrap.servers": args.bootstrap,
         # No group coordinator in Strata yet: group.id is required by the
         # client, unused with assign(), nothing is committed.
+        **client_conf(args),
         "group.id": "strata-bench-unused",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -428,7 +439,7 @@ def consume_all(args, topic: str) -> dict:
 
 def run_latency(args) -> dict:
     topic = args.topic or f"bench-lat-{'idem' if args.idempotence else 'plain'}-{int(time.time())}"
-    create_topic(args.bootstrap, topic, args.partitions)
+    create_topic(args.bootstrap, topic, args.partitions, client_conf(args))
     payload = os.urandom(args.msg_size)
     lat: list[int] = []
     errors: list[str] = []
@@ -699,6 +710,9 @@ def main() -> int:
         p.add_argument("--idempotence", type=int, choices=[0, 1], default=0)
         p.add_argument("--batch-size", type=int, default=1_000_000)
         p.add_argument("--flush-timeout", type=float, default=60)
+        p.add_argument("--client-config", action="append", metavar="KEY=VALUE",
+                       help="librdkafka setting for every client (admin, producer, consumer), "
+                            "e.g. security.protocol=SASL_SSL")
         p.add_argument("-X", dest="producer_config", action="append", metavar="KEY=VALUE",
                        help="extra librdkafka producer property (repeatable)")
 

@@ -12,6 +12,9 @@
 # Environment knobs:
 #   STRATA_PG_PORT   default 55432
 #   STRATA_PG_DIR    default $HOME/.cache/strata-pg (data in $STRATA_PG_DIR/data)
+#   STRATA_PG_SSL_CERT, STRATA_PG_SSL_KEY   PEM server certificate and key: the cluster runs
+#                    with ssl=on and a pg_hba.conf that refuses TCP connections without TLS
+#                    (the TLS variant, for tests of the catalog's sslmode handling)
 set -euo pipefail
 
 PORT=${STRATA_PG_PORT:-55432}
@@ -65,18 +68,33 @@ is_running() {
     as_postgres "$BIN/pg_ctl" status -D "$DATA" >/dev/null 2>&1
 }
 
+# The TLS variant: the certificate and key in the data directory, and a
+# pg_hba.conf that accepts TCP only over TLS.
+tls_options() {
+    if [[ -z ${STRATA_PG_SSL_CERT:-} || -z ${STRATA_PG_SSL_KEY:-} ]]; then
+        return
+    fi
+    as_root install -o postgres -g postgres -m 0644 "$STRATA_PG_SSL_CERT" "$DATA/server.crt"
+    as_root install -o postgres -g postgres -m 0600 "$STRATA_PG_SSL_KEY" "$DATA/server.key"
+    printf '%s\n' 'local all all trust' 'hostssl all all 127.0.0.1/32 trust' \
+        'hostnossl all all 0.0.0.0/0 reject' | as_root tee "$DATA/pg_hba.conf" >/dev/null
+    echo "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+}
+
 start() {
     install_if_missing
     init_cluster
     if ! is_running; then
+        local tls
+        tls=$(tls_options)
         as_postgres "$BIN/pg_ctl" start -D "$DATA" -l "$LOG" -w -t 60 \
-            -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" >/dev/null
+            -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 $tls" >/dev/null
     fi
     local exists
-    exists=$(as_postgres "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -tAc \
+    exists=$(as_postgres "$BIN/psql" "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=prefer" -tAc \
         "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'")
     if [[ $exists != 1 ]]; then
-        as_postgres "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qc \
+        as_postgres "$BIN/psql" "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=prefer" -qc \
             "CREATE DATABASE $DATABASE" >/dev/null
     fi
     echo "pg.sh: PostgreSQL running at $(url)" >&2

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::Encodable;
 use tracing::error;
 
+use crate::security::RequestContext;
 use crate::server::Shared;
 
 pub(crate) mod api_versions;
@@ -23,6 +24,7 @@ mod group_unavailable;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod scram_credentials;
 pub(crate) use produce::validations_max;
 mod producers;
 mod topics;
@@ -80,6 +82,13 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // SASL (answered by the connection's authenticator, see
+    // `security::sasl`). After SaslHandshake v0 the tokens travel as raw
+    // frames (librdkafka before 2.x asks for v0 support).
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// Whether `version` of `key` is one this agent implements.
@@ -95,6 +104,7 @@ pub(crate) fn is_supported(key: ApiKey, version: i16) -> bool {
 /// before this returns; the returned future finishes the rest.
 pub(crate) async fn start(
     shared: &Arc<Shared>,
+    context: &RequestContext,
     header: RequestHeader,
     request: RequestKind,
 ) -> Pending {
@@ -105,6 +115,7 @@ pub(crate) async fn start(
         Err(()) => return Box::pin(async { Reply::Close }),
     };
     let shared = shared.clone();
+    let context = context.clone();
     let response: Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>> = match request {
         RequestKind::Produce(r) => produce::start(&shared, version, r).await,
         RequestKind::Fetch(r) => {
@@ -116,7 +127,7 @@ pub(crate) async fn start(
                 }
             });
         }
-        other => Box::pin(async move { handle_simple(&shared, version, other).await }),
+        other => Box::pin(async move { handle_simple(&shared, &context, version, other).await }),
     };
     Box::pin(async move {
         match response.await {
@@ -128,12 +139,13 @@ pub(crate) async fn start(
 
 async fn handle_simple(
     shared: &Arc<Shared>,
+    context: &RequestContext,
     version: i16,
     request: RequestKind,
 ) -> Option<ResponseKind> {
     Some(match request {
         RequestKind::ApiVersions(r) => api_versions::handle(version, r).into(),
-        RequestKind::Metadata(r) => metadata::handle(shared, version, r).await.into(),
+        RequestKind::Metadata(r) => metadata::handle(shared, context, version, r).await.into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(shared, version, r).await.into(),
         RequestKind::CreateTopics(r) => topics::create(shared, version, r).await.into(),
         RequestKind::DeleteTopics(r) => topics::delete(shared, version, r).await.into(),
@@ -143,11 +155,21 @@ async fn handle_simple(
         RequestKind::IncrementalAlterConfigs(r) => {
             configs::incremental_alter(shared, r).await.into()
         }
-        RequestKind::DescribeCluster(r) => describe_cluster::handle(shared, version, r).into(),
+        RequestKind::DescribeCluster(r) => {
+            describe_cluster::handle(shared, context, version, r).into()
+        }
         RequestKind::InitProducerId(r) => producers::init_producer_id(shared, r).await.into(),
         RequestKind::DescribeProducers(r) => producers::describe(shared, r).await.into(),
         RequestKind::DeleteRecords(r) => delete_records::handle(shared, r).await.into(),
-        RequestKind::FindCoordinator(r) => find_coordinator::handle(shared, version, r).into(),
+        RequestKind::FindCoordinator(r) => {
+            find_coordinator::handle(shared, context, version, r).into()
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            scram_credentials::describe(shared, r).await.into()
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            scram_credentials::alter(shared, r).await.into()
+        }
         RequestKind::AddPartitionsToTxn(r) => transactions::add_partitions(shared, version, r)
             .await
             .into(),

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::security::{ListenerConfig, SecurityConfig, SecurityProtocol};
+
 /// Settings of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -61,6 +63,12 @@ pub struct AgentConfig {
     pub produce_timeout: Duration,
     /// Hard limits on what one client may ask of the agent.
     pub limits: Limits,
+    /// The listeners (Kafka's `listeners` / `advertised.listeners`). Empty:
+    /// one PLAINTEXT listener named `PLAINTEXT` on `listen`, advertised as
+    /// `advertise_host:advertise_port`.
+    pub listeners: Vec<ListenerConfig>,
+    /// TLS, SASL and principal settings of the listeners.
+    pub security: SecurityConfig,
 }
 
 /// Hard limits on what clients may ask of an agent (Kafka's broker
@@ -151,6 +159,8 @@ impl AgentConfig {
             },
             produce_timeout: Duration::from_secs(30),
             limits: Limits::default(),
+            listeners: Vec::new(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -167,6 +177,22 @@ pub struct BrokerAddress {
 }
 
 impl AgentConfig {
+    /// The listeners in effect: `listeners`, or one PLAINTEXT listener on
+    /// `listen`. The first one is the agent's primary address (the one it
+    /// registers with the catalog and `strata dev` peers know).
+    pub fn effective_listeners(&self) -> Vec<ListenerConfig> {
+        if !self.listeners.is_empty() {
+            return self.listeners.clone();
+        }
+        vec![ListenerConfig {
+            name: "PLAINTEXT".to_string(),
+            protocol: SecurityProtocol::Plaintext,
+            bind: self.listen,
+            advertise_host: self.advertise_host.clone(),
+            advertise_port: self.advertise_port,
+        }]
+    }
+
     /// The brokers clients are told about: the peers, or this agent alone.
     pub fn brokers(&self) -> Vec<BrokerAddress> {
         if self.peers.is_empty() {

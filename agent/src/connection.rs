@@ -9,33 +9,159 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::{self, Pending};
+use crate::security::sasl::{Authenticator, Gate};
+use crate::security::{ListenerConfig, Principal, RequestContext};
 use crate::server::Shared;
 
 /// Responses a connection may have queued before it stops reading.
 const IN_FLIGHT_MAX: usize = 128;
 
-/// Serves one connection until the client closes it, sends an unparseable
-/// frame, goes idle for `connections_max_idle`, trickles a frame in slower
-/// than `request_read_timeout`, or the agent stops.
+/// The read side of a connection: bytes in, and a way to learn that the
+/// client has gone while a request waits.
+pub(crate) trait ConnectionRead: AsyncRead + Unpin + Send {
+    /// Resolves once the client has closed its side (or the socket
+    /// failed); never while it is merely sending more requests.
+    fn gone(&mut self) -> impl std::future::Future<Output = ()> + Send + '_;
+}
+
+impl ConnectionRead for tokio::net::tcp::OwnedReadHalf {
+    async fn gone(&mut self) {
+        peek_gone(self.as_ref()).await;
+    }
+}
+
+/// The read half of a TLS connection, with a second handle on its socket
+/// to peek at (the TLS stream itself cannot be peeked without consuming).
+struct TlsRead {
+    half: tokio::io::ReadHalf<tokio_rustls::server::TlsStream<TcpStream>>,
+    probe: TcpStream,
+}
+
+impl AsyncRead for TlsRead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.half).poll_read(cx, buf)
+    }
+}
+
+impl ConnectionRead for TlsRead {
+    async fn gone(&mut self) {
+        peek_gone(&self.probe).await;
+    }
+}
+
+async fn peek_gone(stream: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Serves one connection of `listener`: the TLS handshake when the
+/// listener runs TLS, then requests (see [`run`]).
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<ListenerConfig>,
     stop: CancellationToken,
 ) {
-    let (mut reader, writer) = stream.into_split();
+    if !listener.protocol.is_tls() {
+        let (reader, writer) = stream.into_split();
+        run(
+            shared,
+            reader,
+            writer,
+            peer,
+            listener,
+            Principal::anonymous(),
+            stop,
+        )
+        .await;
+        return;
+    }
+    let Some(tls) = shared.security.tls.clone() else {
+        // SecurityState refuses TLS listeners without TLS settings.
+        return;
+    };
+    let probe = match duplicate(&stream) {
+        Ok(probe) => probe,
+        Err(e) => {
+            warn!(%peer, error = %e, "cannot duplicate a socket handle; closing the connection");
+            return;
+        }
+    };
+    let timeout = shared.security.config.handshake_timeout;
+    let accepted = tokio::select! {
+        _ = stop.cancelled() => return,
+        accepted = tokio::time::timeout(timeout, tls.acceptor().accept(stream)) => accepted,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            crate::metrics::add(&shared.metrics.tls_handshake_failures, 1);
+            debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            crate::metrics::add(&shared.metrics.tls_handshake_failures, 1);
+            debug!(%peer, ?timeout, "TLS handshake timed out");
+            return;
+        }
+    };
+    // On SSL listeners the principal is the mapped certificate subject
+    // (mTLS), else ANONYMOUS; SASL_SSL authenticates with SASL instead.
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(crate::security::tls::subject_of)
+        .map(|subject| Principal::user(&shared.security.config.principal_mapping.map(&subject)))
+        .unwrap_or_else(Principal::anonymous);
+    debug!(%peer, listener = %listener.name, %principal, "TLS connection established");
+    let (half, writer) = tokio::io::split(stream);
+    let reader = TlsRead { half, probe };
+    run(shared, reader, writer, peer, listener, principal, stop).await;
+}
+
+/// A second handle on `stream`'s socket (a duplicated descriptor).
+fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = stream.as_fd().try_clone_to_owned()?;
+    TcpStream::from_std(std::net::TcpStream::from(fd))
+}
+
+/// Serves requests until the client closes the connection, sends an
+/// unparseable frame or a request its SASL state does not allow, goes idle
+/// for `connections_max_idle`, trickles a frame in slower than
+/// `request_read_timeout`, does not authenticate within the handshake
+/// timeout, or the agent stops.
+async fn run<R: ConnectionRead, W: AsyncWrite + Unpin + Send + 'static>(
+    shared: Arc<Shared>,
+    mut reader: R,
+    writer: W,
+    peer: SocketAddr,
+    listener: Arc<ListenerConfig>,
+    transport_principal: Principal,
+    stop: CancellationToken,
+) {
     let (tx, rx) = mpsc::channel::<Pending>(IN_FLIGHT_MAX);
     // Requests read and not yet answered: a connection waiting on its own
     // responses (a long-polling fetch, a produce waiting for its flush) is
@@ -55,9 +181,19 @@ pub(crate) async fn serve(
         idle: shared.config.limits.connections_max_idle,
         read_timeout: shared.config.limits.request_read_timeout,
     };
+    let listener_name: Arc<str> = Arc::from(listener.name.as_str());
+    let mut auth = Authenticator::new(listener.protocol);
+    // A SASL client must authenticate within the handshake timeout.
+    let auth_deadline = tokio::time::Instant::now() + shared.security.config.handshake_timeout;
     loop {
+        let unauthenticated = listener.protocol.is_sasl() && auth.principal().is_none();
         let frame = tokio::select! {
             _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(auth_deadline), if unauthenticated => {
+                crate::metrics::add(&shared.metrics.sasl_state_closes, 1);
+                debug!(%peer, "closing a connection that did not authenticate in time");
+                break;
+            }
             frame = read_frame(&mut reader, &limits) => frame,
         };
         let frame = match frame {
@@ -79,13 +215,61 @@ pub(crate) async fn serve(
                 break;
             }
         };
+        if auth.expects_raw_token() {
+            let Some(token) = auth.raw_token(&shared, frame).await else {
+                crate::metrics::add(&shared.metrics.sasl_state_closes, 1);
+                debug!(%peer, "closing a connection whose SASL (v0) authentication failed");
+                break;
+            };
+            let mut out = BytesMut::with_capacity(4 + token.len());
+            out.extend_from_slice(&(token.len() as i32).to_be_bytes());
+            out.extend_from_slice(&token);
+            unanswered.fetch_add(1, Ordering::AcqRel);
+            let reply = api::Reply::Frame(out.freeze());
+            if tx.send(Box::pin(std::future::ready(reply))).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let api_key_raw = (&frame[0..2]).get_i16();
+        let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
+            warn!(%peer, api_key = api_key_raw, "closing connection after an unknown API key");
+            break;
+        };
+        match auth.gate(api_key, Instant::now()) {
+            Gate::Serve => {}
+            Gate::Close(reason) => {
+                crate::metrics::add(&shared.metrics.sasl_state_closes, 1);
+                warn!(%peer, ?api_key, reason, "closing connection");
+                break;
+            }
+            Gate::Sasl => {
+                let Some((pending, close)) = sasl_request(&shared, &mut auth, api_key, frame).await
+                else {
+                    break;
+                };
+                unanswered.fetch_add(1, Ordering::AcqRel);
+                if tx.send(pending).await.is_err() || close {
+                    break;
+                }
+                continue;
+            }
+        }
+        let context = RequestContext {
+            listener: listener_name.clone(),
+            peer,
+            principal: auth
+                .principal()
+                .cloned()
+                .unwrap_or_else(|| transport_principal.clone()),
+        };
         // Starting a request may wait (a produce for room in the buffer):
         // give up when the agent stops or the client goes.
         let started = tokio::select! {
             biased;
-            started = start_request(&shared, frame, peer) => started,
+            started = start_request(&shared, frame, &context) => started,
             _ = stop.cancelled() => break,
-            _ = peer_gone(&mut reader) => break,
+            _ = reader.gone() => break,
         };
         match started {
             Ok(pending) => {
@@ -104,14 +288,23 @@ pub(crate) async fn serve(
     let _ = writer_task.await;
 }
 
-/// Resolves once the client has closed its side (or the socket failed);
-/// never while it is merely sending more requests.
-async fn peer_gone(reader: &mut tokio::net::tcp::OwnedReadHalf) {
-    let mut byte = [0u8; 1];
-    match reader.peek(&mut byte).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
+/// Answers a SaslHandshake or SaslAuthenticate request; `None` closes the
+/// connection at once (an unsupported version or an undecodable frame),
+/// `Some((_, true))` after the answer.
+async fn sasl_request(
+    shared: &Arc<Shared>,
+    auth: &mut Authenticator,
+    api_key: ApiKey,
+    mut frame: Bytes,
+) -> Option<(Pending, bool)> {
+    let version = (&frame[2..4]).get_i16();
+    if !api::is_supported(api_key, version) {
+        return None;
     }
+    let (header, request) = crate::frame::decode_body(api_key, version, &mut frame).ok()?;
+    let outcome = auth.handle(shared, version, request).await;
+    let reply = api::encode(api_key, version, header.correlation_id, &outcome.response);
+    Some((Box::pin(std::future::ready(reply)), outcome.close))
 }
 
 /// Bounds on reading one frame.
@@ -141,8 +334,8 @@ enum FrameError {
 const FRAME_GROWTH_BYTES: usize = 64 * 1024;
 
 /// Reads one size-prefixed frame. `Ok(None)` is a clean end of stream.
-async fn read_frame(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
     limits: &FrameLimits,
 ) -> Result<Option<Bytes>, FrameError> {
     let mut size = [0u8; 4];
@@ -166,8 +359,8 @@ async fn read_frame(
 }
 
 /// Reads the rest of a frame whose first size byte is `size[0]`.
-async fn read_rest(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_rest<R: AsyncRead + Unpin>(
+    reader: &mut R,
     mut size: [u8; 4],
     limit: usize,
 ) -> Result<Bytes, FrameError> {
@@ -213,7 +406,7 @@ async fn read_rest(
 async fn start_request(
     shared: &Arc<Shared>,
     mut frame: Bytes,
-    peer: SocketAddr,
+    context: &RequestContext,
 ) -> Result<Pending, String> {
     let api_key_raw = (&frame[0..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
@@ -234,10 +427,10 @@ async fn start_request(
     let started = std::time::Instant::now();
     let pending = if api::group::is_group_api(api_key) {
         let header = crate::frame::decode_header(api_key, version, &mut frame)?;
-        api::group::forward(shared, api_key, header, frame, peer)
+        api::group::forward(shared, api_key, header, frame, context.peer)
     } else {
         let (header, request) = crate::frame::decode_body(api_key, version, &mut frame)?;
-        api::start(shared, header, request).await
+        api::start(shared, context, header, request).await
     };
     // Request count and latency per API: from the decoded frame to the
     // response ready to write (a long-polling fetch counts its wait).
@@ -256,9 +449,9 @@ struct WriteLimits {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-async fn write_responses(
+async fn write_responses<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Pending>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: W,
     unanswered: Arc<AtomicUsize>,
     limits: WriteLimits,
 ) {

@@ -18,6 +18,12 @@ pub enum Error {
     /// directory is not writable).
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// TLS certificates or keys could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::security::tls::TlsError),
+    /// Listener or security settings that contradict each other.
+    #[error("invalid security settings: {0}")]
+    Security(String),
 }
 
 /// A result with the agent's [`Error`].

@@ -31,6 +31,42 @@ pub(crate) struct Member {
     pub(crate) port: u16,
     /// Kafka's broker rack.
     pub(crate) zone: Option<String>,
+    /// Advertised addresses per listener name; a listener not listed is
+    /// served at `host:port`.
+    pub(crate) listeners: Arc<[ListenerAddress]>,
+}
+
+/// One advertised listener of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListenerAddress {
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Member {
+    /// The address clients of `listener` are told for this agent.
+    pub(crate) fn address(&self, listener: &str) -> (&str, u16) {
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map_or((self.host.as_str(), self.port), |l| {
+                (l.host.as_str(), l.port)
+            })
+    }
+}
+
+/// The advertised listeners of `config`.
+fn own_listeners(config: &AgentConfig) -> Arc<[ListenerAddress]> {
+    config
+        .effective_listeners()
+        .into_iter()
+        .map(|l| ListenerAddress {
+            name: l.name,
+            host: l.advertise_host,
+            port: l.advertise_port,
+        })
+        .collect()
 }
 
 /// A snapshot of the fleet.
@@ -114,6 +150,9 @@ pub(crate) struct Fleet {
     registration: Option<Registration>,
     /// Wakes the heartbeat loop to register again.
     fenced: Notify,
+    /// This agent's id and advertised listeners.
+    own_id: String,
+    own_listeners: Arc<[ListenerAddress]>,
 }
 
 #[derive(Debug)]
@@ -125,6 +164,7 @@ struct Registration {
 impl Fleet {
     /// The fleet for `config`: fixed, or to be joined by [`Fleet::run`].
     pub(crate) fn new(config: &AgentConfig, catalog: Arc<dyn CatalogApi>) -> Self {
+        let own = own_listeners(config);
         let members = config
             .brokers()
             .into_iter()
@@ -138,6 +178,11 @@ impl Fleet {
                     config.zone.clone()
                 } else {
                     None
+                },
+                listeners: if b.node_id == config.node_id {
+                    own.clone()
+                } else {
+                    Arc::from([])
                 },
             })
             .collect();
@@ -155,12 +200,22 @@ impl Fleet {
                 host: config.advertise_host.clone(),
                 port: u32::from(config.advertise_port),
                 zone: config.zone.clone().unwrap_or_default(),
+                listeners: own
+                    .iter()
+                    .map(|l| strata_catalog_api::proto::ListenerAddress {
+                        name: l.name.clone(),
+                        host: l.host.clone(),
+                        port: u32::from(l.port),
+                    })
+                    .collect(),
             },
         });
         Self {
             view: watch::Sender::new(view),
             registration,
             fenced: Notify::new(),
+            own_id: config.agent_id.clone(),
+            own_listeners: own,
         }
     }
 
@@ -310,6 +365,21 @@ impl Fleet {
                     host: agent.host.clone(),
                     port: u16::try_from(agent.port).ok()?,
                     zone: (!agent.zone.is_empty()).then(|| agent.zone.clone()),
+                    listeners: if agent.agent_id == self.own_id {
+                        self.own_listeners.clone()
+                    } else {
+                        agent
+                            .listeners
+                            .iter()
+                            .filter_map(|l| {
+                                Some(ListenerAddress {
+                                    name: l.name.clone(),
+                                    host: l.host.clone(),
+                                    port: u16::try_from(l.port).ok()?,
+                                })
+                            })
+                            .collect()
+                    },
                 })
             })
             .collect();
@@ -341,6 +411,7 @@ mod tests {
             host: "h".to_string(),
             port: 1,
             zone: Some(zone.to_string()),
+            listeners: Arc::from([]),
         }
     }
 

@@ -34,6 +34,7 @@ mod metrics;
 mod parquet_tier;
 mod reader;
 mod reserving_alloc;
+pub mod security;
 mod server;
 mod synced_local_store;
 mod topics;
@@ -45,6 +46,10 @@ pub use fault_store::{
     FaultControl, FaultCounts, FaultInjectingStore, FaultOp, FaultPlan, FaultRule, InjectedFault,
 };
 pub use reserving_alloc::{HUGE_BYTES, ReservingAllocator, limit_malloc_arenas};
+pub use security::{
+    ListenerConfig, Principal, PrincipalMapping, SaslMechanism, SecurityConfig, SecurityProtocol,
+    TlsSettings,
+};
 pub use server::{Agent, Components};
 pub use synced_local_store::SyncedLocalStore;
 

@@ -58,6 +58,19 @@ pub(crate) struct Metrics {
     pub(crate) request_read_timeouts: AtomicU64,
     /// CreateTopics/CreatePartitions refused by a partition limit.
     pub(crate) partition_limit_refusals: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub(crate) tls_handshake_failures: AtomicU64,
+    /// TLS configurations reloaded after their files changed.
+    pub(crate) tls_reloads: AtomicU64,
+    /// Successful SASL authentications (re-authentications included).
+    pub(crate) sasl_authentications: AtomicU64,
+    /// KIP-368 re-authentications that succeeded.
+    pub(crate) sasl_reauthentications: AtomicU64,
+    /// Failed SASL authentications (wrong password or proof, unknown user).
+    pub(crate) sasl_authentication_failures: AtomicU64,
+    /// Connections closed for a request their SASL state does not allow
+    /// (before authentication, or after the session expired).
+    pub(crate) sasl_state_closes: AtomicU64,
     /// Requests and their latency, per API.
     pub(crate) requests: ApiLatencies,
 }
@@ -355,6 +368,42 @@ impl Metrics {
                 "Client connections closed after connections_max_idle_ms without a request.",
                 &plain,
                 load(&self.connections_idle_closed),
+            ),
+            s(
+                "strata_tls_handshake_failures_total",
+                "TLS handshakes that failed or did not finish within the handshake timeout.",
+                &plain,
+                load(&self.tls_handshake_failures),
+            ),
+            s(
+                "strata_tls_reloads_total",
+                "TLS certificate reloads after the files changed.",
+                &plain,
+                load(&self.tls_reloads),
+            ),
+            s(
+                "strata_sasl_authentications_total",
+                "Successful SASL authentications, re-authentications included.",
+                &plain,
+                load(&self.sasl_authentications),
+            ),
+            s(
+                "strata_sasl_reauthentications_total",
+                "Successful KIP-368 re-authentications.",
+                &plain,
+                load(&self.sasl_reauthentications),
+            ),
+            s(
+                "strata_sasl_authentication_failures_total",
+                "Failed SASL authentications (wrong credentials or unknown user).",
+                &plain,
+                load(&self.sasl_authentication_failures),
+            ),
+            s(
+                "strata_sasl_state_closes_total",
+                "Connections closed for a request sent before SASL authentication or after the session expired.",
+                &plain,
+                load(&self.sasl_state_closes),
             ),
             s(
                 "strata_request_read_timeouts_total",

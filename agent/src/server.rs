@@ -18,6 +18,7 @@ use crate::fleet::Fleet;
 use crate::index::PartitionIndex;
 use crate::metrics::Metrics;
 use crate::reader::ChunkReader;
+use crate::security::{ListenerConfig, SecurityState};
 use crate::topics::TopicCache;
 use crate::writer::SegmentWriter;
 
@@ -65,13 +66,16 @@ pub(crate) struct Shared {
     pub(crate) validations: Arc<tokio::sync::Semaphore>,
     /// Fetch response bytes allowed in memory at once.
     pub(crate) fetch_memory: crate::api::fetch_memory::FetchMemory,
+    /// TLS, SASL and principals.
+    pub(crate) security: SecurityState,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::shutdown`].
 #[derive(Debug)]
 pub struct Agent {
     shared: Arc<Shared>,
-    local_addr: std::net::SocketAddr,
+    /// Each listener's name and bound address, in configuration order.
+    local_addrs: Vec<(String, std::net::SocketAddr)>,
     /// Stops accepting and ends idle connections.
     stop_accepting: CancellationToken,
     /// Stops the background tasks once the writer has drained.
@@ -93,19 +97,13 @@ impl Agent {
     /// Binds the listener and starts the agent's tasks with `components`.
     pub async fn start_with(config: AgentConfig, components: Components) -> crate::Result<Self> {
         let catalog = components.catalog.clone();
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| crate::Error::Listen {
-                    address: config.listen,
-                    source,
-                })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| crate::Error::Listen {
-                address: config.listen,
-                source,
-            })?;
+        let listener_configs = config.effective_listeners();
+        let security = SecurityState::new(config.security.clone(), &listener_configs)?;
+        let mut listeners = Vec::with_capacity(listener_configs.len());
+        for listener_config in listener_configs {
+            let (listener, bound) = bind(listener_config.bind).await?;
+            listeners.push((listener, listener_config, bound));
+        }
         let cache = BlockCache::open(config.cache.clone(), components.store.clone()).await?;
         let stop_accepting = CancellationToken::new();
         let stop_background = CancellationToken::new();
@@ -139,25 +137,44 @@ impl Agent {
             metrics,
             fleet,
             validations: Arc::new(tokio::sync::Semaphore::new(crate::api::validations_max())),
+            security,
         });
-        tasks.spawn(accept_loop(
-            shared.clone(),
-            listener,
-            stop_accepting.clone(),
-        ));
-        info!(%local_addr, "agent listening for Kafka clients");
+        if let Some(tls) = &shared.security.tls {
+            tasks.spawn(
+                tls.clone()
+                    .run_reloader(stop_background.clone(), shared.metrics.clone()),
+            );
+        }
+        let slots = Arc::new(ConnectionSlots::new(&shared.config.limits));
+        let mut local_addrs = Vec::with_capacity(listeners.len());
+        for (listener, listener_config, bound) in listeners {
+            info!(listener = %listener_config.name, protocol = %listener_config.protocol, address = %bound, "agent listening for Kafka clients");
+            local_addrs.push((listener_config.name.clone(), bound));
+            tasks.spawn(accept_loop(
+                shared.clone(),
+                listener,
+                Arc::new(listener_config),
+                slots.clone(),
+                stop_accepting.clone(),
+            ));
+        }
         Ok(Self {
             shared,
-            local_addr,
+            local_addrs,
             stop_accepting,
             stop_background,
             tasks,
         })
     }
 
-    /// The address the Kafka listener is bound to.
+    /// The address the first (primary) Kafka listener is bound to.
     pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.local_addr
+        self.local_addrs[0].1
+    }
+
+    /// Every listener's name and bound address, in configuration order.
+    pub fn local_addrs(&self) -> &[(String, std::net::SocketAddr)] {
+        &self.local_addrs
     }
 
     /// Whether the agent may serve: in production mode, once registered
@@ -204,9 +221,22 @@ impl Agent {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
+/// Binds one listener's address.
+async fn bind(address: std::net::SocketAddr) -> crate::Result<(TcpListener, std::net::SocketAddr)> {
+    let error = |source| crate::Error::Listen { address, source };
+    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    listener_config: Arc<ListenerConfig>,
+    slots: Arc<ConnectionSlots>,
+    stop: CancellationToken,
+) {
     let mut connections = JoinSet::new();
-    let slots = Arc::new(ConnectionSlots::new(&shared.config.limits));
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -228,7 +258,13 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, stop: Cancellat
                     };
                     let _ = stream.set_nodelay(true);
                     crate::metrics::add(&shared.metrics.connections, 1);
-                    let serve = crate::connection::serve(shared.clone(), stream, peer, stop.clone());
+                    let serve = crate::connection::serve(
+                        shared.clone(),
+                        stream,
+                        peer,
+                        listener_config.clone(),
+                        stop.clone(),
+                    );
                     connections.spawn(async move {
                         serve.await;
                         drop(slot);

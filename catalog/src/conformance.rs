@@ -20,6 +20,7 @@ mod compaction;
 mod groups;
 mod lease;
 mod producers;
+mod scram;
 mod topics;
 mod transactions;
 
@@ -53,6 +54,7 @@ pub use self::producers::{
     init_producer_id_rules, producer_batches_in_one_commit, producer_state_expires,
     sequence_wraps_around, transactional_init_producer_id,
 };
+pub use self::scram::scram_credentials;
 pub use self::topics::topic_crud;
 pub use self::transactions::{
     transaction_epoch_bumps_and_admin_aborts, transaction_fencing_and_interleaving,
@@ -94,6 +96,7 @@ pub async fn run_all(store: &dyn CatalogStore) {
     transactional_offsets(store).await;
     transactional_batches_are_verified(store).await;
     transaction_epoch_bumps_and_admin_aborts(store).await;
+    scram_credentials(store).await;
 }
 
 // ---------- helpers ----------

@@ -16,6 +16,7 @@ mod ha;
 mod log;
 mod producers;
 mod rpc_metrics;
+mod scram;
 mod topics;
 mod transactions;
 mod txn_admin;
@@ -561,6 +562,25 @@ impl Catalog for CatalogService {
         request: Request<WriteTxnMarkersRequest>,
     ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
         txn_admin::write_txn_markers(self, request).await
+    async fn describe_scram_credentials(
+        &self,
+        request: Request<DescribeScramCredentialsRequest>,
+    ) -> Result<Response<DescribeScramCredentialsResponse>, Status> {
+        scram::describe(self, request).await
+    }
+
+    async fn alter_scram_credentials(
+        &self,
+        request: Request<AlterScramCredentialsRequest>,
+    ) -> Result<Response<AlterScramCredentialsResponse>, Status> {
+        scram::alter(self, request).await
+    }
+
+    async fn get_scram_credential(
+        &self,
+        request: Request<GetScramCredentialRequest>,
+    ) -> Result<Response<GetScramCredentialResponse>, Status> {
+        scram::get(self, request).await
     }
 }
 

@@ -26,8 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_catalog_api::proto::{
-    AbortedTransaction, Chunk, CommitEvent, CommitSegmentRequest, CommitSegmentResponse,
-    InitProducerIdRequest, ProducerState, ReplaceChunksRequest, Topic, TxnProducer,
+    AbortedTransaction, AlterScramCredentialsRequest, AlterScramResult, Chunk, CommitEvent,
+    CommitSegmentRequest, CommitSegmentResponse, InitProducerIdRequest, ListenerAddress,
+    ProducerState, ReplaceChunksRequest, ScramCredential, Topic, TxnProducer,
 };
 use uuid::Uuid;
 
@@ -504,6 +505,8 @@ pub struct AgentRegistration {
     pub port: u32,
     /// Its availability zone, empty for none.
     pub zone: String,
+    /// Its advertised address per listener, in configured order.
+    pub listeners: Vec<ListenerAddress>,
 }
 
 /// An agent's registration as stored.
@@ -525,6 +528,8 @@ pub struct AgentRecord {
     /// Set once its lease expired: its commits fail until it registers
     /// again.
     pub fenced: bool,
+    /// Advertised address per listener, in configured order.
+    pub listeners: Vec<ListenerAddress>,
 }
 
 /// The catalog's persistence.
@@ -788,6 +793,22 @@ pub trait CatalogStore: Debug + Send + Sync + 'static {
     /// lease, every write fails. A release expires the claimant's lease
     /// now (and fences this store).
     async fn claim_lease(&self, claim: LeaseClaim) -> Result<LeaseStatus>;
+    // ---------- SCRAM credentials ----------
+
+    /// Applies SCRAM credential deletions and upsertions (already checked
+    /// by the service: known mechanisms, iterations in range, no user's
+    /// mechanism named twice). Per user, all of its changes or none: a
+    /// user with a deletion of a credential that does not exist gets
+    /// RESOURCE_NOT_FOUND and none of its changes. One result per user,
+    /// in first-mention order. Atomic; idempotent for upsertions.
+    async fn alter_scram_credentials(
+        &self,
+        change: AlterScramCredentialsRequest,
+    ) -> Result<Vec<AlterScramResult>>;
+
+    /// The stored credentials of `users` (every user when empty), sorted
+    /// by user and mechanism.
+    async fn scram_credentials(&self, users: Vec<String>) -> Result<Vec<ScramCredential>>;
 }
 
 /// A shared store.

@@ -39,6 +39,7 @@ async fn register(catalog: &dyn CatalogApi, agent_id: &str, zone: &str) -> Regis
             host: "127.0.0.1".to_string(),
             port: 9092,
             zone: zone.to_string(),
+            listeners: Vec::new(),
         })
         .await
         .expect("register")
@@ -247,6 +248,7 @@ async fn bad_registrations_are_refused() {
         host: "h".to_string(),
         port: 1,
         zone: String::new(),
+        listeners: Vec::new(),
     };
     for bad in [
         RegisterAgentRequest {
@@ -263,6 +265,14 @@ async fn bad_registrations_are_refused() {
         },
         RegisterAgentRequest {
             port: 70_000,
+            ..good.clone()
+        },
+        RegisterAgentRequest {
+            listeners: vec![strata_catalog_api::proto::ListenerAddress {
+                name: "EXTERNAL".to_string(),
+                host: "h".to_string(),
+                port: 0,
+            }],
             ..good.clone()
         },
     ] {

@@ -7,11 +7,13 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 
 use super::str_bytes;
 use crate::error_code;
+use crate::security::RequestContext;
 use crate::server::Shared;
 
 /// Answers DescribeCluster.
 pub(crate) fn handle(
     shared: &Arc<Shared>,
+    context: &RequestContext,
     _version: i16,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
@@ -28,10 +30,11 @@ pub(crate) fn handle(
         .members
         .iter()
         .map(|b| {
+            let (host, port) = b.address(&context.listener);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
-                .with_host(str_bytes(&b.host))
-                .with_port(i32::from(b.port))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
                 .with_rack(b.zone.as_deref().map(str_bytes))
         })
         .collect();

@@ -10,6 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::error_code;
+use crate::security::RequestContext;
 use crate::server::Shared;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -18,17 +19,30 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 /// Answers FindCoordinator (single key before v4, batched from v4).
 pub(crate) fn handle(
     shared: &Arc<Shared>,
+    context: &RequestContext,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let config = &shared.config;
+    // This agent's address on the listener the client came in on.
+    let (host, port) = shared
+        .config
+        .effective_listeners()
+        .into_iter()
+        .find(|l| *l.name == *context.listener)
+        .map(|l| (l.advertise_host, l.advertise_port))
+        .unwrap_or_else(|| {
+            (
+                shared.config.advertise_host.clone(),
+                shared.config.advertise_port,
+            )
+        });
     let node_id = shared.fleet.view().node_id;
     let answer = |key: StrBytes| {
         let mut c = Coordinator::default().with_key(key);
         if matches!(request.key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION) {
             c.node_id = BrokerId(node_id);
-            c.host = str_bytes(&config.advertise_host);
-            c.port = i32::from(config.advertise_port);
+            c.host = str_bytes(&host);
+            c.port = i32::from(port);
         } else {
             c.node_id = BrokerId(-1);
             c.port = -1;

@@ -16,12 +16,14 @@ use uuid::Uuid;
 use super::{str_bytes, topics::create_topic};
 use crate::error_code;
 use crate::fleet::FleetView;
+use crate::security::RequestContext;
 use crate::server::Shared;
 use crate::topics::TopicInfo;
 
 /// Answers Metadata, auto-creating requested topics when allowed.
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
+    context: &RequestContext,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
@@ -36,10 +38,12 @@ pub(crate) async fn handle(
             } else {
                 None
             };
+            // As Kafka: the addresses of the listener the client came in on.
+            let (host, port) = b.address(&context.listener);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
-                .with_host(str_bytes(&b.host))
-                .with_port(i32::from(b.port))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
                 .with_rack(rack)
         })
         .collect();

@@ -162,6 +162,24 @@ pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = E::TransactionalIdNotFound.code();
 /// `STALE_MEMBER_EPOCH` (113).
 pub const STALE_MEMBER_EPOCH: i16 = E::StaleMemberEpoch.code();
 
+/// `UNSUPPORTED_SASL_MECHANISM` (33).
+pub const UNSUPPORTED_SASL_MECHANISM: i16 = E::UnsupportedSaslMechanism.code();
+
+/// `ILLEGAL_SASL_STATE` (34).
+pub const ILLEGAL_SASL_STATE: i16 = E::IllegalSaslState.code();
+
+/// `SASL_AUTHENTICATION_FAILED` (58).
+pub const SASL_AUTHENTICATION_FAILED: i16 = E::SaslAuthenticationFailed.code();
+
+/// `RESOURCE_NOT_FOUND` (91).
+pub const RESOURCE_NOT_FOUND: i16 = E::ResourceNotFound.code();
+
+/// `DUPLICATE_RESOURCE` (92).
+pub const DUPLICATE_RESOURCE: i16 = E::DuplicateResource.code();
+
+/// `UNACCEPTABLE_CREDENTIAL` (93).
+pub const UNACCEPTABLE_CREDENTIAL: i16 = E::UnacceptableCredential.code();
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +194,7 @@ mod tests {
         assert_eq!(KAFKA_STORAGE_ERROR, 56);
         assert_eq!(INVALID_RECORD, 87);
         assert_eq!(STALE_MEMBER_EPOCH, 113);
+        assert_eq!(SASL_AUTHENTICATION_FAILED, 58);
+        assert_eq!(UNACCEPTABLE_CREDENTIAL, 93);
     }
 }

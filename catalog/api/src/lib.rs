@@ -198,6 +198,21 @@ pub trait CatalogApi: std::fmt::Debug + Send + Sync + 'static {
         &self,
         r: WriteTxnMarkersRequest,
     ) -> Result<WriteTxnMarkersResponse, Status>;
+    /// See `Catalog.DescribeScramCredentials`.
+    async fn describe_scram_credentials(
+        &self,
+        r: DescribeScramCredentialsRequest,
+    ) -> Result<DescribeScramCredentialsResponse, Status>;
+    /// See `Catalog.AlterScramCredentials`.
+    async fn alter_scram_credentials(
+        &self,
+        r: AlterScramCredentialsRequest,
+    ) -> Result<AlterScramCredentialsResponse, Status>;
+    /// See `Catalog.GetScramCredential`.
+    async fn get_scram_credential(
+        &self,
+        r: GetScramCredentialRequest,
+    ) -> Result<GetScramCredentialResponse, Status>;
 }
 
 /// The size of the control batch a reader synthesizes for a transaction
@@ -410,4 +425,8 @@ unary! {
     describe_transaction(DescribeTransactionRequest) -> DescribeTransactionResponse;
     abort_transaction(AbortTransactionRequest) -> AbortTransactionResponse;
     write_txn_markers(WriteTxnMarkersRequest) -> WriteTxnMarkersResponse;
+    // SCRAM credentials
+    describe_scram_credentials(DescribeScramCredentialsRequest) -> DescribeScramCredentialsResponse;
+    alter_scram_credentials(AlterScramCredentialsRequest) -> AlterScramCredentialsResponse;
+    get_scram_credential(GetScramCredentialRequest) -> GetScramCredentialResponse;
 }

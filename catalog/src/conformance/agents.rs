@@ -15,6 +15,18 @@ pub async fn register(store: &dyn CatalogStore, agent_id: &str, zone: &str) -> A
             host: format!("{agent_id}.example"),
             port: 9092,
             zone: zone.to_string(),
+            listeners: vec![
+                strata_catalog_api::proto::ListenerAddress {
+                    name: "INTERNAL".to_string(),
+                    host: format!("{agent_id}.example"),
+                    port: 9092,
+                },
+                strata_catalog_api::proto::ListenerAddress {
+                    name: "EXTERNAL".to_string(),
+                    host: format!("{agent_id}-{zone}.public.example"),
+                    port: 19092,
+                },
+            ],
         })
         .await
         .unwrap_or_else(|e| panic!("registering {agent_id}: {e}"))

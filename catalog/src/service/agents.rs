@@ -98,6 +98,7 @@ impl AgentRegistry {
                 host: request.host,
                 port: request.port,
                 zone: request.zone,
+                listeners: request.listeners,
             })
             .await?;
         let node_id = node_id(record.epoch)?;
@@ -228,6 +229,9 @@ async fn reaper(registry: Weak<AgentRegistry>) {
     }
 }
 
+/// Most listeners one agent may register.
+const LISTENERS_MAX: usize = 16;
+
 fn check_registration(request: &RegisterAgentRequest) -> Result<()> {
     let invalid = |field, reason: &str| {
         Err(Error::InvalidArgument {
@@ -243,6 +247,17 @@ fn check_registration(request: &RegisterAgentRequest) -> Result<()> {
     }
     if request.port == 0 || request.port > u32::from(u16::MAX) {
         return invalid("port", "not a TCP port");
+    }
+    if request.listeners.len() > LISTENERS_MAX {
+        return invalid("listeners", "more than 16");
+    }
+    for listener in &request.listeners {
+        if listener.name.is_empty() || listener.host.is_empty() {
+            return invalid("listeners", "a listener without a name or host");
+        }
+        if listener.port == 0 || listener.port > u32::from(u16::MAX) {
+            return invalid("listeners", "a listener port that is not a TCP port");
+        }
     }
     Ok(())
 }
@@ -269,6 +284,7 @@ fn fleet(live: &BTreeMap<String, Lease>) -> Vec<AgentInfo> {
                 port: record.port,
                 zone: record.zone.clone(),
                 epoch: record.epoch,
+                listeners: record.listeners.clone(),
             })
         })
         .collect();

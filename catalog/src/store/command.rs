@@ -4,8 +4,9 @@
 //! store shares over that queue ([`impl_catalog_store!`]).
 
 use strata_catalog_api::proto::{
-    AbortedTransaction, Chunk, CommitSegmentRequest, InitProducerIdRequest, ProducerState,
-    ReplaceChunksRequest, Topic, TxnProducer,
+    AbortedTransaction, AlterScramCredentialsRequest, AlterScramResult, Chunk,
+    CommitSegmentRequest, InitProducerIdRequest, ProducerState, ReplaceChunksRequest,
+    ScramCredential, Topic, TxnProducer,
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -51,6 +52,8 @@ pub(crate) enum Command {
     FenceAgent(String, u64, Reply<bool>),
     // ---------- catalog lease ----------
     ClaimLease(LeaseClaim, Reply<LeaseStatus>),
+    // ---------- SCRAM credentials ----------
+    AlterScram(AlterScramCredentialsRequest, Reply<Vec<AlterScramResult>>),
 }
 
 impl Command {
@@ -134,6 +137,9 @@ impl Command {
             Command::RegisterAgent(registration, reply) => {
                 answered(reply, ops::agents::register(rows, &registration).await)
             }
+            Command::AlterScram(change, reply) => {
+                answered(reply, ops::scram::alter(rows, &change).await)
+            }
             Command::FenceAgent(agent_id, epoch, reply) => {
                 answered(reply, ops::agents::fence(rows, &agent_id, epoch).await)
             }
@@ -173,6 +179,7 @@ impl Command {
             Self::RegisterAgent(_, reply) => drop(reply.send(Err(error()))),
             Self::FenceAgent(_, _, reply) => drop(reply.send(Err(error()))),
             Self::ClaimLease(_, reply) => drop(reply.send(Err(error()))),
+            Self::AlterScram(_, reply) => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -322,6 +329,8 @@ pub(crate) trait StoreReads {
     async fn referenced_objects(&self, object_keys: Vec<String>) -> Result<Vec<String>>;
 
     async fn list_agents(&self) -> Result<Vec<AgentRecord>>;
+
+    async fn scram_credentials(&self, users: Vec<String>) -> Result<Vec<ScramCredential>>;
 }
 
 /// Implements [`CatalogStore`](crate::store::CatalogStore) for a store with
@@ -644,6 +653,24 @@ macro_rules! impl_catalog_store {
                     claim: $crate::store::LeaseClaim,
                 ) -> Result<$crate::store::LeaseStatus> {
                     self.commands.claim_lease(claim).await
+                }
+
+                #[tracing::instrument(level = "debug", skip_all)]
+                async fn alter_scram_credentials(
+                    &self,
+                    change: AlterScramCredentialsRequest,
+                ) -> Result<Vec<AlterScramResult>> {
+                    self.commands
+                        .write(|reply| Command::AlterScram(change, reply))
+                        .await
+                }
+
+                #[tracing::instrument(level = "debug", skip_all, fields(users = users.len()))]
+                async fn scram_credentials(
+                    &self,
+                    users: Vec<String>,
+                ) -> Result<Vec<ScramCredential>> {
+                    <$store as StoreReads>::scram_credentials(self, users).await
                 }
             }
         };

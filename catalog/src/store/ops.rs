@@ -8,5 +8,6 @@ pub(crate) mod compaction;
 pub(crate) mod groups;
 pub(crate) mod lease;
 pub(crate) mod producers;
+pub(crate) mod scram;
 pub(crate) mod topics;
 pub(crate) mod transactions;

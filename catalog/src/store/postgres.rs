@@ -21,22 +21,25 @@
 //! Reads use the pool directly, in read-only transactions where a read needs
 //! several statements to agree.
 //!
-//! Connections are unencrypted (`NoTls`) for now: run the catalog next to
-//! PostgreSQL or on a trusted network. TLS comes later.
+//! Connections use TLS as the URL's `sslmode` asks (`disable`, `prefer`,
+//! `require`, `verify-ca`, `verify-full`, with `sslrootcert`; see `tls`).
 
 mod commit;
 mod reads;
 mod rows;
 mod schema;
+mod tls;
 mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic};
+use strata_catalog_api::proto::{
+    AbortedTransaction, AlterScramCredentialsRequest, AlterScramResult, Chunk, ProducerState,
+    ScramCredential, Topic,
+};
 use tokio::sync::mpsc;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::store::command::{CommandQueue, StoreReads, impl_catalog_store};
@@ -109,11 +112,8 @@ impl PostgresStore {
     /// was migrated by a newer build.
     #[tracing::instrument(level = "info", skip_all)]
     pub async fn open(url: &str, options: PostgresOptions) -> Result<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| Error::InvalidArgument {
-            field: "postgres url",
-            reason: format!("{e}"),
-        })?;
-        Self::open_config(config, options).await
+        let (config, tls) = tls::parse(url)?;
+        Self::open_with(config, tls, options).await
     }
 
     /// Like [`open`](Self::open), with an already parsed connection
@@ -123,7 +123,15 @@ impl PostgresStore {
         config: tokio_postgres::Config,
         options: PostgresOptions,
     ) -> Result<Self> {
-        let pool = connect_pool(config, &options)?;
+        Self::open_with(config, tls::unverified(), options).await
+    }
+
+    async fn open_with(
+        config: tokio_postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+        options: PostgresOptions,
+    ) -> Result<Self> {
+        let pool = connect_pool(config, tls, &options)?;
         let mut client = get(&pool).await?;
         schema::migrate(&mut client).await?;
         drop(client);
@@ -169,7 +177,11 @@ impl Drop for PostgresStore {
 }
 
 /// Builds the connection pool (connections open lazily).
-fn connect_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -> Result<Pool> {
+fn connect_pool(
+    mut config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    options: &PostgresOptions,
+) -> Result<Pool> {
     let timeout = Duration::from_millis(options.connect_timeout_ms.max(1));
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(timeout);
@@ -185,7 +197,7 @@ fn connect_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -327,6 +339,10 @@ impl StoreReads for PostgresStore {
 
     async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
         reads::list_agents(&get(&self.pool).await?).await
+    }
+
+    async fn scram_credentials(&self, users: Vec<String>) -> Result<Vec<ScramCredential>> {
+        rows::scram::credentials(&get(&self.pool).await?, &users).await
     }
 }
 

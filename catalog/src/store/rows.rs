@@ -13,7 +13,9 @@
 //! driver is synchronous) and its writer thread polls an operation once
 //! (`sqlite::writer::ready`).
 
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, CommitSegmentRequest, Topic};
+use strata_catalog_api::proto::{
+    AbortedTransaction, Chunk, CommitSegmentRequest, ScramCredential, Topic,
+};
 use uuid::Uuid;
 
 use crate::Result;
@@ -61,6 +63,18 @@ pub(crate) trait AgentRows: Rows {
     /// Fences the agent's registration of `epoch` if it is still current;
     /// returns whether a registration of `epoch` exists (now fenced).
     async fn fence_agent(&mut self, agent_id: &str, epoch: i64) -> Result<bool>;
+}
+
+/// SCRAM credentials.
+pub(crate) trait ScramRows: Rows {
+    /// Whether `user` has a credential of `mechanism`.
+    async fn scram_exists(&mut self, user: &str, mechanism: i32) -> Result<bool>;
+
+    /// Deletes `user`'s credential of `mechanism` (nothing if absent).
+    async fn delete_scram(&mut self, user: &str, mechanism: i32) -> Result<()>;
+
+    /// Inserts or replaces a credential.
+    async fn upsert_scram(&mut self, credential: &ScramCredential) -> Result<()>;
 }
 
 /// Topics and their partitions.
@@ -321,11 +335,12 @@ pub(crate) trait GroupRows: Rows {
 
 /// Every row trait: what a backend's write transaction implements.
 pub(crate) trait StoreRows:
-    SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows
+    SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows + ScramRows
 {
 }
 
-impl<R: SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows> StoreRows for R {}
+impl<R: SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows + ScramRows>
+    StoreRows for R {}
 
 /// The catalog lease (one row) and the writer's fencing check.
 pub(crate) trait LeaseRows: Rows {

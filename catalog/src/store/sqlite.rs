@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
-use strata_catalog_api::proto::{AbortedTransaction, Chunk, ProducerState, Topic};
+use strata_catalog_api::proto::{
+    AbortedTransaction, AlterScramCredentialsRequest, AlterScramResult, Chunk, ProducerState,
+    ScramCredential, Topic,
+};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -331,6 +334,11 @@ impl StoreReads for SqliteStore {
 
     async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
         self.read(|connection, _| reads::list_agents(connection))
+            .await
+    }
+
+    async fn scram_credentials(&self, users: Vec<String>) -> Result<Vec<ScramCredential>> {
+        self.read(move |connection, _| rows::scram::credentials(connection, &users))
             .await
     }
 }

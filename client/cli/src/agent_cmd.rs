@@ -16,7 +16,10 @@ use crate::config::{AgentSettings, ConfigFile, S3Settings};
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
     let limits = args.limits.or(file.agent_limits);
-    let settings = AgentSettings::resolve(args.agent.or(file.agent), &limits)?;
+    let security = args.security.or(file.agent_security);
+    let mut settings = AgentSettings::resolve(args.agent.or(file.agent), &limits, &security)?;
+    settings.fault_injection = args.fault_injection;
+    crate::config::check_fault_injection(settings.fault_injection, settings.metrics_listen)?;
     let s3 = S3Settings::resolve(args.s3.or(file.s3));
     if args.check_config {
         let printed = format!("{settings:#?}");
@@ -49,6 +52,9 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_faults(faults.map(|f| Arc::new(f) as Arc<dyn crate::http::FaultSwitch>)),
     )
     .await?;
+    for (name, address) in agent.local_addrs() {
+        info!(listener = %name, %address, "Kafka listener");
+    }
     info!(
         kafka = %agent.local_addr(),
         catalog = %settings.catalog,

@@ -20,7 +20,9 @@ use crate::config::{CatalogSettings, ConfigFile};
 /// in flight and exits.
 pub(crate) async fn run(args: CatalogArgs) -> anyhow::Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
-    let settings = CatalogSettings::resolve(args.catalog.or(file.catalog))?;
+    let mut settings = CatalogSettings::resolve(args.catalog.or(file.catalog))?;
+    settings.fault_injection = args.fault_injection;
+    crate::config::check_fault_injection(settings.fault_injection, settings.metrics_listen)?;
     if args.check_config {
         store_kind(&settings.store)?;
         print_settings(&format!("{settings:#?}"));

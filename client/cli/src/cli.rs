@@ -61,6 +61,9 @@ pub(crate) enum Command {
     /// Inspect transactions and end a stuck one: list, describe, abort
     /// (through the catalog, the coordinator of every transactional id).
     Txn(TxnArgs),
+    /// Manage SASL users: SCRAM credentials stored (salted and iterated)
+    /// in the catalog.
+    User(crate::user_cmd::UserArgs),
 }
 
 /// Settings of `strata txn`.
@@ -141,6 +144,12 @@ pub(crate) struct CatalogArgs {
     pub(crate) check_config: bool,
     #[command(flatten)]
     pub(crate) catalog: crate::config::CatalogOptions,
+    /// FOR TESTS ONLY: obey fault rules set over the metrics endpoint
+    /// (`PUT /faults`, `DELETE /faults`). A flag only, with no
+    /// environment variable or file key, and refused unless
+    /// --metrics-listen is a loopback address.
+    #[arg(long)]
+    pub(crate) fault_injection: bool,
 }
 
 /// Settings of `strata agent`. Each flag also reads the `STRATA_*`
@@ -156,10 +165,18 @@ pub(crate) struct AgentArgs {
     /// to anything.
     #[arg(long)]
     pub(crate) check_config: bool,
+    /// FOR TESTS ONLY: obey fault rules set over the metrics endpoint
+    /// (`PUT /faults`, `DELETE /faults`). A flag only, with no
+    /// environment variable or file key, and refused unless
+    /// --metrics-listen is a loopback address.
+    #[arg(long)]
+    pub(crate) fault_injection: bool,
     #[command(flatten)]
     pub(crate) agent: crate::config::AgentOptions,
     #[command(flatten)]
     pub(crate) limits: crate::config::LimitOptions,
+    #[command(flatten)]
+    pub(crate) security: crate::security_config::SecurityOptions,
     #[command(flatten)]
     pub(crate) s3: crate::config::S3Options,
 }
@@ -295,6 +312,10 @@ pub(crate) struct DevArgs {
     /// The agents' limits on what clients may ask.
     #[command(flatten)]
     pub(crate) limits: crate::config::LimitOptions,
+    /// Listeners, TLS and SASL (PLAINTEXT without authentication unless
+    /// set).
+    #[command(flatten)]
+    pub(crate) security: crate::security_config::SecurityOptions,
 }
 
 /// Settings of `strata group`.

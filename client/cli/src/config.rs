@@ -26,6 +26,7 @@ use strata_agent::AgentConfig;
 use strata_compactor::CompactorConfig;
 
 use crate::object_store_url::ObjectStoreUrl;
+use crate::security_config::SecurityOptions;
 
 /// Default catalog gRPC listener.
 pub(crate) const DEFAULT_CATALOG_LISTEN: &str = "127.0.0.1:9093";
@@ -96,6 +97,8 @@ macro_rules! layered {
     };
 }
 
+pub(crate) use layered;
+
 layered! {
     /// Settings of `strata catalog` (file section `[catalog]`).
     #[derive(Debug, Default, Clone, Args, Deserialize)]
@@ -140,17 +143,6 @@ layered! {
         /// sequence, then agents resync [default: 2000].
         #[arg(long, env = "STRATA_COMMIT_GAP_TIMEOUT_MS")]
         commit_gap_timeout_ms: u64,
-        /// FOR TESTS ONLY: commits obey fault rules set over the HTTP
-        /// endpoint (`PUT /faults`: applied late, or reply lost)
-        /// [default: false].
-        #[arg(
-            long,
-            env = "STRATA_FAULT_INJECTION",
-            num_args = 0..=1,
-            default_missing_value = "true",
-            action = clap::ArgAction::Set
-        )]
-        fault_injection: bool,
     }
 }
 
@@ -225,17 +217,6 @@ layered! {
         /// [default: <temp dir>/strata-cache-<listen port>].
         #[arg(long, env = "STRATA_CACHE_DIR")]
         cache_dir: PathBuf,
-        /// FOR TESTS ONLY: wrap the object store in a fault injector driven
-        /// over the HTTP endpoint (`PUT /faults`, `DELETE /faults`)
-        /// [default: false].
-        #[arg(
-            long,
-            env = "STRATA_FAULT_INJECTION",
-            num_args = 0..=1,
-            default_missing_value = "true",
-            action = clap::ArgAction::Set
-        )]
-        fault_injection: bool,
     }
 }
 
@@ -445,6 +426,9 @@ pub(crate) struct ConfigFile {
     /// The limit keys of `[agent]` (see [`ConfigFile::parse`]).
     #[serde(skip)]
     pub(crate) agent_limits: LimitOptions,
+    /// The listener and security keys of `[agent]`.
+    #[serde(skip)]
+    pub(crate) agent_security: SecurityOptions,
     /// `[compactor]`.
     #[serde(default)]
     pub(crate) compactor: CompactorOptions,
@@ -476,15 +460,22 @@ impl ConfigFile {
     fn parse(text: &str) -> anyhow::Result<Self> {
         let mut table: toml::Table = toml::from_str(text)?;
         let mut limits = toml::Table::new();
+        let mut security = toml::Table::new();
         if let Some(toml::Value::Table(agent)) = table.get_mut("agent") {
-            for key in LimitOptions::KEYS {
-                if let Some(value) = agent.remove(*key) {
-                    limits.insert((*key).to_string(), value);
+            for (keys, into) in [
+                (LimitOptions::KEYS, &mut limits),
+                (SecurityOptions::KEYS, &mut security),
+            ] {
+                for key in keys {
+                    if let Some(value) = agent.remove(*key) {
+                        into.insert((*key).to_string(), value);
+                    }
                 }
             }
         }
         let mut file: Self = table.try_into()?;
         file.agent_limits = limits.try_into()?;
+        file.agent_security = security.try_into()?;
         Ok(file)
     }
 }
@@ -618,7 +609,7 @@ impl CatalogSettings {
             catalog_lease_ms,
             catalog_lease_renew_interval_ms,
             commit_gap_timeout_ms: options.commit_gap_timeout_ms.unwrap_or(2_000),
-            fault_injection: options.fault_injection.unwrap_or(false),
+            fault_injection: false,
         })
     }
 }
@@ -653,7 +644,11 @@ pub(crate) struct AgentSettings {
 impl AgentSettings {
     /// Applies the production defaults; fails when a required setting is
     /// missing or malformed.
-    pub(crate) fn resolve(options: AgentOptions, limits: &LimitOptions) -> anyhow::Result<Self> {
+    pub(crate) fn resolve(
+        options: AgentOptions,
+        limits: &LimitOptions,
+        security: &SecurityOptions,
+    ) -> anyhow::Result<Self> {
         let object_store = required_object_store(options.object_store.as_deref(), "")?;
         let listen = options.listen.unwrap_or(addr(DEFAULT_AGENT_LISTEN));
         let mut agent = AgentConfig::dev(listen, None);
@@ -669,6 +664,7 @@ impl AgentSettings {
         apply_flush_options(&mut agent, &options);
         apply_cache_options(&mut agent, &options, listen);
         limits.apply(&mut agent);
+        security.apply(&mut agent)?;
         agent.agent_id = options.agent_id.unwrap_or_else(|| {
             default_agent_id(options.node_id, &machine_name(), agent.advertise_port)
         });
@@ -683,7 +679,7 @@ impl AgentSettings {
             metrics_listen: options
                 .metrics_listen
                 .unwrap_or(addr(DEFAULT_AGENT_METRICS_LISTEN)),
-            fault_injection: options.fault_injection.unwrap_or(false),
+            fault_injection: false,
             agent,
         })
     }
@@ -856,6 +852,21 @@ pub(crate) fn parse_host_port(text: &str) -> anyhow::Result<(String, u16)> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     anyhow::ensure!(!host.is_empty(), "`{text}`: the host is empty");
     Ok((host.to_string(), port))
+}
+
+/// `--fault-injection` is a flag only (no environment variable, no file
+/// key: configuration alone cannot turn it on in production) and serves
+/// `/faults` only on a loopback metrics endpoint.
+pub(crate) fn check_fault_injection(
+    enabled: bool,
+    metrics_listen: SocketAddr,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !enabled || metrics_listen.ip().is_loopback(),
+        "--fault-injection serves /faults on the metrics endpoint, which must then be on \
+         loopback (e.g. --metrics-listen 127.0.0.1:9644), not {metrics_listen}"
+    );
+    Ok(())
 }
 
 /// One of the `DEFAULT_*` listener constants as an address.

@@ -78,7 +78,11 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         let task = tokio::spawn(async move { compactor.run(stop).await });
         (task, metrics)
     });
-    let kafka: Vec<String> = agents.iter().map(|a| a.local_addr().to_string()).collect();
+    let kafka: Vec<String> = agents
+        .iter()
+        .flat_map(|a| a.local_addrs().iter())
+        .map(|(name, address)| format!("{name}://{address}"))
+        .collect();
     info!(kafka = %kafka.join(","), catalog = %catalog_addr, data_dir = %data_dir.display(), "strata dev is ready");
 
     let http = tokio::net::TcpListener::bind(args.metrics_listen)
@@ -148,6 +152,10 @@ fn agent_configs(
         None => (args.listen.ip().to_string(), args.listen.port()),
     };
     let count = args.agents.max(1);
+    anyhow::ensure!(
+        count == 1 || args.security.listeners.is_none(),
+        "--listeners works with one agent in strata dev; drop --agents or --listeners"
+    );
     let peers: Vec<BrokerAddress> = (0..count)
         .map(|i| BrokerAddress {
             node_id: i as i32,
@@ -172,6 +180,7 @@ fn agent_configs(
         config.auto_create_topics = args.auto_create_topics;
         config.default_partitions = args.default_partitions.max(1);
         args.limits.apply(&mut config);
+        args.security.apply(&mut config)?;
         config.cache.memory_bytes = args.cache_memory_mb * 1024 * 1024 / count;
         config.cache.disk_bytes = args.cache_disk_mb * 1024 * 1024 / count;
         config.cache.disk_dir =

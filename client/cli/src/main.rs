@@ -13,9 +13,11 @@ mod group_cmd;
 mod http;
 mod object_store_url;
 mod replay_cmd;
+mod security_config;
 mod shutdown;
 mod telemetry;
 mod txn_cmd;
+mod user_cmd;
 
 /// Survives hostile array lengths in Kafka frames; see
 /// `strata_agent::ReservingAllocator`.
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Replay(args) => replay_cmd::replay(*args).await,
             cli::Command::Export(args) => replay_cmd::export(*args).await,
             cli::Command::Txn(args) => txn_cmd::run(args).await,
+            cli::Command::User(args) => user_cmd::run(args).await,
         }
     });
     match result {

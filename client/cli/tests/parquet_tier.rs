@@ -145,6 +145,9 @@ forward! {
     describe_transaction(pb::DescribeTransactionRequest) -> pb::DescribeTransactionResponse;
     abort_transaction(pb::AbortTransactionRequest) -> pb::AbortTransactionResponse;
     write_txn_markers(pb::WriteTxnMarkersRequest) -> pb::WriteTxnMarkersResponse;
+    describe_scram_credentials(pb::DescribeScramCredentialsRequest) -> pb::DescribeScramCredentialsResponse;
+    alter_scram_credentials(pb::AlterScramCredentialsRequest) -> pb::AlterScramCredentialsResponse;
+    get_scram_credential(pb::GetScramCredentialRequest) -> pb::GetScramCredentialResponse;
 }
 
 /// One Kafka connection speaking raw frames.

@@ -21,6 +21,7 @@ pub(crate) async fn register<R: AgentRows>(
         zone: registration.zone.clone(),
         registered_ms: rows.now_ms(),
         fenced: false,
+        listeners: registration.listeners.clone(),
     })
 }
 

@@ -340,11 +340,14 @@ pub(super) async fn list_agents(client: &impl GenericClient) -> Result<Vec<Agent
         )
         .await?;
     let rows = client.query(&statement, &[]).await?;
+    let mut listeners = agent_listeners(client).await?;
     rows.iter()
         .map(|row| {
             let port: i64 = row.try_get(3)?;
+            let agent_id: String = row.try_get(0)?;
             Ok(AgentRecord {
-                agent_id: row.try_get(0)?,
+                listeners: listeners.remove(&agent_id).unwrap_or_default(),
+                agent_id,
                 epoch: to_u64("agent epoch", row.try_get(1)?)?,
                 host: row.try_get(2)?,
                 port: u32::try_from(port).map_err(|_| Error::Corrupt {
@@ -356,6 +359,31 @@ pub(super) async fn list_agents(client: &impl GenericClient) -> Result<Vec<Agent
             })
         })
         .collect()
+}
+
+/// Every agent's listeners, in configured order.
+async fn agent_listeners(
+    client: &impl GenericClient,
+) -> Result<std::collections::HashMap<String, Vec<strata_catalog_api::proto::ListenerAddress>>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT agent_id, name, host, port FROM agent_listeners ORDER BY agent_id, position",
+        )
+        .await?;
+    let mut out: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
+    for row in client.query(&statement, &[]).await? {
+        let port: i64 = row.try_get(3)?;
+        out.entry(row.try_get::<_, String>(0)?).or_default().push(
+            strata_catalog_api::proto::ListenerAddress {
+                name: row.try_get(1)?,
+                host: row.try_get(2)?,
+                port: u32::try_from(port).map_err(|_| Error::Corrupt {
+                    what: format!("listener port {port}"),
+                })?,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// The live topics named in `names` (all when empty), sorted by name;

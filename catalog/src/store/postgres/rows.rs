@@ -6,6 +6,7 @@ pub(super) mod chunks;
 mod groups;
 mod lease;
 pub(super) mod producers;
+pub(super) mod scram;
 pub(super) mod topics;
 mod transactions;
 

@@ -14,7 +14,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7374_7261_7461;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 1: everything the SQLite store has at its version 3 (topics,
 /// partitions, the chunk index, segments, producers, transactional ids,
@@ -234,6 +234,29 @@ CREATE TABLE catalog_lease (
     address TEXT NOT NULL,
     term BIGINT NOT NULL,
     expires_ms BIGINT NOT NULL
+);
+";
+
+/// Version 5: as SQLite's version 7: SCRAM credentials and the agents'
+/// listeners.
+const V5: &str = "
+CREATE TABLE scram_credentials (
+    user_name TEXT NOT NULL,
+    mechanism INTEGER NOT NULL,
+    salt BYTEA NOT NULL,
+    stored_key BYTEA NOT NULL,
+    server_key BYTEA NOT NULL,
+    iterations INTEGER NOT NULL,
+    PRIMARY KEY (user_name, mechanism)
+);
+
+CREATE TABLE agent_listeners (
+    agent_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    host TEXT NOT NULL,
+    port BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, position)
 );
 ";
 

@@ -280,9 +280,11 @@ pub(super) fn list_agents(connection: &Connection) -> Result<Vec<AgentRecord>> {
             row.get::<_, bool>(6)?,
         ))
     })?;
+    let mut listeners = agent_listeners(connection)?;
     rows.map(|row| {
         let (agent_id, epoch, host, port, zone, registered_ms, fenced) = row?;
         Ok(AgentRecord {
+            listeners: listeners.remove(&agent_id).unwrap_or_default(),
             agent_id,
             epoch: to_epoch(epoch)?,
             host,
@@ -293,6 +295,31 @@ pub(super) fn list_agents(connection: &Connection) -> Result<Vec<AgentRecord>> {
         })
     })
     .collect()
+}
+
+/// Every agent's listeners, in configured order.
+fn agent_listeners(
+    connection: &Connection,
+) -> Result<std::collections::HashMap<String, Vec<strata_catalog_api::proto::ListenerAddress>>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT agent_id, name, host, port FROM agent_listeners ORDER BY agent_id, position",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            strata_catalog_api::proto::ListenerAddress {
+                name: row.get(1)?,
+                host: row.get(2)?,
+                port: row.get(3)?,
+            },
+        ))
+    })?;
+    let mut out: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
+    for row in rows {
+        let (agent_id, listener) = row?;
+        out.entry(agent_id).or_default().push(listener);
+    }
+    Ok(out)
 }
 
 /// The live topics named in `names` (all when empty), sorted by name.

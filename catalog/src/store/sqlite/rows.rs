@@ -7,6 +7,7 @@ pub(super) mod chunks;
 pub(super) mod groups;
 pub(super) mod lease;
 pub(super) mod producers;
+pub(super) mod scram;
 pub(super) mod topics;
 mod transactions;
 

@@ -7,7 +7,7 @@ use crate::store::migrations;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Version 1: topics, partitions, the chunk index, segments, producers.
 ///
@@ -243,6 +243,32 @@ CREATE TABLE catalog_lease (
     term INTEGER NOT NULL,
     expires_ms INTEGER NOT NULL
 );
+";
+
+/// Version 7: security. `scram_credentials` holds each user's SCRAM
+/// credential per mechanism (1 = SHA-256, 2 = SHA-512): salt, StoredKey,
+/// ServerKey and PBKDF2 iterations, never a password. `agent_listeners`
+/// holds each registered agent's advertised address per listener name
+/// (`position` keeps the configured order).
+const V7: &str = "
+CREATE TABLE scram_credentials (
+    user_name TEXT NOT NULL,
+    mechanism INTEGER NOT NULL,
+    salt BLOB NOT NULL,
+    stored_key BLOB NOT NULL,
+    server_key BLOB NOT NULL,
+    iterations INTEGER NOT NULL,
+    PRIMARY KEY (user_name, mechanism)
+) WITHOUT ROWID;
+
+CREATE TABLE agent_listeners (
+    agent_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, position)
+) WITHOUT ROWID;
 ";
 
 /// Applies the connection settings every connection needs.

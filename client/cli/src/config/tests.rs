@@ -47,8 +47,12 @@ fn flags_win_over_the_file_and_the_file_over_defaults() {
     )
     .expect("valid file");
     let cli = flags(&["--flush-interval-ms", "20", "--s3-region", "us-west-2"]);
-    let settings = AgentSettings::resolve(cli.agent.or(file.agent), &LimitOptions::default())
-        .expect("complete settings");
+    let settings = AgentSettings::resolve(
+        cli.agent.or(file.agent),
+        &LimitOptions::default(),
+        &SecurityOptions::default(),
+    )
+    .expect("complete settings");
     assert_eq!(settings.agent.flush_interval, Duration::from_millis(20));
     assert_eq!(settings.agent.node_id, 7);
     assert_eq!(settings.agent.agent_id, "agent-7");
@@ -66,8 +70,12 @@ fn production_defaults_turn_the_disk_cache_on() {
         listen: Some(addr("127.0.0.1:19092")),
         ..AgentOptions::default()
     };
-    let settings =
-        AgentSettings::resolve(options, &LimitOptions::default()).expect("complete settings");
+    let settings = AgentSettings::resolve(
+        options,
+        &LimitOptions::default(),
+        &SecurityOptions::default(),
+    )
+    .expect("complete settings");
     assert_eq!(
         settings.agent.flush_interval,
         Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS)
@@ -90,7 +98,12 @@ fn limits_come_from_the_agent_section_and_flags() {
     .expect("valid file");
     let cli = flags(&["--connections-max-idle-ms", "1500"]);
     let limits = cli.limits.or(file.agent_limits);
-    let settings = AgentSettings::resolve(cli.agent.or(file.agent), &limits).expect("complete");
+    let settings = AgentSettings::resolve(
+        cli.agent.or(file.agent),
+        &limits,
+        &SecurityOptions::default(),
+    )
+    .expect("complete");
     let limits = &settings.agent.limits;
     assert_eq!(limits.max_connections_per_ip, 7);
     assert_eq!(limits.fetch_max_bytes, 1000);
@@ -102,8 +115,12 @@ fn limits_come_from_the_agent_section_and_flags() {
 
 #[test]
 fn missing_object_store_says_how_to_set_it() {
-    let error = AgentSettings::resolve(AgentOptions::default(), &LimitOptions::default())
-        .expect_err("incomplete");
+    let error = AgentSettings::resolve(
+        AgentOptions::default(),
+        &LimitOptions::default(),
+        &SecurityOptions::default(),
+    )
+    .expect_err("incomplete");
     assert!(error.to_string().contains("--object-store"), "{error}");
 }
 
@@ -111,6 +128,14 @@ fn missing_object_store_says_how_to_set_it() {
 fn unknown_keys_in_the_file_are_errors() {
     let error = ConfigFile::parse("[agent]\nflush_interval = 5\n").expect_err("typo");
     assert!(format!("{error:#}").contains("flush_interval"), "{error:#}");
+    // Fault injection is a flag only: no file key turns it on.
+    for section in ["agent", "catalog"] {
+        let text = format!("[{section}]\nfault_injection = true\n");
+        ConfigFile::parse(&text).expect_err("fault_injection is not a file key");
+    }
+    check_fault_injection(true, addr("127.0.0.1:1")).expect("loopback");
+    check_fault_injection(true, addr("0.0.0.0:1")).expect_err("not loopback");
+    check_fault_injection(false, addr("0.0.0.0:1")).expect("off");
 }
 
 #[test]

@@ -29,6 +29,25 @@ impl AgentRows for WriteContext<'_, '_> {
                 ],
             )
             .await?;
+        self.execute(
+            "DELETE FROM agent_listeners WHERE agent_id = $1",
+            &[&registration.agent_id],
+        )
+        .await?;
+        for (position, listener) in registration.listeners.iter().enumerate() {
+            self.execute(
+                "INSERT INTO agent_listeners (agent_id, position, name, host, port)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &registration.agent_id,
+                    &(position as i32),
+                    &listener.name,
+                    &listener.host,
+                    &i64::from(listener.port),
+                ],
+            )
+            .await?;
+        }
         Ok(row.try_get(0)?)
     }
 

@@ -34,6 +34,23 @@ impl AgentRows for WriteContext<'_> {
                 registration.zone,
                 self.now_ms
             ])?;
+        connection
+            .prepare_cached("DELETE FROM agent_listeners WHERE agent_id = ?1")?
+            .execute([&registration.agent_id])?;
+        for (position, listener) in registration.listeners.iter().enumerate() {
+            connection
+                .prepare_cached(
+                    "INSERT INTO agent_listeners (agent_id, position, name, host, port)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    registration.agent_id,
+                    position as i64,
+                    listener.name,
+                    listener.host,
+                    listener.port
+                ])?;
+        }
         Ok(epoch)
     }
 
