@@ -562,6 +562,8 @@ impl Catalog for CatalogService {
         request: Request<WriteTxnMarkersRequest>,
     ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
         txn_admin::write_txn_markers(self, request).await
+    }
+
     async fn describe_scram_credentials(
         &self,
         request: Request<DescribeScramCredentialsRequest>,

@@ -339,8 +339,10 @@ pub(crate) trait StoreRows:
 {
 }
 
-impl<R: SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows + ScramRows>
-    StoreRows for R {}
+impl<R: SegmentRows + AgentRows + TopicRows + TxnRows + GroupRows + LeaseRows + ScramRows> StoreRows
+    for R
+{
+}
 
 /// The catalog lease (one row) and the writer's fencing check.
 pub(crate) trait LeaseRows: Rows {
