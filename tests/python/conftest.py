@@ -169,12 +169,22 @@ _SHARED: list[StrataServer] = []
 
 
 def _start_server(tmp_path_factory, name: str, **kwargs) -> StrataServer:
+    """A started server. One that exits before listening (a free port it chose, or the next
+    port an extra agent takes, was taken meanwhile by a parallel process) is started again on
+    new ports, at most three times."""
     binary = find_strata_bin()
-    base = tmp_path_factory.mktemp(name)
-    server = StrataServer(binary, base / "data", base / "strata.log", **kwargs)
-    server.data_dir.mkdir()
-    server.start()
-    return server
+    for attempt in range(3):
+        base = tmp_path_factory.mktemp(name)
+        server = StrataServer(binary, base / "data", base / "strata.log", **kwargs)
+        server.data_dir.mkdir()
+        try:
+            server.start()
+            return server
+        except pytest.fail.Exception:
+            exited = server.proc is not None and server.proc.poll() is not None
+            if not exited or attempt == 2 or "Address already in use" not in server.log_tail():
+                raise
+    raise AssertionError("unreachable")
 
 
 def _own_server(request, tmp_path_factory, name: str, **kwargs):
